@@ -1,0 +1,39 @@
+# Breakeven: every target does its own set-up on a fresh clone (virtual environment, install).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP) ## Create the virtual environment and install the package with its dev tools
+
+lint: $(STAMP) ## ruff, mypy (strict on the package) and the import-linter layering contract
+	$(VENV)/bin/ruff check operator tests bench e2e
+	$(VENV)/bin/ruff format --check operator tests bench e2e
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+generate: $(STAMP) ## Regenerate the CRD, chart CRDs and API docs from the pydantic models
+	$(PY) -m breakeven.schema
+
+test-unit: $(STAMP) ## Unit tests of the pure core (no cluster)
+	$(PY) -m pytest -q -m "not integration and not e2e"
+
+test: lint test-unit test-integration test-e2e ## Every tier: lint, unit, integration, e2e
+
+bench: $(STAMP) ## Benchmarks; figures go to docs/performance.md
+	$(PY) bench/run.py
+
+include e2e/e2e.mk
+
+.PHONY: help venv lint generate test-unit test bench

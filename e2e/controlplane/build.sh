@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Build the local test control plane from pinned Go modules (see docs/testing.md).
+#
+# Each component has a module of its own under e2e/controlplane/<name>/, so their dependency graphs
+# never meet. Binaries land in $BREAKEVEN_E2E_CACHE/bin (default ~/.cache/breakeven-e2e/bin), named
+# with their version: a warm machine skips the build, a cold one builds once. The Go module cache
+# and the Go build cache stay in their default places outside the repository.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cache=${BREAKEVEN_E2E_CACHE:-$HOME/.cache/breakeven-e2e}
+bin=$cache/bin
+mkdir -p "$bin" "$cache/data"
+
+# Pinned versions; each must match the go.mod of its module.
+KUBE_VERSION=v1.36.3
+ETCD_VERSION=v3.6.16
+KWOK_VERSION=v0.8.0
+LWS_VERSION=v0.9.0
+
+export GOFLAGS=${GOFLAGS:--mod=mod}
+export CGO_ENABLED=0
+
+targets=(
+  "kube-apiserver:kubernetes:k8s.io/kubernetes/cmd/kube-apiserver:$KUBE_VERSION"
+  "kube-controller-manager:kubernetes:k8s.io/kubernetes/cmd/kube-controller-manager:$KUBE_VERSION"
+  "kube-scheduler:kubernetes:k8s.io/kubernetes/cmd/kube-scheduler:$KUBE_VERSION"
+  "kubectl:kubernetes:k8s.io/kubernetes/cmd/kubectl:$KUBE_VERSION"
+  "etcd:etcd:.:$ETCD_VERSION"
+  "kwok:kwok:sigs.k8s.io/kwok/cmd/kwok:$KWOK_VERSION"
+  "kwokctl:kwok:sigs.k8s.io/kwok/cmd/kwokctl:$KWOK_VERSION"
+  "lws-controller:lws:sigs.k8s.io/lws/cmd:$LWS_VERSION"
+)
+
+minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
+kube_ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION \
+-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor \
+-X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION \
+-X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+
+total=${#targets[@]}
+i=0
+start=$(date +%s)
+for t in "${targets[@]}"; do
+  IFS=: read -r name module pkg version <<<"$t"
+  i=$((i + 1))
+  out=$bin/$name-$version
+  if [[ -x $out ]]; then
+    echo "[$i/$total] $name $version: cached ($out)"
+    continue
+  fi
+  ldflags="-s -w"
+  [[ $module == kubernetes ]] && ldflags=$kube_ldflags
+  echo "[$i/$total] building $name $version (a cold build takes several minutes; $(($(date +%s) - start))s so far)"
+  (cd "$here/$module" && go build -ldflags "$ldflags" -o "$out.tmp" "$pkg")
+  mv "$out.tmp" "$out"
+done
+
+# Data the harness needs from the modules: kwok's stage definitions and the LWS CRD.
+copy_data() { # module-dir module-path src dest
+  local dir
+  dir=$(cd "$here/$1" && go list -m -f '{{.Dir}}' "$2")
+  mkdir -p "$(dirname "$4")"
+  cp "$dir/$3" "$4.tmp" && mv "$4.tmp" "$4"
+}
+for s in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease \
+  pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
+  dest=$cache/data/kwok-$KWOK_VERSION/$(basename "$s").yaml
+  [[ -f $dest ]] || copy_data kwok sigs.k8s.io/kwok "kustomize/stage/$s.yaml" "$dest"
+done
+# The LWS controller also runs a DisaggregatedSet controller (v0.9): it needs that CRD installed too.
+for crd in leaderworkerset.x-k8s.io_leaderworkersets:leaderworkerset-crd \
+  disaggregatedset.x-k8s.io_disaggregatedsets:disaggregatedset-crd; do
+  dest=$cache/data/lws-$LWS_VERSION/${crd#*:}.yaml
+  [[ -f $dest ]] || copy_data lws sigs.k8s.io/lws "config/crd/bases/${crd%%:*}.yaml" "$dest"
+done
+
+echo "control plane binaries ready in $bin ($(($(date +%s) - start))s)"

@@ -1,0 +1,664 @@
+"""The ServingPlan API (`breakeven.dev/v1alpha1`), as pydantic models.
+
+These models are the single source of truth: `breakeven.schema` turns them into the CRD's structural
+OpenAPI schema (manifests/crd.yaml, the chart's crds/) and docs/api.md, and the CLI and the operator
+parse user input with them, so the API server and `breakeven plan` reject the same mistakes.
+
+Field descriptions are user documentation: they end up in `kubectl explain` and docs/api.md.
+Rules that span fields are declared with `cel(...)` and land in `x-kubernetes-validations`; each
+has a Python twin in a model validator so the CLI rejects what the API server would.
+
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "breakeven.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "ServingPlan"
+PLURAL = "servingplans"
+SINGULAR = "servingplan"
+SHORT_NAMES = ("sp",)
+
+# Go-style durations as Kubernetes writes them (`336h`, `5m`, `90s`), plus `d` for days.
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"
+# Parameter counts: a plain number or one with a K/M/B/T suffix (`671B`, `37B`, `8e9`).
+PARAMETERS_PATTERN = r"^[0-9]+(\.[0-9]+)?([eE][0-9]+|[KMBT])?$"
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_PARAMETER_SUFFIXES = {"K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go-style duration such as `336h` or `1h30m`."""
+    if not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"{text!r} is not a duration such as 336h, 5m or 90s")
+    return sum(
+        float(number) * _DURATION_UNITS[unit]
+        for number, _, unit in re.findall(r"([0-9]+(\.[0-9]+)?)(ms|s|m|h|d)", text)
+    )
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest Go-style duration for whole seconds (`336h`, `5m`, `1h30m`)."""
+    rest = round(seconds)
+    parts = []
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts) or "0s"
+
+
+def parse_parameters(text: str) -> float:
+    """A parameter count such as `671B` as a number."""
+    if not re.fullmatch(PARAMETERS_PATTERN, text):
+        raise ValueError(f"{text!r} is not a parameter count such as 671B, 37B or 8e9")
+    if text[-1] in _PARAMETER_SUFFIXES:
+        return float(text[:-1]) * _PARAMETER_SUFFIXES[text[-1]]
+    return float(text)
+
+
+def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+    """One `x-kubernetes-validations` entry."""
+    entry = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN)]
+Parameters = Annotated[str, Field(pattern=PARAMETERS_PATTERN)]
+
+
+class Model(BaseModel):
+    """Base for the API: camelCase on the wire, unknown fields are an error (a typo is caught)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_enum_values=False,
+    )
+
+
+class Mode(StrEnum):
+    AUTO = "Auto"
+    DENSE = "Dense"
+    MOE = "MoE"
+
+
+class ServingMode(StrEnum):
+    """A mode something actually runs in (Auto is a request, never a state)."""
+
+    DENSE = "Dense"
+    MOE = "MoE"
+
+
+class PlatformTeam(StrEnum):
+    SHARED = "Shared"
+    DEDICATED = "Dedicated"
+
+
+class Dtype(StrEnum):
+    BF16 = "bf16"
+    FP16 = "fp16"
+    FP8 = "fp8"
+    FP4 = "fp4"
+
+
+class Criterion(StrEnum):
+    MODEL_SCALE = "modelScale"
+    SUSTAINED_LOAD = "sustainedLoad"
+    INTERCONNECT = "interconnect"
+    OPS_MATURITY = "opsMaturity"
+    EXPERT_BALANCE = "expertBalance"
+    TRAFFIC_REGULARITY = "trafficRegularity"
+    MEMORY_BANDWIDTH_PRESSURE = "memoryBandwidthPressure"
+
+
+class Verdict(StrEnum):
+    GO = "Go"
+    WAIT = "Wait"
+    STAY_DENSE = "StayDense"
+    UNKNOWN = "Unknown"
+
+
+# --------------------------------------------------------------------------------------- spec
+
+
+class ModelSpec(Model):
+    """The model to serve, named as on Hugging Face."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=256,
+        description="Model id as on Hugging Face, e.g. deepseek-ai/DeepSeek-V3. Passed to vLLM "
+        "as the model to serve and used to find the architecture in the built-in catalog.",
+    )
+    architecture: str | None = Field(
+        default=None,
+        max_length=256,
+        description="Catalog key whose architecture facts to use when `name` is not in the "
+        "catalog (a fine-tune of a catalog model, say). Defaults to `name`.",
+    )
+    total_parameters: Parameters | None = Field(
+        default=None,
+        description="Total parameter count (e.g. 671B) for a model outside the catalog; "
+        "overrides the catalog.",
+    )
+    active_parameters: Parameters | None = Field(
+        default=None,
+        description="Parameters active per token (e.g. 37B); equals the total for a dense model.",
+    )
+    experts: int | None = Field(
+        default=None, ge=0, le=4096, description="Routed experts per MoE layer; 0 for dense."
+    )
+    experts_per_token: int | None = Field(
+        default=None, ge=0, le=64, description="Routed experts each token is sent to (top-k)."
+    )
+    dtype: Dtype | None = Field(
+        default=None,
+        description="Weight precision to serve in. Defaults to the catalog's native dtype "
+        "(bf16 for models outside the catalog).",
+    )
+
+    @model_validator(mode="after")
+    def _explicit_numbers_consistent(self) -> ModelSpec:
+        if self.total_parameters and self.active_parameters:
+            if parse_parameters(self.active_parameters) > parse_parameters(self.total_parameters):
+                raise ValueError(
+                    "activeParameters must not exceed totalParameters"
+                )
+        if (self.experts or 0) > 0 and not self.experts_per_token:
+            raise ValueError("expertsPerToken is required when experts is set")
+        if self.experts_per_token and self.experts and self.experts_per_token > self.experts:
+            raise ValueError("expertsPerToken must not exceed experts")
+        return self
+
+
+MODEL_SPEC_RULES = [
+    cel(
+        "!has(self.experts) || self.experts == 0 || has(self.expertsPerToken)",
+        "expertsPerToken is required when experts is set",
+    ),
+    cel(
+        "!has(self.experts) || !has(self.expertsPerToken) || self.expertsPerToken <= self.experts",
+        "expertsPerToken must not exceed experts",
+    ),
+]
+
+
+class Operations(Model):
+    """What the team declares about itself: the rubric cannot observe it."""
+
+    platform_team: PlatformTeam = Field(
+        default=PlatformTeam.SHARED,
+        description="Shared: a small or shared platform team. Dedicated: an infra team that "
+        "owns expert-parallel serving (placement, EPLB, all-to-all tuning, per-expert "
+        "monitoring). MoE needs Dedicated.",
+    )
+    gpu_hourly_cost: float | None = Field(
+        default=None,
+        gt=0,
+        le=1000,
+        description="What one GPU-hour costs you, in dollars, for the cost estimates. Defaults "
+        "to a public price per GPU type (docs/capacity-model.md).",
+    )
+
+
+class Traffic(Model):
+    """Where the operator reads the model's traffic, and over which window."""
+
+    prometheus_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=r"^https?://[^\s]+$",
+        description="Prometheus base URL (http or https). Defaults to the operator's "
+        "--prometheus-url.",
+    )
+    selector: dict[str, str] = Field(
+        default_factory=dict,
+        description="Label matchers (equality) that select this model's vLLM series. Defaults to "
+        "{model_name: <spec.model.name>, namespace: <plan namespace>}.",
+    )
+    window: Duration = Field(
+        default="336h",
+        description="How much history the traffic facts cover (default 14 days).",
+    )
+    expert_load_metric: str = Field(
+        default="moe_expert_tokens_total",
+        pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$",
+        description="Counter of tokens routed to each expert, labelled per expert. No vLLM "
+        "release exports one; point this at what your stack exports.",
+    )
+    expert_label: str = Field(
+        default="expert",
+        pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$",
+        description="The label of expertLoadMetric that names the expert.",
+    )
+
+
+class ModelScalePolicy(Model):
+    dense_below: Parameters = Field(
+        default="30B", description="Dense is favoured below this many total parameters."
+    )
+    moe_from: Parameters = Field(
+        default="70B",
+        description="A sparse model with at least this many total parameters favours MoE.",
+    )
+
+
+class SustainedLoadPolicy(Model):
+    busy_fraction: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Traffic keeps every EP rank busy when its p10 is at least this fraction of "
+        "the capacity of the smallest MoE deployment the cluster can host.",
+    )
+    max_burstiness: float = Field(
+        default=2.0,
+        ge=1,
+        description="Traffic whose p95/p50 exceeds this is bursty (stay dense).",
+    )
+
+
+class TrafficRegularityPolicy(Model):
+    max_prompt_spread: float = Field(
+        default=3.0,
+        ge=1,
+        description="Prompt lengths are homogeneous when p90/p50 is at most this.",
+    )
+
+
+class ExpertBalancePolicy(Model):
+    max_load_over_mean: float = Field(
+        default=2.0,
+        ge=1,
+        description="The hottest expert may carry at most this multiple of the mean expert load.",
+    )
+
+
+def _default_gating() -> list[Criterion]:
+    return [
+        Criterion.MODEL_SCALE,
+        Criterion.SUSTAINED_LOAD,
+        Criterion.INTERCONNECT,
+        Criterion.OPS_MATURITY,
+        Criterion.EXPERT_BALANCE,
+    ]
+
+
+class Policy(Model):
+    """Thresholds and windows of the rubric; docs/rubric.md explains each default."""
+
+    gating: list[Criterion] = Field(
+        default_factory=_default_gating,
+        json_schema_extra={"default": [c.value for c in _default_gating()]},
+        max_length=7,
+        description="Criteria that must all be Go for MoE. The others are advisory: reported, "
+        "never deciding.",
+    )
+    model_scale: ModelScalePolicy = Field(
+        default_factory=ModelScalePolicy, description="Thresholds of the modelScale row."
+    )
+    sustained_load: SustainedLoadPolicy = Field(
+        default_factory=SustainedLoadPolicy, description="Thresholds of the sustainedLoad row."
+    )
+    traffic_regularity: TrafficRegularityPolicy = Field(
+        default_factory=TrafficRegularityPolicy,
+        description="Thresholds of the trafficRegularity row.",
+    )
+    expert_balance: ExpertBalancePolicy = Field(
+        default_factory=ExpertBalancePolicy, description="Thresholds of the expertBalance row."
+    )
+    promotion_window: Duration = Field(
+        default="336h",
+        description="Every gating row must have held Go this long before the plan moves to MoE.",
+    )
+    demotion_grace: Duration = Field(
+        default="5m",
+        description="A gating row that lapses for longer than this sends the plan back to dense.",
+    )
+    demotion_window: Duration = Field(
+        default="1h",
+        description="Traffic under the sustainedLoad floor for this long sends the plan to dense.",
+    )
+    min_dwell: Duration = Field(
+        default="30m", description="Least time between two switches of mode."
+    )
+    drain_period: Duration = Field(
+        default="2m",
+        description="How long the old workload keeps running after the Service has moved away.",
+    )
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> Policy:
+        if parse_parameters(self.model_scale.dense_below) > parse_parameters(
+            self.model_scale.moe_from
+        ):
+            raise ValueError("modelScale.denseBelow must not exceed modelScale.moeFrom")
+        if len(set(self.gating)) != len(self.gating):
+            raise ValueError("gating must not name a criterion twice")
+        return self
+
+
+POLICY_RULES = [cel("self.gating.all(g, self.gating.exists_one(h, h == g))",
+                    "gating must not name a criterion twice", ".gating")]
+
+
+class DenseBaseline(Model):
+    """A different model to serve when the plan runs dense (e.g. a distilled dense model)."""
+
+    name: str = Field(min_length=1, max_length=256, description="Model id as on Hugging Face.")
+    architecture: str | None = Field(
+        default=None, max_length=256, description="Catalog key to use instead of name."
+    )
+    dtype: Dtype | None = Field(default=None, description="Weight precision to serve in.")
+
+
+class EnvVar(Model):
+    name: str = Field(
+        pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$",
+        max_length=256,
+        description="Environment variable name.",
+    )
+    value: str = Field(default="", max_length=32768, description="Its value.")
+
+
+class SecretKeyRef(Model):
+    name: str = Field(
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253, description="Secret name."
+    )
+    key: str = Field(default="token", max_length=253, description="Key within the Secret.")
+
+
+class Toleration(Model):
+    key: str | None = Field(default=None, max_length=316, description="Taint key to tolerate.")
+    operator: Literal["Exists", "Equal"] = Field(
+        default="Exists", description="Exists or Equal."
+    )
+    value: str | None = Field(default=None, max_length=63, description="Taint value (Equal).")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to tolerate; all when empty."
+    )
+
+
+class Disaggregation(Model):
+    enabled: bool = Field(
+        default=False,
+        description="Run prefill and decode as separate roles (MoE only) joined by NIXL KV "
+        "transfer.",
+    )
+    prefill_replicas: int = Field(
+        default=1, ge=1, le=64, description="Prefill groups when disaggregated."
+    )
+
+
+class Serving(Model):
+    """How the workloads are rendered (image, vLLM version, resources, placement)."""
+
+    image: str = Field(
+        default="vllm/vllm-openai:v0.12.0",
+        max_length=512,
+        pattern=r"^[^\s]+$",
+        description="vLLM server image.",
+    )
+    vllm_version: str | None = Field(
+        default=None,
+        pattern=r"^v?[0-9]+\.[0-9]+(\.[0-9]+)?$",
+        description="vLLM version the image runs; parsed from the image tag when empty. Flags are "
+        "rendered for this version.",
+    )
+    max_model_len: int | None = Field(
+        default=None, ge=256, le=10_000_000, description="--max-model-len; vLLM's default if empty."
+    )
+    gpu_memory_utilization: float = Field(
+        default=0.9, gt=0.1, le=0.98, description="--gpu-memory-utilization."
+    )
+    itl_target_ms: float | None = Field(
+        default=None,
+        gt=0,
+        le=10_000,
+        description="Inter-token latency target; the capacity model picks batch sizes that "
+        "meet it. Without it, throughput is the maximum memory allows.",
+    )
+    replicas: int = Field(
+        default=1, ge=1, le=1024, description="Replicas (dense) or EP groups (MoE)."
+    )
+    extra_args: list[Annotated[str, Field(max_length=4096)]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Extra vllm serve arguments, appended as exec-form arguments (never through "
+        "a shell).",
+    )
+    env: list[EnvVar] = Field(
+        default_factory=list, max_length=64, description="Extra environment variables."
+    )
+    model_cache_pvc: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        max_length=253,
+        description="PersistentVolumeClaim for the Hugging Face cache; emptyDir when empty.",
+    )
+    hf_token_secret: SecretKeyRef | None = Field(
+        default=None, description="Secret holding the Hugging Face token (HF_TOKEN)."
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Extra node labels the serving pods require."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=32, description="Tolerations for the serving pods."
+    )
+    priority_class_name: str | None = Field(
+        default=None, max_length=253, description="PriorityClass of the serving pods."
+    )
+    disaggregation: Disaggregation = Field(
+        default_factory=Disaggregation, description="Prefill/decode disaggregation (MoE)."
+    )
+
+
+class ServingPlanSpec(Model):
+    """What the platform team wants served, and how the choice of mode is made."""
+
+    model: ModelSpec = Field(description="The model to serve.")
+    mode: Mode = Field(
+        default=Mode.AUTO,
+        description="Auto lets the rubric decide. Dense or MoE pin the mode; the rubric is still "
+        "evaluated and reported.",
+    )
+    dry_run: bool = Field(
+        default=False,
+        description="Plan only: report the decision and the manifests it would apply in status, "
+        "and apply nothing.",
+    )
+    operations: Operations = Field(
+        default_factory=Operations, description="What the team declares about itself."
+    )
+    traffic: Traffic = Field(default_factory=Traffic, description="Where traffic is read.")
+    policy: Policy = Field(default_factory=Policy, description="Rubric thresholds and windows.")
+    dense: DenseBaseline | None = Field(
+        default=None,
+        description="Serve this model when dense; by default dense serves spec.model without "
+        "expert parallelism.",
+    )
+    serving: Serving = Field(default_factory=Serving, description="How workloads are rendered.")
+
+    @model_validator(mode="after")
+    def _disaggregation_needs_moe(self) -> ServingPlanSpec:
+        if self.serving.disaggregation.enabled and self.mode == Mode.DENSE:
+            raise ValueError("serving.disaggregation.enabled needs mode Auto or MoE")
+        return self
+
+
+SPEC_RULES = [
+    cel(
+        "!has(self.serving) || !has(self.serving.disaggregation) || "
+        "!self.serving.disaggregation.enabled || !has(self.mode) || self.mode != 'Dense'",
+        "serving.disaggregation.enabled needs mode Auto or MoE",
+    )
+]
+
+
+# ------------------------------------------------------------------------------------- status
+
+
+class CriterionRow(Model):
+    """One row of the rubric."""
+
+    name: Criterion = Field(description="The criterion.")
+    verdict: Verdict = Field(description="Go, Wait, StayDense or Unknown.")
+    gating: bool = Field(default=False, description="Whether this row decides the mode.")
+    observed: str = Field(default="", description="What was observed, in words and numbers.")
+    threshold: str = Field(default="", description="What Go needs.")
+    reason: str = Field(default="", description="Why this verdict, for a person.")
+    since: str | None = Field(
+        default=None, description="When this row last changed verdict (RFC 3339)."
+    )
+
+
+class ModeEstimate(Model):
+    """The capacity model's estimate for one mode (docs/capacity-model.md)."""
+
+    mode: ServingMode = Field(description="Dense or MoE.")
+    feasible: bool = Field(default=True, description="Whether the cluster can host it at all.")
+    gpu: str = Field(default="", description="GPU type it was sized for.")
+    gpus: int = Field(default=0, ge=0, description="GPUs in one replica or EP group.")
+    nodes: int = Field(default=0, ge=0, description="Nodes one replica or group spans.")
+    tp: int = Field(default=1, ge=0, description="Tensor-parallel size.")
+    pp: int = Field(default=1, ge=0, description="Pipeline stages.")
+    dp: int = Field(default=1, ge=0, description="Data-parallel (attention) ranks.")
+    ep: int = Field(default=1, ge=0, description="Expert-parallel ranks.")
+    output_tokens_per_second_per_gpu: float = Field(
+        default=0, ge=0, description="Output tokens/s per GPU at full load."
+    )
+    total_tokens_per_second: float = Field(
+        default=0, ge=0, description="Prompt plus output tokens/s one replica handles at full load."
+    )
+    bound_by: str = Field(default="", description="memory, compute or communication.")
+    dollars_per_million_tokens: float | None = Field(
+        default=None, ge=0, description="$ per million output tokens at full load."
+    )
+    dollars_per_million_tokens_observed: float | None = Field(
+        default=None, ge=0, description="$ per million output tokens at the observed demand."
+    )
+    note: str = Field(default="", description="Why infeasible, or what limited it.")
+
+
+class WorkloadStatus(Model):
+    kind: str = Field(description="Deployment or LeaderWorkerSet.")
+    name: str = Field(description="Object name.")
+    mode: ServingMode = Field(description="Mode it serves.")
+    replicas: int = Field(default=0, ge=0, description="Desired replicas or groups.")
+    ready_replicas: int = Field(default=0, ge=0, description="Ready replicas or groups.")
+    serving: bool = Field(default=False, description="Whether the Service selects it.")
+
+
+class Condition(Model):
+    """A condition as the Kubernetes API conventions define it."""
+
+    type: str = Field(description="Condition type.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(description="CamelCase reason.")
+    message: str = Field(default="", description="Human-readable detail.")
+    last_transition_time: str = Field(description="When status last changed (RFC 3339).")
+    observed_generation: int | None = Field(
+        default=None, description="The spec generation this condition is about."
+    )
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    DEPLOYING = "Deploying"
+    SERVING = "Serving"
+    SWITCHING = "Switching"
+    PLANNED = "Planned"
+    INVALID = "Invalid"
+    DEGRADED = "Degraded"
+
+
+class ServingPlanStatus(Model):
+    """What the operator observed, decided and did. Written only by the operator."""
+
+    model_config = ConfigDict(extra="allow")
+
+    observed_generation: int | None = Field(default=None, description="Last spec generation seen.")
+    mode: ServingMode | None = Field(default=None, description="The mode serving traffic now.")
+    target_mode: ServingMode | None = Field(default=None, description="The mode being moved to.")
+    decided_mode: ServingMode | None = Field(
+        default=None, description="What the rubric says right now, before hysteresis."
+    )
+    phase: Phase | None = Field(default=None, description="Lifecycle phase.")
+    reason: str | None = Field(default=None, description="One-word reason for the current mode.")
+    message: str | None = Field(default=None, description="The decision in one sentence.")
+    ready: str | None = Field(default=None, description="Ready pods of the serving workload, n/m.")
+    criteria: list[CriterionRow] = Field(default_factory=list, description="The rubric's rows.")
+    estimates: list[ModeEstimate] = Field(
+        default_factory=list, description="Capacity and cost for each mode."
+    )
+    workloads: list[WorkloadStatus] = Field(
+        default_factory=list, description="Workloads the operator manages and their readiness."
+    )
+    switch: dict[str, Any] | None = Field(
+        default=None,
+        description="Progress of a switch in flight (preserved as written by the operator).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True, "type": "object"},
+    )
+    last_switch_time: str | None = Field(default=None, description="When mode last changed.")
+    last_evaluation_time: str | None = Field(default=None, description="Last rubric evaluation.")
+    rendered: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Dry run: the manifests the operator would apply.",
+        json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+    )
+    conditions: list[Condition] = Field(default_factory=list, description="Conditions.")
+
+
+class ObjectMeta(BaseModel):
+    """The parts of metadata the core reads; everything else is passed through."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    namespace: str = "default"
+    uid: str | None = None
+    generation: int | None = None
+
+
+class ServingPlan(Model):
+    """A model to serve, and the decision whether to serve it dense or as an expert-parallel MoE."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore",
+                              frozen=True)
+
+    api_version: Literal["breakeven.dev/v1alpha1"] = Field(
+        default=API_VERSION, description="breakeven.dev/v1alpha1"
+    )
+    kind: Literal["ServingPlan"] = Field(default=KIND, description="ServingPlan")
+    metadata: ObjectMeta = Field(description="Standard object metadata.")
+    spec: ServingPlanSpec = Field(description="What to serve and how to decide.")
+    status: ServingPlanStatus | None = Field(default=None, description="Written by the operator.")
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.namespace
+
+
+CEL_RULES: dict[type[BaseModel], list[dict[str, str]]] = {
+    ModelSpec: MODEL_SPEC_RULES,
+    Policy: POLICY_RULES,
+    ServingPlanSpec: SPEC_RULES,
+}

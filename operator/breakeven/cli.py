@@ -1,0 +1,151 @@
+"""The `breakeven` command: a thin shell over the same core the operator runs.
+
+    breakeven plan PLAN.yaml [--nodes NODES.yaml] [--traffic TRAFFIC.yaml] [-o table|json|yaml]
+                             [--render [--both]]
+    breakeven estimate --model M --gpu G --gpus N --mode dense|moe ...
+    breakeven models
+    breakeven explain NAME [-n NAMESPACE]
+    breakeven run [--namespace NS ...] [--prometheus-url URL] ...
+
+Bad input exits 2 with a message naming the field; nothing prints a traceback for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from breakeven import catalog, cli_estimate, inputs, planning, report
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse's own usage errors exit 2 as well
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _fail(command: str, message: str) -> int:
+    print(f"breakeven {command}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    try:
+        plans = inputs.load_plans(Path(args.plan))
+        traffic = inputs.load_traffic(Path(args.traffic) if args.traffic else None)
+        mapping = inputs.load_mapping(Path(args.label_mapping) if args.label_mapping else None)
+        evaluations = []
+        for plan in plans:
+            cluster = inputs.load_cluster(Path(args.nodes) if args.nodes else None, plan, mapping)
+            evaluations.append(planning.evaluate(plan, cluster, traffic))
+        rendered = [report.render_manifests(e, both=args.both) for e in evaluations] if (
+            args.render or args.both
+        ) else None
+    except (inputs.InputError, catalog.CatalogError) as exc:
+        return _fail("plan", str(exc))
+    except report.RenderFailure as exc:
+        return _fail("plan", str(exc))
+
+    if rendered is not None:
+        docs = [doc for group in rendered for doc in group]
+        print(yaml.safe_dump_all(docs, sort_keys=False, width=120), end="")
+        return 0
+    if args.output == "table":
+        print("\n\n".join(report.table(e) for e in evaluations))
+        return 0
+    objects = [report.as_dict(e) for e in evaluations]
+    data: Any = objects[0] if len(objects) == 1 else objects
+    if args.output == "json":
+        print(json.dumps(data, indent=2))
+    else:
+        print(yaml.safe_dump(data, sort_keys=False, width=120), end="")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    rows = [["MODEL", "TOTAL", "ACTIVE", "EXPERTS", "DTYPE"]]
+    for name in catalog.names():
+        arch = catalog.get(name)
+        assert arch is not None
+        experts = (f"{arch.routed_experts} top-{arch.experts_per_token}" if arch.is_moe
+                   else "dense")
+        rows.append([name, f"{arch.total_parameters:g}B", f"{arch.active_parameters:g}B",
+                     experts, arch.native_dtype.value])
+    print(report.columns(rows))
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from breakeven import explaining  # the Kubernetes client is loaded only when needed
+
+    return explaining.main(args)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from breakeven import operator  # kopf is loaded only when needed
+
+    return operator.main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="breakeven", description="Serve each model dense or as an "
+                     "expert-parallel MoE, whichever its traffic and cluster can carry.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    plan = sub.add_parser("plan", help="decide Dense or MoE for a ServingPlan file")
+    plan.add_argument("plan", help="ServingPlan manifest (as you would kubectl apply it)")
+    plan.add_argument("--nodes", help="`kubectl get nodes -o yaml` output or multi-doc Nodes "
+                      "(default: a built-in reference cluster)")
+    plan.add_argument("--traffic", help="traffic facts YAML (default: nothing observed)")
+    plan.add_argument("--label-mapping", help="YAML adding or overriding node label keys")
+    plan.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    plan.add_argument("--render", action="store_true",
+                      help="print the manifests for the decided mode, like `helm template`")
+    plan.add_argument("--both", action="store_true", help="with --render: both modes")
+    plan.set_defaults(func=_cmd_plan)
+
+    cli_estimate.add_parser(sub)
+
+    models = sub.add_parser("models", help="list the model catalog")
+    models.set_defaults(func=_cmd_models)
+
+    explain = sub.add_parser("explain", help="print a live ServingPlan's decision table")
+    explain.add_argument("name", help="ServingPlan name")
+    explain.add_argument("-n", "--namespace", default=None, help="namespace (default: current)")
+    explain.add_argument("--kubeconfig", default=None, help="kubeconfig (default: $KUBECONFIG)")
+    explain.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    explain.set_defaults(func=_cmd_explain)
+
+    run = sub.add_parser("run", help="run the operator")
+    run.add_argument("-n", "--namespace", action="append", default=[],
+                     help="namespace to watch (repeatable; default: all)")
+    run.add_argument("--prometheus-url", default=None,
+                     help="Prometheus for plans that do not name one")
+    run.add_argument("--interval", type=float, default=60.0,
+                     help="seconds between re-evaluations of each plan (jittered)")
+    run.add_argument("--label-mapping", default=None, help="YAML adding or overriding node keys")
+    run.add_argument("--metrics-port", type=int, default=8080,
+                     help="port of the operator's /metrics (0 = off)")
+    run.add_argument("--metrics-address", default="0.0.0.0", help="address of /metrics")
+    run.add_argument("--kubeconfig", default=None, help="kubeconfig (default: in-cluster or "
+                     "$KUBECONFIG)")
+    run.add_argument("--peering", default=None, help="kopf peering name (default: standalone)")
+    run.add_argument("--liveness", default=None,
+                     help="kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
+    run.add_argument("--verbose", action="store_true")
+    run.set_defaults(func=_cmd_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+

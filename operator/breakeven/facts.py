@@ -1,0 +1,410 @@
+"""Cluster and traffic facts: what the rubric and the capacity model reason about.
+
+Cluster facts come from Node objects as the API server returns them (or as `kubectl get nodes -o
+yaml` prints them): which GPU each node has, how many, whether they share NVLink inside the node,
+which fabric joins the node to others, and which multi-node NVLink domain (clique) it is in. The
+label and resource keys are the ones real clusters carry (see ../shared/reference/node-labels.md);
+`LabelMapping` lets an operator add or override keys.
+
+A pool is the set of nodes with the same GPU type and count. A pool where some nodes have an RDMA
+fabric and some do not keeps that breakdown (`Pool.fabrics`), so the rubric sees it as mixed
+rather than as an average.
+
+Traffic facts are what the operator reads from Prometheus, reduced to a few numbers.
+
+Pure: builds facts from plain mappings; the shell reads the Nodes and Prometheus.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+from breakeven import api, hardware
+
+FabricKind = Literal["infiniband", "roce", "efa", "rdma", "ethernet"]
+RDMA_FABRICS: frozenset[str] = frozenset({"infiniband", "roce", "efa", "rdma"})
+
+
+class _Facts(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True,
+                              extra="forbid")
+
+
+# ------------------------------------------------------------------------------ label mapping
+
+
+def _default_fabric_labels() -> dict[str, dict[str, FabricKind]]:
+    return {
+        # CoreWeave
+        "backend.coreweave.cloud/flavor": {"infiniband": "infiniband", "roce": "roce"},
+        # GKE: a3-ultra (H200), a4 (B200) and a4x (GB200) use RDMA over RoCE; a3-high/mega
+        # (GPUDirect-TCPX/TCPXO) are not RDMA.
+        "cloud.google.com/gke-accelerator": {
+            "nvidia-h200-141gb": "roce",
+            "nvidia-b200": "roce",
+            "nvidia-gb200": "roce",
+            "nvidia-h100-80gb": "ethernet",
+            "nvidia-h100-mega-80gb": "ethernet",
+        },
+        # AKS ND-series with InfiniBand
+        "node.kubernetes.io/instance-type": {
+            "Standard_ND96isr_H100_v5": "infiniband",
+            "Standard_ND96isr_H200_v5": "infiniband",
+            "Standard_ND96asr_v4": "infiniband",
+            "Standard_ND96amsr_A100_v4": "infiniband",
+        },
+    }
+
+
+def _default_rdma_labels() -> list[str]:
+    return [
+        "feature.node.kubernetes.io/rdma.available",
+        "feature.node.kubernetes.io/rdma.capable",
+        "feature.node.kubernetes.io/custom-rdma.available",
+        "feature.node.kubernetes.io/custom-rdma.capable",
+    ]
+
+
+def _default_rdma_resources() -> dict[str, FabricKind]:
+    return {
+        "vpc.amazonaws.com/efa": "efa",
+        "rdma/ib": "infiniband",
+        "rdma/roce_gdr": "roce",
+        "rdma/rdma_shared_device_a": "rdma",
+        "rdma/rdma_shared_device_b": "rdma",
+        "nvidia.com/sriov_rdma": "rdma",
+        "nvidia.com/hostdev": "rdma",
+    }
+
+
+def _default_gpu_labels() -> list[str]:
+    return [
+        "nvidia.com/gpu.product",
+        "cloud.google.com/gke-accelerator",
+        "gpu.nvidia.com/class",
+        "karpenter.k8s.aws/instance-gpu-name",
+        "node.kubernetes.io/instance-type",
+    ]
+
+
+class LabelMapping(_Facts):
+    """Which node labels and resources say what. Built-in defaults; an operator adds or overrides.
+
+    Loaded from the operator's `--label-mapping` file (YAML with these camelCase keys); each key
+    given there replaces or extends the default of the same name.
+    """
+
+    gpu_labels: list[str] = Field(default_factory=_default_gpu_labels)
+    gpu_resource: str = "nvidia.com/gpu"
+    gpu_count_label: str = "nvidia.com/gpu.count"
+    gpu_memory_label: str = "nvidia.com/gpu.memory"
+    clique_label: str = "nvidia.com/gpu.clique"
+    rdma_labels: list[str] = Field(default_factory=_default_rdma_labels)
+    rdma_resources: dict[str, FabricKind] = Field(default_factory=_default_rdma_resources)
+    fabric_labels: dict[str, dict[str, FabricKind]] = Field(
+        default_factory=_default_fabric_labels
+    )
+
+    def merged(self, overrides: Mapping[str, Any]) -> LabelMapping:
+        """This mapping with an operator's overrides: lists extend, dicts merge, scalars replace."""
+        current = self.model_dump()
+        given = LabelMapping.model_validate(overrides).model_dump(exclude_unset=True)
+        for key in LabelMapping.model_validate(overrides).model_fields_set:
+            value = given[key]
+            if isinstance(value, list):
+                current[key] = list(dict.fromkeys([*value, *current[key]]))
+            elif isinstance(value, dict):
+                merged = dict(current[key])
+                for k, v in value.items():
+                    merged[k] = {**merged.get(k, {}), **v} if isinstance(v, dict) else v
+                current[key] = merged
+            else:
+                current[key] = value
+        return LabelMapping.model_validate(current)
+
+
+# -------------------------------------------------------------------------------- nodes
+
+
+class NodeInfo(_Facts):
+    """The small projection of a Node the operator keeps in memory (its kopf index)."""
+
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    allocatable: dict[str, str] = Field(default_factory=dict)
+    schedulable: bool = True
+    ready: bool = True
+
+
+def _quantity(text: str | None) -> float:
+    """A Kubernetes quantity as a number (enough for counts such as `8`, `1k`)."""
+    if not text:
+        return 0.0
+    suffixes = {"k": 1e3, "M": 1e6, "G": 1e9, "Ki": 1024.0, "Mi": 1024.0**2, "Gi": 1024.0**3}
+    for suffix, factor in sorted(suffixes.items(), key=lambda kv: -len(kv[0])):
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * factor
+    try:
+        return float(text)
+    except ValueError:
+        return 0.0
+
+
+def node_info(node: Mapping[str, Any], mapping: LabelMapping | None = None) -> NodeInfo:
+    """Project a Node object (a dict as the API returns it) onto what the facts need.
+
+    Only labels the mapping reads are kept, so an index of thousands of nodes stays small.
+    """
+    mapping = mapping or LabelMapping()
+    metadata = node.get("metadata") or {}
+    spec = node.get("spec") or {}
+    status = node.get("status") or {}
+    wanted = {
+        *mapping.gpu_labels,
+        mapping.gpu_count_label,
+        mapping.gpu_memory_label,
+        mapping.clique_label,
+        *mapping.rdma_labels,
+        *mapping.fabric_labels,
+    }
+    labels = {k: str(v) for k, v in (metadata.get("labels") or {}).items() if k in wanted}
+    resources = {mapping.gpu_resource, *mapping.rdma_resources}
+    allocatable = {
+        k: str(v) for k, v in (status.get("allocatable") or {}).items() if k in resources
+    }
+    conditions = status.get("conditions") or []
+    ready = all(
+        c.get("status") == "True" for c in conditions if c.get("type") == "Ready"
+    )
+    return NodeInfo(
+        name=str(metadata.get("name", "")),
+        labels=labels,
+        allocatable=allocatable,
+        schedulable=not spec.get("unschedulable", False),
+        ready=ready,
+    )
+
+
+def _gpu_name(node: NodeInfo, mapping: LabelMapping) -> tuple[str, hardware.GPU | None]:
+    for key in mapping.gpu_labels:
+        value = node.labels.get(key)
+        if value:
+            found = hardware.identify(value)
+            if found is not None or key == mapping.gpu_labels[0]:
+                return value, found
+    return "", None
+
+
+def node_fabric(node: NodeInfo, mapping: LabelMapping | None = None) -> FabricKind:
+    """The fabric between this node and others, from the most specific signal present."""
+    mapping = mapping or LabelMapping()
+    for key, values in mapping.fabric_labels.items():
+        value = node.labels.get(key)
+        if value is not None and value in values:
+            return values[value]
+    for resource, kind in mapping.rdma_resources.items():
+        if _quantity(node.allocatable.get(resource)) > 0:
+            return kind
+    if any(node.labels.get(key) == "true" for key in mapping.rdma_labels):
+        return "rdma"
+    return "ethernet"
+
+
+class Pool(_Facts):
+    """Nodes with the same GPU type and GPUs per node."""
+
+    gpu: str = Field(description="hardware table key, or the raw product name when unknown")
+    product: str = Field(description="the product name as the node labels give it")
+    known: bool = Field(description="whether the GPU is in the hardware table")
+    gpus_per_node: int
+    gpu_memory_gb: float
+    nodes: tuple[str, ...]
+    ready_nodes: int
+    intra_node_nvlink: bool
+    fabrics: dict[str, int] = Field(description="fabric -> number of nodes")
+    cliques: dict[str, int] = Field(
+        default_factory=dict, description="NVLink domain id -> GPUs in this pool"
+    )
+    partitioned: bool = Field(default=False, description="MIG or time-sliced GPUs")
+    rdma_resource: str | None = Field(
+        default=None, description="RDMA extended resource every node offers, if any"
+    )
+
+    @property
+    def node_count(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def total_gpus(self) -> int:
+        return self.node_count * self.gpus_per_node
+
+    @property
+    def fabric(self) -> str:
+        """The single fabric of every node, or `mixed`."""
+        return next(iter(self.fabrics)) if len(self.fabrics) == 1 else "mixed"
+
+    @property
+    def rdma_nodes(self) -> int:
+        return sum(n for kind, n in self.fabrics.items() if kind in RDMA_FABRICS)
+
+    @property
+    def largest_clique_gpus(self) -> int:
+        return max(self.cliques.values(), default=0)
+
+    @property
+    def hardware(self) -> hardware.GPU | None:
+        return hardware.gpus().get(self.gpu)
+
+
+class Cluster(_Facts):
+    """GPU pools of a cluster, plus where the facts came from."""
+
+    pools: tuple[Pool, ...] = ()
+    source: str = ""
+
+    @classmethod
+    def from_nodes(
+        cls,
+        nodes: Iterable[NodeInfo | Mapping[str, Any]],
+        mapping: LabelMapping | None = None,
+        node_selector: Mapping[str, str] | None = None,
+        source: str = "",
+    ) -> Cluster:
+        """Group GPU nodes into pools. Purely computational; the caller reads the Nodes.
+
+        Nodes without GPUs, cordoned nodes, and (when given) nodes that do not match
+        `node_selector` are left out. Labels in the selector must be among those the mapping
+        keeps when `nodes` are already projections.
+        """
+        mapping = mapping or LabelMapping()
+        groups: dict[tuple[str, int], list[tuple[NodeInfo, hardware.GPU | None, str]]] = {}
+        for raw in nodes:
+            if isinstance(raw, NodeInfo):
+                info = raw
+                labels = raw.labels
+            else:
+                info = node_info(raw, mapping)
+                labels = {
+                    k: str(v) for k, v in ((raw.get("metadata") or {}).get("labels") or {}).items()
+                }
+            if node_selector and any(labels.get(k) != v for k, v in node_selector.items()):
+                continue
+            if not info.schedulable:
+                continue
+            count = int(_quantity(info.allocatable.get(mapping.gpu_resource)))
+            if count == 0:
+                count = int(_quantity(info.labels.get(mapping.gpu_count_label)))
+            product, gpu = _gpu_name(info, mapping)
+            if count == 0 or not product:
+                continue
+            key = gpu.key if gpu else product
+            groups.setdefault((key, count), []).append((info, gpu, product))
+
+        pools = []
+        for (key, count), members in sorted(groups.items()):
+            gpu = members[0][1]
+            products = Counter(p for _, _, p in members)
+            memory_mib = [
+                _quantity(n.labels.get(mapping.gpu_memory_label)) for n, _, _ in members
+            ]
+            memory_gb = (
+                min(memory_mib) * 1024**2 / 1e9
+                if all(memory_mib)
+                else (gpu.memory_gb if gpu else 0.0)
+            )
+            fabrics = Counter(node_fabric(n, mapping) for n, _, _ in members)
+            cliques: Counter[str] = Counter()
+            for n, _, _ in members:
+                clique = n.labels.get(mapping.clique_label)
+                if clique:
+                    cliques[clique] += count
+            rdma_resource = next(
+                (
+                    r
+                    for r in mapping.rdma_resources
+                    if all(_quantity(n.allocatable.get(r)) > 0 for n, _, _ in members)
+                ),
+                None,
+            )
+            product = products.most_common(1)[0][0]
+            pools.append(
+                Pool(
+                    gpu=key,
+                    product=product,
+                    known=gpu is not None,
+                    gpus_per_node=count,
+                    gpu_memory_gb=round(memory_gb, 1),
+                    nodes=tuple(sorted(n.name for n, _, _ in members)),
+                    ready_nodes=sum(1 for n, _, _ in members if n.ready),
+                    intra_node_nvlink=bool(gpu and gpu.nvlink) and count > 1,
+                    fabrics=dict(sorted(fabrics.items())),
+                    cliques=dict(sorted(cliques.items())),
+                    partitioned=any(
+                        "-MIG-" in p.upper() or p.upper().endswith("-SHARED") for p in products
+                    ),
+                    rdma_resource=rdma_resource,
+                )
+            )
+        return cls(pools=tuple(pools), source=source)
+
+    @property
+    def gpu_nodes(self) -> int:
+        return sum(p.node_count for p in self.pools)
+
+
+# ------------------------------------------------------------------------------ traffic
+
+
+class Percentiles(_Facts):
+    p10: float | None = Field(default=None, ge=0)
+    p50: float | None = Field(default=None, ge=0)
+    p90: float | None = Field(default=None, ge=0)
+    p95: float | None = Field(default=None, ge=0)
+
+
+class Traffic(_Facts):
+    """Observed traffic for one plan, reduced to the numbers the rubric reads.
+
+    Loads from YAML with the keys below; an absent key means it was not observed (and an absent
+    `expertLoadMaxOverMean` means no per-expert telemetry exists).
+    """
+
+    window: api.Duration = Field(default="336h", description="span the facts cover")
+    observed: str | None = Field(
+        default=None, description="how much history there actually was (may be under window)"
+    )
+    tokens_per_second: Percentiles = Field(
+        default_factory=Percentiles, description="prompt+generation tokens/s, 5-minute rates"
+    )
+    prompt_tokens: Percentiles = Field(
+        default_factory=Percentiles, description="prompt length per request"
+    )
+    output_tokens: Percentiles = Field(
+        default_factory=Percentiles, description="generated tokens per request"
+    )
+    expert_load_max_over_mean: float | None = Field(
+        default=None, ge=1, description="hottest expert's load over the mean; absent = no telemetry"
+    )
+    source: str = ""
+    errors: tuple[str, ...] = Field(default=(), description="why some facts are missing")
+
+    @field_validator("tokens_per_second", "prompt_tokens", "output_tokens", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: object) -> object:
+        return {} if value is None else value
+
+    @property
+    def has_volume(self) -> bool:
+        return self.tokens_per_second.p10 is not None and self.tokens_per_second.p50 is not None
+
+    @property
+    def observed_seconds(self) -> float:
+        return api.parse_duration(self.observed or self.window)
+
+
+NOTHING_OBSERVED = Traffic(source="nothing observed")
