@@ -37,3 +37,11 @@ bench: $(STAMP) ## Benchmarks; figures go to docs/performance.md
 include e2e/e2e.mk
 
 .PHONY: help venv lint generate test-unit test bench
+
+demo: $(STAMP) controlplane prometheus-install ## The operator on a local control plane with sample plans and traffic
+	$(PY) -m e2e.demo
+
+demo-keep: $(STAMP) controlplane prometheus-install ## Like demo, but keeps everything running until Ctrl-C
+	$(PY) -m e2e.demo --keep
+
+.PHONY: demo demo-keep

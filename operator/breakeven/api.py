@@ -614,7 +614,6 @@ class ServingPlanStatus(Model):
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True, "type": "object"},
     )
     last_switch_time: str | None = Field(default=None, description="When mode last changed.")
-    last_evaluation_time: str | None = Field(default=None, description="Last rubric evaluation.")
     rendered: list[dict[str, Any]] | None = Field(
         default=None,
         description="Dry run: the manifests the operator would apply.",
@@ -641,9 +640,9 @@ class ServingPlan(Model):
                               frozen=True)
 
     api_version: Literal["breakeven.dev/v1alpha1"] = Field(
-        default=API_VERSION, description="breakeven.dev/v1alpha1"
+        default="breakeven.dev/v1alpha1", description="breakeven.dev/v1alpha1"
     )
-    kind: Literal["ServingPlan"] = Field(default=KIND, description="ServingPlan")
+    kind: Literal["ServingPlan"] = Field(default="ServingPlan", description="ServingPlan")
     metadata: ObjectMeta = Field(description="Standard object metadata.")
     spec: ServingPlanSpec = Field(description="What to serve and how to decide.")
     status: ServingPlanStatus | None = Field(default=None, description="Written by the operator.")

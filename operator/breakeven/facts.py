@@ -381,6 +381,10 @@ class Traffic(_Facts):
     tokens_per_second: Percentiles = Field(
         default_factory=Percentiles, description="prompt+generation tokens/s, 5-minute rates"
     )
+    recent_tokens_per_second: Percentiles = Field(
+        default_factory=Percentiles,
+        description="the same rates over the plan's demotion window only (the newest points)",
+    )
     prompt_tokens: Percentiles = Field(
         default_factory=Percentiles, description="prompt length per request"
     )
@@ -393,7 +397,10 @@ class Traffic(_Facts):
     source: str = ""
     errors: tuple[str, ...] = Field(default=(), description="why some facts are missing")
 
-    @field_validator("tokens_per_second", "prompt_tokens", "output_tokens", mode="before")
+    @field_validator(
+        "tokens_per_second", "recent_tokens_per_second", "prompt_tokens", "output_tokens",
+        mode="before",
+    )
     @classmethod
     def _none_is_empty(cls, value: object) -> object:
         return {} if value is None else value

@@ -1,0 +1,91 @@
+"""How the operator itself is deployed: its RBAC and its Deployment, as data.
+
+`python -m breakeven.schema` writes these to manifests/ (and the chart's templates are checked
+against the same rules by tests). The rules hold only the verbs the operator uses:
+
+    servingplans          get list watch    kopf's watch; `breakeven explain` reads one
+    servingplans/status   get patch         status is the only thing written on a plan
+    nodes                 list watch        the GPU node index
+    deployments           get list watch create patch delete   children (apply creates)
+    leaderworkersets      get list watch create patch delete   multi-node children
+    services              get create patch  the stable Service
+    pods                  list              is a workload broken?
+    events                create patch      decisions and switches (kopf posts them)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from breakeven import api
+
+NAME = "breakeven"
+IMAGE = "ghcr.io/breakeven/breakeven:0.1.0"
+
+RULES: list[dict[str, Any]] = [
+    {"apiGroups": [api.GROUP], "resources": [api.PLURAL], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [api.GROUP], "resources": [f"{api.PLURAL}/status"], "verbs": ["get", "patch"]},
+    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch"]},
+    {"apiGroups": ["apps"], "resources": ["deployments"],
+     "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
+    {"apiGroups": ["leaderworkerset.x-k8s.io"], "resources": ["leaderworkersets"],
+     "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "patch"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+]
+
+
+def rbac(namespace: str = NAME) -> list[dict[str, Any]]:
+    labels = {"app.kubernetes.io/name": NAME}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": NAME, "namespace": namespace, "labels": labels}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": NAME, "labels": labels}, "rules": RULES},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": NAME, "labels": labels},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                     "name": NAME},
+         "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": namespace}]},
+    ]
+
+
+def operator_deployment(namespace: str = NAME, image: str = IMAGE,
+                        prometheus_url: str = "http://prometheus.monitoring:9090") -> dict[str, Any]:
+    labels = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/component": "operator"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": NAME, "namespace": namespace, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            # kopf runs standalone: never two operators at once (kopf#734).
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "serviceAccountName": NAME,
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 65532,
+                                        "runAsGroup": 65532,
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{
+                        "name": "operator",
+                        "image": image,
+                        "args": ["run", f"--prometheus-url={prometheus_url}",
+                                 "--liveness=http://0.0.0.0:8081/healthz"],
+                        "ports": [{"name": "metrics", "containerPort": 8080},
+                                  {"name": "health", "containerPort": 8081}],
+                        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "health"},
+                                          "periodSeconds": 20},
+                        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
+                                      "limits": {"memory": "1Gi"}},
+                        "securityContext": {"allowPrivilegeEscalation": False,
+                                            "readOnlyRootFilesystem": True,
+                                            "capabilities": {"drop": ["ALL"]}},
+                    }],
+                },
+            },
+        },
+    }

@@ -1,0 +1,160 @@
+"""The Kubernetes writer: server-side apply of rendered children, reads of their state.
+
+This is the only module that talks to the API server for the operator's own objects (kopf
+watches the plans and nodes). Every write is a server-side apply with field manager `breakeven`
+into the plan's namespace, with an owner reference to the plan so deleting the plan garbage-
+collects its children. The plan itself is only ever patched on its status subresource.
+
+Verbs used here (and nothing else; manifests/rbac.yaml grants exactly these):
+
+    deployments              get, patch (apply), delete
+    leaderworkersets         get, patch (apply), delete
+    services                 get, patch (apply)
+    pods                     list
+    servingplans/status      patch
+    servingplans             get
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes.aio import client as k8s
+from kubernetes.aio.client.exceptions import ApiException
+
+from breakeven import api
+
+FIELD_MANAGER = "breakeven"
+APPLY = "application/apply-patch+yaml"
+MERGE = "application/merge-patch+json"
+LWS_GROUP, LWS_VERSION, LWS_PLURAL = "leaderworkerset.x-k8s.io", "v1", "leaderworkersets"
+
+Obj = dict[str, Any]
+
+
+def owner_reference(plan: api.ServingPlan) -> Obj:
+    if not plan.metadata.uid:
+        raise ValueError("the plan has no uid; owner references need one")
+    return {
+        "apiVersion": api.API_VERSION,
+        "kind": api.KIND,
+        "name": plan.name,
+        "uid": plan.metadata.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def owned(obj: Mapping[str, Any], plan: api.ServingPlan) -> Obj:
+    """The object with the plan as its controlling owner, in the plan's namespace."""
+    out = dict(obj)
+    metadata = dict(out.get("metadata") or {})
+    metadata["namespace"] = plan.namespace
+    metadata["ownerReferences"] = [owner_reference(plan)]
+    out["metadata"] = metadata
+    return out
+
+
+async def _json(response: Any) -> Obj:
+    data: Obj = json.loads(await response.read())
+    return data
+
+
+class Writer:
+    """Typed async Kubernetes clients, used as the operator's hands."""
+
+    def __init__(self, api_client: k8s.ApiClient) -> None:
+        self.api_client = api_client
+        self.apps = k8s.AppsV1Api(api_client)
+        self.core = k8s.CoreV1Api(api_client)
+        self.custom = k8s.CustomObjectsApi(api_client)
+
+    async def apply(self, obj: Mapping[str, Any]) -> Obj:
+        """Server-side apply (force: the operator owns what it renders)."""
+        kind = obj["kind"]
+        name = obj["metadata"]["name"]
+        ns = obj["metadata"]["namespace"]
+        common: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force": True,
+                                  "_content_type": APPLY}
+        if kind == "Deployment":
+            resp = await self.apps.patch_namespaced_deployment_without_preload_content(
+                name, ns, dict(obj), **common)
+        elif kind == "Service":
+            resp = await self.core.patch_namespaced_service_without_preload_content(
+                name, ns, dict(obj), **common)
+        elif kind == "LeaderWorkerSet":
+            resp = await self.custom.patch_namespaced_custom_object_without_preload_content(
+                LWS_GROUP, LWS_VERSION, ns, LWS_PLURAL, name, dict(obj), **common)
+        else:
+            raise ValueError(f"the operator does not apply {kind} objects")
+        if resp.status >= 400:
+            raise ApiException(status=resp.status, reason=resp.reason,
+                               body=(await resp.read()).decode())
+        return await _json(resp)
+
+    async def get(self, kind: str, namespace: str, name: str) -> Obj | None:
+        if kind == "Deployment":
+            call = self.apps.read_namespaced_deployment_without_preload_content(name, namespace)
+        elif kind == "Service":
+            call = self.core.read_namespaced_service_without_preload_content(name, namespace)
+        elif kind == "LeaderWorkerSet":
+            call = self.custom.get_namespaced_custom_object_without_preload_content(
+                LWS_GROUP, LWS_VERSION, namespace, LWS_PLURAL, name)
+        else:
+            raise ValueError(f"the operator does not read {kind} objects")
+        resp = await call
+        if resp.status == 404:
+            return None
+        if resp.status >= 400:
+            raise ApiException(status=resp.status, reason=resp.reason,
+                               body=(await resp.read()).decode())
+        return await _json(resp)
+
+    async def delete(self, kind: str, namespace: str, name: str) -> bool:
+        """Delete with background propagation; False when it was already gone."""
+        body = k8s.V1DeleteOptions(propagation_policy="Background")
+        if kind == "Deployment":
+            call = self.apps.delete_namespaced_deployment_without_preload_content(
+                name, namespace, body=body)
+        elif kind == "LeaderWorkerSet":
+            call = self.custom.delete_namespaced_custom_object_without_preload_content(
+                LWS_GROUP, LWS_VERSION, namespace, LWS_PLURAL, name, body=body)
+        else:
+            raise ValueError(f"the operator does not delete {kind} objects")
+        resp = await call
+        if resp.status == 404:
+            return False
+        if resp.status >= 400:
+            raise ApiException(status=resp.status, reason=resp.reason,
+                               body=(await resp.read()).decode())
+        return True
+
+    async def pods(self, namespace: str, selector: Mapping[str, str]) -> list[Obj]:
+        label_selector = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+        resp = await self.core.list_namespaced_pod_without_preload_content(
+            namespace, label_selector=label_selector)
+        if resp.status >= 400:
+            raise ApiException(status=resp.status, reason=resp.reason,
+                               body=(await resp.read()).decode())
+        items: list[Obj] = (await _json(resp)).get("items", [])
+        return items
+
+    async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        resp = await self.custom.patch_namespaced_custom_object_status_without_preload_content(
+            api.GROUP, api.VERSION, namespace, api.PLURAL, name, {"status": dict(status)},
+            _content_type=MERGE)
+        if resp.status >= 400:
+            raise ApiException(status=resp.status, reason=resp.reason,
+                               body=(await resp.read()).decode())
+
+    async def get_plan(self, namespace: str, name: str) -> Obj | None:
+        resp = await self.custom.get_namespaced_custom_object_without_preload_content(
+            api.GROUP, api.VERSION, namespace, api.PLURAL, name)
+        if resp.status == 404:
+            return None
+        if resp.status >= 400:
+            raise ApiException(status=resp.status, reason=resp.reason,
+                               body=(await resp.read()).decode())
+        return await _json(resp)

@@ -1,0 +1,98 @@
+"""Fixtures for the operator's end-to-end tests: control plane, Prometheus, the operator itself."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from e2e import running
+from e2e.fixtures import (  # noqa: F401  (pytest fixtures)
+    ClusterHandle,
+    PrometheusEnv,
+    cluster,
+    namespace,
+    start_prometheus,
+    wait_for,
+)
+from e2e.traffic import TrafficSpec
+
+# Traffic the e2e plans read: 14 days of history per profile, at a rate that fills an EP group of
+# the plans' model on the fake H200 pool (see test_operator.py).
+HISTORY_NAMESPACE = "traffic"
+BASE_RATE = 120_000.0
+E2E_HISTORY = tuple(
+    TrafficSpec(f"e2e/{profile}", HISTORY_NAMESPACE, profile, base_rate=BASE_RATE)
+    for profile in ("sustained", "bursty", "no-expert-telemetry")
+)
+
+
+@pytest.fixture(scope="session")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusEnv]:
+    yield from start_prometheus(tmp_path_factory.mktemp("prometheus"), E2E_HISTORY)
+
+
+class Operator:
+    """The running operator plus what tests need to poke at it."""
+
+    def __init__(self, cluster: ClusterHandle, prometheus: PrometheusEnv, workdir: Path) -> None:
+        self.cluster = cluster
+        with cluster.api_client() as api:
+            running.install(api)
+            self.kubeconfig = running.service_account_kubeconfig(
+                api, cluster.kubeconfig, workdir / "operator.kubeconfig")
+        self.process = running.OperatorProcess(self.kubeconfig, prometheus.url,
+                                               workdir / "operator.log", interval=2.0)
+
+    def start(self) -> None:
+        self.process.start()
+
+    def restart_after_kill(self) -> None:
+        self.process.kill()
+        self.process.start()
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+@pytest.fixture(scope="session")
+def operator(
+    cluster: ClusterHandle, prometheus: PrometheusEnv, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Operator]:
+    op = Operator(cluster, prometheus, tmp_path_factory.mktemp("operator"))
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()
+
+
+@pytest.fixture
+def k8s(cluster: ClusterHandle) -> Iterator[Any]:
+    with cluster.api_client() as api:
+        yield api
+
+
+@pytest.fixture
+def until(operator: Operator) -> Callable[..., None]:
+    """wait_for that shows the operator's log when it times out (and checks it is alive)."""
+
+    def _until(what: str, check: Callable[[], bool], timeout: float = 90) -> None:
+        def guarded() -> bool:
+            if not operator.process.alive():
+                raise AssertionError(f"the operator died:\n{operator.process.tail()}")
+            return check()
+
+        try:
+            wait_for(what, guarded, timeout, interval=0.5)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- operator log ---\n{operator.process.tail()}") from None
+
+    return _until
+
+
+def pause(seconds: float) -> None:
+    time.sleep(seconds)
