@@ -173,11 +173,12 @@ class ModelSpec(Model):
 
     @model_validator(mode="after")
     def _explicit_numbers_consistent(self) -> ModelSpec:
-        if self.total_parameters and self.active_parameters:
-            if parse_parameters(self.active_parameters) > parse_parameters(self.total_parameters):
-                raise ValueError(
-                    "activeParameters must not exceed totalParameters"
-                )
+        if (
+            self.total_parameters
+            and self.active_parameters
+            and parse_parameters(self.active_parameters) > parse_parameters(self.total_parameters)
+        ):
+            raise ValueError("activeParameters must not exceed totalParameters")
         if (self.experts or 0) > 0 and not self.experts_per_token:
             raise ValueError("expertsPerToken is required when experts is set")
         if self.experts_per_token and self.experts and self.experts_per_token > self.experts:
@@ -352,8 +353,13 @@ class Policy(Model):
         return self
 
 
-POLICY_RULES = [cel("self.gating.all(g, self.gating.exists_one(h, h == g))",
-                    "gating must not name a criterion twice", ".gating")]
+POLICY_RULES = [
+    cel(
+        "self.gating.all(g, self.gating.exists_one(h, h == g))",
+        "gating must not name a criterion twice",
+        ".gating",
+    )
+]
 
 
 class DenseBaseline(Model):
@@ -384,9 +390,7 @@ class SecretKeyRef(Model):
 
 class Toleration(Model):
     key: str | None = Field(default=None, max_length=316, description="Taint key to tolerate.")
-    operator: Literal["Exists", "Equal"] = Field(
-        default="Exists", description="Exists or Equal."
-    )
+    operator: Literal["Exists", "Equal"] = Field(default="Exists", description="Exists or Equal.")
     value: str | None = Field(default=None, max_length=63, description="Taint value (Equal).")
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="Taint effect to tolerate; all when empty."
@@ -539,7 +543,10 @@ class ModeEstimate(Model):
     dp: int = Field(default=1, ge=0, description="Data-parallel (attention) ranks.")
     ep: int = Field(default=1, ge=0, description="Expert-parallel ranks.")
     output_tokens_per_second_per_gpu: float = Field(
-        default=0, ge=0, description="Output tokens/s per GPU at full load."
+        default=0,
+        ge=0,
+        alias="outputTokensPerSecondPerGPU",
+        description="Output tokens/s per GPU at full load.",
     )
     total_tokens_per_second: float = Field(
         default=0, ge=0, description="Prompt plus output tokens/s one replica handles at full load."
@@ -617,7 +624,9 @@ class ServingPlanStatus(Model):
     rendered: list[dict[str, Any]] | None = Field(
         default=None,
         description="Dry run: the manifests the operator would apply.",
-        json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+        json_schema_extra={
+            "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        },
     )
     conditions: list[Condition] = Field(default_factory=list, description="Conditions.")
 
@@ -636,8 +645,9 @@ class ObjectMeta(BaseModel):
 class ServingPlan(Model):
     """A model to serve, and the decision whether to serve it dense or as an expert-parallel MoE."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore",
-                              frozen=True)
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True
+    )
 
     api_version: Literal["breakeven.dev/v1alpha1"] = Field(
         default="breakeven.dev/v1alpha1", description="breakeven.dev/v1alpha1"

@@ -44,9 +44,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         for plan in plans:
             cluster = inputs.load_cluster(Path(args.nodes) if args.nodes else None, plan, mapping)
             evaluations.append(planning.evaluate(plan, cluster, traffic))
-        rendered = [report.render_manifests(e, both=args.both) for e in evaluations] if (
-            args.render or args.both
-        ) else None
+        rendered = (
+            [report.render_manifests(e, both=args.both) for e in evaluations]
+            if (args.render or args.both)
+            else None
+        )
     except (inputs.InputError, catalog.CatalogError) as exc:
         return _fail("plan", str(exc))
     except report.RenderFailure as exc:
@@ -73,10 +75,16 @@ def _cmd_models(args: argparse.Namespace) -> int:
     for name in catalog.names():
         arch = catalog.get(name)
         assert arch is not None
-        experts = (f"{arch.routed_experts} top-{arch.experts_per_token}" if arch.is_moe
-                   else "dense")
-        rows.append([name, f"{arch.total_parameters:g}B", f"{arch.active_parameters:g}B",
-                     experts, arch.native_dtype.value])
+        experts = f"{arch.routed_experts} top-{arch.experts_per_token}" if arch.is_moe else "dense"
+        rows.append(
+            [
+                name,
+                f"{arch.total_parameters:g}B",
+                f"{arch.active_parameters:g}B",
+                experts,
+                arch.native_dtype.value,
+            ]
+        )
     print(report.columns(rows))
     return 0
 
@@ -94,19 +102,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="breakeven", description="Serve each model dense or as an "
-                     "expert-parallel MoE, whichever its traffic and cluster can carry.")
+    parser = _Parser(
+        prog="breakeven",
+        description="Serve each model dense or as an "
+        "expert-parallel MoE, whichever its traffic and cluster can carry.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     plan = sub.add_parser("plan", help="decide Dense or MoE for a ServingPlan file")
     plan.add_argument("plan", help="ServingPlan manifest (as you would kubectl apply it)")
-    plan.add_argument("--nodes", help="`kubectl get nodes -o yaml` output or multi-doc Nodes "
-                      "(default: a built-in reference cluster)")
+    plan.add_argument(
+        "--nodes",
+        help="`kubectl get nodes -o yaml` output or multi-doc Nodes "
+        "(default: a built-in reference cluster)",
+    )
     plan.add_argument("--traffic", help="traffic facts YAML (default: nothing observed)")
     plan.add_argument("--label-mapping", help="YAML adding or overriding node label keys")
     plan.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
-    plan.add_argument("--render", action="store_true",
-                      help="print the manifests for the decided mode, like `helm template`")
+    plan.add_argument(
+        "--render",
+        action="store_true",
+        help="print the manifests for the decided mode, like `helm template`",
+    )
     plan.add_argument("--both", action="store_true", help="with --render: both modes")
     plan.set_defaults(func=_cmd_plan)
 
@@ -123,21 +140,33 @@ def build_parser() -> argparse.ArgumentParser:
     explain.set_defaults(func=_cmd_explain)
 
     run = sub.add_parser("run", help="run the operator")
-    run.add_argument("-n", "--namespace", action="append", default=[],
-                     help="namespace to watch (repeatable; default: all)")
-    run.add_argument("--prometheus-url", default=None,
-                     help="Prometheus for plans that do not name one")
-    run.add_argument("--interval", type=float, default=60.0,
-                     help="seconds between re-evaluations of each plan (jittered)")
+    run.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="namespace to watch (repeatable; default: all)",
+    )
+    run.add_argument(
+        "--prometheus-url", default=None, help="Prometheus for plans that do not name one"
+    )
+    run.add_argument(
+        "--interval",
+        type=float,
+        default=60.0,
+        help="seconds between re-evaluations of each plan (jittered)",
+    )
     run.add_argument("--label-mapping", default=None, help="YAML adding or overriding node keys")
-    run.add_argument("--metrics-port", type=int, default=8080,
-                     help="port of the operator's /metrics (0 = off)")
+    run.add_argument(
+        "--metrics-port", type=int, default=8080, help="port of the operator's /metrics (0 = off)"
+    )
     run.add_argument("--metrics-address", default="0.0.0.0", help="address of /metrics")
-    run.add_argument("--kubeconfig", default=None, help="kubeconfig (default: in-cluster or "
-                     "$KUBECONFIG)")
-    run.add_argument("--peering", default=None, help="kopf peering name (default: standalone)")
-    run.add_argument("--liveness", default=None,
-                     help="kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
+    run.add_argument(
+        "--kubeconfig", default=None, help="kubeconfig (default: in-cluster or $KUBECONFIG)"
+    )
+    run.add_argument(
+        "--liveness", default=None, help="kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz"
+    )
     run.add_argument("--verbose", action="store_true")
     run.set_defaults(func=_cmd_run)
     return parser
@@ -146,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except BrokenPipeError:  # `breakeven plan ... | head`
+        sys.stderr.close()
+        return 0
     return result
-

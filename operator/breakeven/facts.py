@@ -31,8 +31,9 @@ RDMA_FABRICS: frozenset[str] = frozenset({"infiniband", "roce", "efa", "rdma"})
 
 
 class _Facts(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True,
-                              extra="forbid")
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid"
+    )
 
 
 # ------------------------------------------------------------------------------ label mapping
@@ -106,9 +107,7 @@ class LabelMapping(_Facts):
     clique_label: str = "nvidia.com/gpu.clique"
     rdma_labels: list[str] = Field(default_factory=_default_rdma_labels)
     rdma_resources: dict[str, FabricKind] = Field(default_factory=_default_rdma_resources)
-    fabric_labels: dict[str, dict[str, FabricKind]] = Field(
-        default_factory=_default_fabric_labels
-    )
+    fabric_labels: dict[str, dict[str, FabricKind]] = Field(default_factory=_default_fabric_labels)
 
     def merged(self, overrides: Mapping[str, Any]) -> LabelMapping:
         """This mapping with an operator's overrides: lists extend, dicts merge, scalars replace."""
@@ -178,9 +177,7 @@ def node_info(node: Mapping[str, Any], mapping: LabelMapping | None = None) -> N
         k: str(v) for k, v in (status.get("allocatable") or {}).items() if k in resources
     }
     conditions = status.get("conditions") or []
-    ready = all(
-        c.get("status") == "True" for c in conditions if c.get("type") == "Ready"
-    )
+    ready = all(c.get("status") == "True" for c in conditions if c.get("type") == "Ready")
     return NodeInfo(
         name=str(metadata.get("name", "")),
         labels=labels,
@@ -309,9 +306,7 @@ class Cluster(_Facts):
         for (key, count), members in sorted(groups.items()):
             gpu = members[0][1]
             products = Counter(p for _, _, p in members)
-            memory_mib = [
-                _quantity(n.labels.get(mapping.gpu_memory_label)) for n, _, _ in members
-            ]
+            memory_mib = [_quantity(n.labels.get(mapping.gpu_memory_label)) for n, _, _ in members]
             memory_gb = (
                 min(memory_mib) * 1024**2 / 1e9
                 if all(memory_mib)
@@ -381,10 +376,12 @@ class Traffic(_Facts):
     tokens_per_second: Percentiles = Field(
         default_factory=Percentiles, description="prompt+generation tokens/s, 5-minute rates"
     )
-    recent_tokens_per_second: Percentiles = Field(
-        default_factory=Percentiles,
-        description="the same rates over the plan's demotion window only (the newest points)",
+    recent_peak_tokens_per_second: float | None = Field(
+        default=None,
+        ge=0,
+        description="highest 1-minute token rate over recentWindow (the demotion window)",
     )
+    recent_window: api.Duration | None = Field(default=None, description="span of the peak")
     prompt_tokens: Percentiles = Field(
         default_factory=Percentiles, description="prompt length per request"
     )
@@ -398,7 +395,9 @@ class Traffic(_Facts):
     errors: tuple[str, ...] = Field(default=(), description="why some facts are missing")
 
     @field_validator(
-        "tokens_per_second", "recent_tokens_per_second", "prompt_tokens", "output_tokens",
+        "tokens_per_second",
+        "prompt_tokens",
+        "output_tokens",
         mode="before",
     )
     @classmethod

@@ -130,13 +130,15 @@ def held_for(row: api.CriterionRow, observed_history: float, now: dt.datetime) -
 
 def _recent_below_floor(evaluation: planning.Evaluation) -> bool:
     """Whether traffic over the demotion window stayed under the sustainedLoad floor."""
-    recent = evaluation.traffic.recent_tokens_per_second
+    peak = evaluation.traffic.recent_peak_tokens_per_second
     moe = evaluation.decision.moe
-    if recent.p90 is None or moe is None:
+    if peak is None or moe is None:
         return False
-    floor = (evaluation.plan.spec.policy.sustained_load.busy_fraction
-             * moe.estimate.total_tokens_per_second)
-    return recent.p90 < floor
+    floor = (
+        evaluation.plan.spec.policy.sustained_load.busy_fraction
+        * moe.estimate.total_tokens_per_second
+    )
+    return peak < floor
 
 
 def hysteresis(
@@ -156,17 +158,28 @@ def hysteresis(
     if plan.spec.mode != api.Mode.AUTO:
         pinned = api.ServingMode(plan.spec.mode.value)
         if pinned == MOE and not moe_possible:
-            return DENSE, "PinnedMoEInfeasible", (
-                "spec.mode pins MoE but no GPU pool can host an EP group; serving dense"
-            ), True
+            return (
+                DENSE,
+                "PinnedMoEInfeasible",
+                ("spec.mode pins MoE but no GPU pool can host an EP group; serving dense"),
+                True,
+            )
         if pinned == MOE and moe_broken:
-            return DENSE, "MoEBroken", f"the MoE workload is broken ({moe_broken}); dense "\
-                "comes up while it is", True
+            return (
+                DENSE,
+                "MoEBroken",
+                f"the MoE workload is broken ({moe_broken}); dense comes up while it is",
+                True,
+            )
         return pinned, decision.reason, decision.message, False
 
     if active == MOE and moe_broken:
-        return DENSE, "MoEBroken", f"the MoE workload is broken ({moe_broken}); falling back "\
-            "to dense", True
+        return (
+            DENSE,
+            "MoEBroken",
+            f"the MoE workload is broken ({moe_broken}); falling back to dense",
+            True,
+        )
 
     history = evaluation.traffic.observed_seconds if evaluation.traffic.has_volume else 0.0
     gating = [r for r in rows if r.gating]
@@ -180,13 +193,22 @@ def hysteresis(
         waiting = [r for r in gating if held_for(r, history, now) < window]
         if waiting:
             names = ", ".join(r.name.value for r in waiting)
-            return DENSE, "PromotionPending", (
-                f"every gating row is Go, but {names} must hold Go for "
-                f"{policy.promotion_window} before the move to MoE"
-            ), False
+            return (
+                DENSE,
+                "PromotionPending",
+                (
+                    f"every gating row is Go, but {names} must hold Go for "
+                    f"{policy.promotion_window} before the move to MoE"
+                ),
+                False,
+            )
         if active == DENSE and not dwell_ok:
-            return DENSE, "MinDwell", f"MoE is due, but the last switch was under "\
-                f"{policy.min_dwell} ago", False
+            return (
+                DENSE,
+                "MinDwell",
+                f"MoE is due, but the last switch was under {policy.min_dwell} ago",
+                False,
+            )
         return MOE, decision.reason, decision.message, False
 
     # active == MoE
@@ -198,19 +220,27 @@ def hysteresis(
     if lapsed:
         first = lapsed[0]
         reason = first.name[0].upper() + first.name[1:] + "Lapsed"
-        message = (f"{first.name} has been {first.verdict.value} for over "
-                   f"{policy.demotion_grace}: {first.reason}")
+        message = (
+            f"{first.name} has been {first.verdict.value} for over "
+            f"{policy.demotion_grace}: {first.reason}"
+        )
     elif _recent_below_floor(evaluation):
         reason = "TrafficBelowFloor"
-        message = (f"traffic over the last {policy.demotion_window} stayed under the "
-                   "sustainedLoad floor")
+        message = (
+            f"traffic over the last {policy.demotion_window} stayed under the sustainedLoad floor"
+        )
     if not reason:
         pending = [r for r in gating if r.verdict != V.GO]
         if pending:
-            return MOE, "DemotionGrace", (
-                f"{pending[0].name} is {pending[0].verdict.value}; demotion after "
-                f"{policy.demotion_grace}"
-            ), False
+            return (
+                MOE,
+                "DemotionGrace",
+                (
+                    f"{pending[0].name} is {pending[0].verdict.value}; demotion after "
+                    f"{policy.demotion_grace}"
+                ),
+                False,
+            )
         return MOE, decision.reason, decision.message, False
     if not dwell_ok:
         return MOE, "MinDwell", f"{message}; waiting for min dwell {policy.min_dwell}", False
@@ -252,14 +282,22 @@ def step(
     moe_obs = observed.get(MOE, Observed(mode=MOE))
     moe_broken = moe_obs.broken if moe_obs.exists else None
     target, reason, message, fallback = hysteresis(
-        evaluation, rows, active, last_switch, moe_broken if active == MOE or
-        plan.spec.mode == api.Mode.MOE else None, now
+        evaluation,
+        rows,
+        active,
+        last_switch,
+        moe_broken if active == MOE or plan.spec.mode == api.Mode.MOE else None,
+        now,
     )
     events: list[Event] = []
     if prev.target_mode is not None and prev.target_mode != target:
-        events.append(Event(type="Warning" if fallback else "Normal", reason="TargetChanged",
-                            message=f"target mode {prev.target_mode.value} -> {target.value}: "
-                            f"{message}"))
+        events.append(
+            Event(
+                type="Warning" if fallback else "Normal",
+                reason="TargetChanged",
+                message=f"target mode {prev.target_mode.value} -> {target.value}: {message}",
+            )
+        )
     switch = dict(prev.switch or {})
     obs_t = observed.get(target, Observed(mode=target))
 
@@ -268,34 +306,61 @@ def step(
 
     # First placement, or steady state: run the target, point the Service at it, clean up.
     if active is None or active == target:
-        actions = [Action(kind="apply", mode=target, replicas=n),
-                   Action(kind="select", mode=target)]
+        actions = [
+            Action(kind="apply", mode=target, replicas=n),
+            Action(kind="select", mode=target),
+        ]
         drain_until = parse_time(str(switch.get("drainUntil", ""))) if switch else None
         old = observed.get(_other(target), Observed(mode=_other(target)))
         if old.exists and (drain_until is None or now >= drain_until):
             actions.append(Action(kind="delete", mode=_other(target)))
             if switch:
-                events.append(Event(type="Normal", reason="Drained",
-                                    message=f"deleted the {_other(target).value} workload "
-                                    "after the drain period"))
+                events.append(
+                    Event(
+                        type="Normal",
+                        reason="Drained",
+                        message=f"deleted the {_other(target).value} workload "
+                        "after the drain period",
+                    )
+                )
             switch = {}
         phase = api.Phase.SERVING if ready(obs_t, n) else api.Phase.DEPLOYING
         if obs_t.broken:
             phase = api.Phase.DEGRADED
         if active is None:
-            events.append(Event(type="Normal", reason="Deploying",
-                                message=f"deploying {target.value}: {message}"))
-        return Step(mode=target, target=target, phase=phase, reason=reason, message=message,
-                    rows=rows, actions=tuple(actions), events=tuple(events),
-                    switch=switch or None, last_switch_time=prev.last_switch_time,
-                    fallback=fallback, switching=bool(switch))
+            events.append(
+                Event(
+                    type="Normal",
+                    reason="Deploying",
+                    message=f"deploying {target.value}: {message}",
+                )
+            )
+        return Step(
+            mode=target,
+            target=target,
+            phase=phase,
+            reason=reason,
+            message=message,
+            rows=rows,
+            actions=tuple(actions),
+            events=tuple(events),
+            switch=switch or None,
+            last_switch_time=prev.last_switch_time,
+            fallback=fallback,
+            switching=bool(switch),
+        )
 
     # A switch from `active` to `target`.
     obs_a = observed.get(active, Observed(mode=active))
     started = str(switch.get("startedAt") or rfc3339(now))
     if switch.get("to") != target.value:
-        events.append(Event(type="Warning" if fallback else "Normal", reason="SwitchStarted",
-                            message=f"switching {active.value} -> {target.value}: {message}"))
+        events.append(
+            Event(
+                type="Warning" if fallback else "Normal",
+                reason="SwitchStarted",
+                message=f"switching {active.value} -> {target.value}: {message}",
+            )
+        )
         started = rfc3339(now)
     roomy = room_for_both(evaluation, n)
     base = {"from": active.value, "to": target.value, "startedAt": started}
@@ -305,59 +370,109 @@ def step(
         if ready(obs_t, n) or (fallback and obs_a.ready_replicas == 0):
             drain = rfc3339(now + dt.timedelta(seconds=api.parse_duration(policy.drain_period)))
             actions.append(Action(kind="select", mode=target))
-            events.append(Event(type="Warning" if fallback else "Normal", reason="Switched",
-                                message=f"Service moved to {target.value}; {active.value} "
-                                f"drains until {drain}"))
-            return Step(mode=target, target=target, phase=api.Phase.SWITCHING, reason=reason,
-                        message=message, rows=rows, actions=tuple(actions),
-                        events=tuple(events),
-                        switch={**base, "step": "Draining", "drainUntil": drain},
-                        last_switch_time=rfc3339(now), fallback=fallback, switching=True)
+            events.append(
+                Event(
+                    type="Warning" if fallback else "Normal",
+                    reason="Switched",
+                    message=f"Service moved to {target.value}; {active.value} drains until {drain}",
+                )
+            )
+            return Step(
+                mode=target,
+                target=target,
+                phase=api.Phase.SWITCHING,
+                reason=reason,
+                message=message,
+                rows=rows,
+                actions=tuple(actions),
+                events=tuple(events),
+                switch={**base, "step": "Draining", "drainUntil": drain},
+                last_switch_time=rfc3339(now),
+                fallback=fallback,
+                switching=True,
+            )
         actions.append(Action(kind="select", mode=active))
-        return Step(mode=active, target=target, phase=api.Phase.SWITCHING, reason=reason,
-                    message=f"{message} (waiting for {target.value}: "
-                    f"{obs_t.ready_replicas}/{n} ready)",
-                    rows=rows, actions=tuple(actions), events=tuple(events),
-                    switch={**base, "step": "WaitingForTarget", "stepwise": False},
-                    last_switch_time=prev.last_switch_time, fallback=fallback, switching=True)
+        return Step(
+            mode=active,
+            target=target,
+            phase=api.Phase.SWITCHING,
+            reason=reason,
+            message=f"{message} (waiting for {target.value}: {obs_t.ready_replicas}/{n} ready)",
+            rows=rows,
+            actions=tuple(actions),
+            events=tuple(events),
+            switch={**base, "step": "WaitingForTarget", "stepwise": False},
+            last_switch_time=prev.last_switch_time,
+            fallback=fallback,
+            switching=True,
+        )
 
     if n < 2:
-        return Step(mode=active, target=target, phase=api.Phase.SWITCHING,
-                    reason="NoRoomForSwitch",
-                    message=f"{message}; but the pool cannot run both workloads and there is "
-                    "one replica, so a switch would drop traffic: add GPUs or replicas",
-                    rows=rows,
-                    actions=(Action(kind="apply", mode=active, replicas=n),
-                             Action(kind="select", mode=active)),
-                    events=tuple(events),
-                    switch={**base, "step": "BlockedNoRoom", "stepwise": True},
-                    last_switch_time=prev.last_switch_time, switching=True)
+        return Step(
+            mode=active,
+            target=target,
+            phase=api.Phase.SWITCHING,
+            reason="NoRoomForSwitch",
+            message=f"{message}; but the pool cannot run both workloads and there is "
+            "one replica, so a switch would drop traffic: add GPUs or replicas",
+            rows=rows,
+            actions=(
+                Action(kind="apply", mode=active, replicas=n),
+                Action(kind="select", mode=active),
+            ),
+            events=tuple(events),
+            switch={**base, "step": "BlockedNoRoom", "stepwise": True},
+            last_switch_time=prev.last_switch_time,
+            switching=True,
+        )
 
     # Stepwise: release one unit of the old per unit of the new that is ready.
     t_ready = min(obs_t.ready_replicas, n) if obs_t.exists else 0
     if t_ready >= n:
         drain = rfc3339(now + dt.timedelta(seconds=api.parse_duration(policy.drain_period)))
-        events.append(Event(type="Normal", reason="Switched",
-                            message=f"stepwise switch done: Service on {target.value}"))
-        return Step(mode=target, target=target, phase=api.Phase.SWITCHING, reason=reason,
-                    message=message, rows=rows,
-                    actions=(Action(kind="apply", mode=target, replicas=n),
-                             Action(kind="select", mode=target)),
-                    events=tuple(events),
-                    switch={**base, "step": "Draining", "drainUntil": drain, "stepwise": True},
-                    last_switch_time=rfc3339(now), switching=True)
+        events.append(
+            Event(
+                type="Normal",
+                reason="Switched",
+                message=f"stepwise switch done: Service on {target.value}",
+            )
+        )
+        return Step(
+            mode=target,
+            target=target,
+            phase=api.Phase.SWITCHING,
+            reason=reason,
+            message=message,
+            rows=rows,
+            actions=(
+                Action(kind="apply", mode=target, replicas=n),
+                Action(kind="select", mode=target),
+            ),
+            events=tuple(events),
+            switch={**base, "step": "Draining", "drainUntil": drain, "stepwise": True},
+            last_switch_time=rfc3339(now),
+            switching=True,
+        )
     want_t = min(n, t_ready + 1)
     want_a = max(n - 1 - t_ready, 0)
-    return Step(mode=active, target=target, phase=api.Phase.SWITCHING, reason=reason,
-                message=f"{message} (stepwise, no room for both: {target.value} {t_ready}/{n} "
-                f"ready, {active.value} kept at {want_a})",
-                rows=rows,
-                actions=(Action(kind="select", selector="both"),
-                         Action(kind="apply", mode=active, replicas=want_a),
-                         Action(kind="apply", mode=target, replicas=want_t)),
-                events=tuple(events),
-                switch={**base, "step": "Stepwise", "stepwise": True, "targetReady": t_ready},
-                last_switch_time=prev.last_switch_time, switching=True)
+    return Step(
+        mode=active,
+        target=target,
+        phase=api.Phase.SWITCHING,
+        reason=reason,
+        message=f"{message} (stepwise, no room for both: {target.value} {t_ready}/{n} "
+        f"ready, {active.value} kept at {want_a})",
+        rows=rows,
+        actions=(
+            Action(kind="select", selector="both"),
+            Action(kind="apply", mode=active, replicas=want_a),
+            Action(kind="apply", mode=target, replicas=want_t),
+        ),
+        events=tuple(events),
+        switch={**base, "step": "Stepwise", "stepwise": True, "targetReady": t_ready},
+        last_switch_time=prev.last_switch_time,
+        switching=True,
+    )
 
 
 # ------------------------------------------------------------------------------ conditions
@@ -375,29 +490,53 @@ def conditions(
     decision = evaluation.decision
     blocking = [r for r in step_.rows if r.gating and r.verdict != V.GO]
     wanted = [
-        ("RubricEvaluated", "True", "Evaluated",
-         f"{len(step_.rows)} criteria evaluated; rubric says {decision.rubric_mode.value}"),
-        ("MoEPrerequisitesMet", "True" if not blocking else "False",
-         "AllGatesGo" if not blocking else blocking[0].name[0].upper() + blocking[0].name[1:],
-         "every gating criterion is Go" if not blocking
-         else "; ".join(f"{r.name}: {r.reason}" for r in blocking)),
-        ("Ready", "True" if step_.phase == api.Phase.SERVING else "False",
-         step_.phase.value, step_.message),
-        ("Switching", "True" if step_.switching else "False",
-         str(step_.switch.get("step")) if step_.switch else "Idle",
-         step_.message if step_.switching else "no switch in progress"),
-        ("FallbackActive", "True" if step_.fallback else "False",
-         step_.reason if step_.fallback else "NoFallback",
-         step_.message if step_.fallback else "not falling back"),
+        (
+            "RubricEvaluated",
+            "True",
+            "Evaluated",
+            f"{len(step_.rows)} criteria evaluated; rubric says {decision.rubric_mode.value}",
+        ),
+        (
+            "MoEPrerequisitesMet",
+            "True" if not blocking else "False",
+            "AllGatesGo" if not blocking else blocking[0].name[0].upper() + blocking[0].name[1:],
+            "every gating criterion is Go"
+            if not blocking
+            else "; ".join(f"{r.name}: {r.reason}" for r in blocking),
+        ),
+        (
+            "Ready",
+            "True" if step_.phase == api.Phase.SERVING else "False",
+            step_.phase.value,
+            step_.message,
+        ),
+        (
+            "Switching",
+            "True" if step_.switching else "False",
+            str(step_.switch.get("step")) if step_.switch else "Idle",
+            step_.message if step_.switching else "no switch in progress",
+        ),
+        (
+            "FallbackActive",
+            "True" if step_.fallback else "False",
+            step_.reason if step_.fallback else "NoFallback",
+            step_.message if step_.fallback else "not falling back",
+        ),
     ]
     out = []
     for type_, status, reason, message in wanted:
         old = before.get(type_)
         changed = old is None or old.status != status
-        out.append(api.Condition(
-            type=type_, status=status, reason=reason, message=message[:1024],
-            last_transition_time=rfc3339(now) if changed or old is None
-            else old.last_transition_time,
-            observed_generation=generation,
-        ))
+        out.append(
+            api.Condition(
+                type=type_,
+                status=status,
+                reason=reason,
+                message=message[:1024],
+                last_transition_time=rfc3339(now)
+                if changed or old is None
+                else old.last_transition_time,
+                observed_generation=generation,
+            )
+        )
     return out

@@ -1,0 +1,13 @@
+"""Fixtures for the capacity tests."""
+
+from __future__ import annotations
+
+import pytest
+from capacity_builders import arch
+
+from breakeven import catalog
+
+
+@pytest.fixture
+def deepseek() -> catalog.Architecture:
+    return arch("deepseek-ai/DeepSeek-V3")
