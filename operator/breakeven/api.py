@@ -228,6 +228,7 @@ class Traffic(Model):
     )
     selector: dict[str, str] = Field(
         default_factory=dict,
+        max_length=16,
         description="Label matchers (equality) that select this model's vLLM series. Defaults to "
         "{model_name: <spec.model.name>, namespace: <plan namespace>}.",
     )
@@ -246,6 +247,30 @@ class Traffic(Model):
         pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$",
         description="The label of expertLoadMetric that names the expert.",
     )
+
+    @model_validator(mode="after")
+    def _selector_label_names(self) -> Traffic:
+        for name in self.selector:
+            if (
+                not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", name)
+                or name.startswith("__")
+                or (name == "le")
+            ):
+                raise ValueError(
+                    f"selector: {name!r} is not a Prometheus label name Breakeven can match "
+                    "([a-zA-Z_][a-zA-Z0-9_]*, not __*, not le)"
+                )
+        return self
+
+
+TRAFFIC_RULES = [
+    cel(
+        "!has(self.selector) || self.selector.all(k, k.matches('^[a-zA-Z_][a-zA-Z0-9_]*$') "
+        "&& !k.startsWith('__') && k != 'le')",
+        "selector keys must be Prometheus label names ([a-zA-Z_][a-zA-Z0-9_]*, not __*, not le)",
+        ".selector",
+    )
+]
 
 
 class ModelScalePolicy(Model):
@@ -355,7 +380,7 @@ class Policy(Model):
 
 POLICY_RULES = [
     cel(
-        "self.gating.all(g, self.gating.exists_one(h, h == g))",
+        "!has(self.gating) || self.gating.all(g, self.gating.exists_one(h, h == g))",
         "gating must not name a criterion twice",
         ".gating",
     )
@@ -668,6 +693,7 @@ class ServingPlan(Model):
 
 CEL_RULES: dict[type[BaseModel], list[dict[str, str]]] = {
     ModelSpec: MODEL_SPEC_RULES,
+    Traffic: TRAFFIC_RULES,
     Policy: POLICY_RULES,
     ServingPlanSpec: SPEC_RULES,
 }

@@ -25,8 +25,9 @@ class CatalogError(ValueError):
 
 
 class _Fact(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True,
-                              extra="forbid")
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid"
+    )
 
 
 class Attention(_Fact):

@@ -10,7 +10,8 @@ against the same rules by tests). The rules hold only the verbs the operator use
     leaderworkersets      get list watch create patch delete   multi-node children
     services              get create patch  the stable Service
     pods                  list              is a workload broken?
-    events                create patch      decisions and switches (kopf posts them)
+    events                create patch      decisions and switches
+    customresourcedefinitions  list watch   kopf discovers the resources it serves through them
 """
 
 from __future__ import annotations
@@ -26,33 +27,60 @@ RULES: list[dict[str, Any]] = [
     {"apiGroups": [api.GROUP], "resources": [api.PLURAL], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [api.GROUP], "resources": [f"{api.PLURAL}/status"], "verbs": ["get", "patch"]},
     {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch"]},
-    {"apiGroups": ["apps"], "resources": ["deployments"],
-     "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
-    {"apiGroups": ["leaderworkerset.x-k8s.io"], "resources": ["leaderworkersets"],
-     "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
+    {
+        "apiGroups": ["apps"],
+        "resources": ["deployments"],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+    },
+    {
+        "apiGroups": ["leaderworkerset.x-k8s.io"],
+        "resources": ["leaderworkersets"],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+    },
     {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "patch"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
     {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+    {
+        "apiGroups": ["apiextensions.k8s.io"],
+        "resources": ["customresourcedefinitions"],
+        "verbs": ["list", "watch"],
+    },
 ]
 
 
 def rbac(namespace: str = NAME) -> list[dict[str, Any]]:
     labels = {"app.kubernetes.io/name": NAME}
     return [
-        {"apiVersion": "v1", "kind": "ServiceAccount",
-         "metadata": {"name": NAME, "namespace": namespace, "labels": labels}},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-         "metadata": {"name": NAME, "labels": labels}, "rules": RULES},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-         "metadata": {"name": NAME, "labels": labels},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                     "name": NAME},
-         "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": namespace}]},
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": NAME, "namespace": namespace, "labels": labels},
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": NAME, "labels": labels},
+            "rules": RULES,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": NAME, "labels": labels},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": NAME,
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": namespace}],
+        },
     ]
 
 
-def operator_deployment(namespace: str = NAME, image: str = IMAGE,
-                        prometheus_url: str = "http://prometheus.monitoring:9090") -> dict[str, Any]:
+def operator_deployment(
+    namespace: str = NAME,
+    image: str = IMAGE,
+    prometheus_url: str = "http://prometheus.monitoring:9090",
+) -> dict[str, Any]:
     labels = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/component": "operator"}
     return {
         "apiVersion": "apps/v1",
@@ -67,24 +95,40 @@ def operator_deployment(namespace: str = NAME, image: str = IMAGE,
                 "metadata": {"labels": labels},
                 "spec": {
                     "serviceAccountName": NAME,
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 65532,
-                                        "runAsGroup": 65532,
-                                        "seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [{
-                        "name": "operator",
-                        "image": image,
-                        "args": ["run", f"--prometheus-url={prometheus_url}",
-                                 "--liveness=http://0.0.0.0:8081/healthz"],
-                        "ports": [{"name": "metrics", "containerPort": 8080},
-                                  {"name": "health", "containerPort": 8081}],
-                        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "health"},
-                                          "periodSeconds": 20},
-                        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
-                                      "limits": {"memory": "1Gi"}},
-                        "securityContext": {"allowPrivilegeEscalation": False,
-                                            "readOnlyRootFilesystem": True,
-                                            "capabilities": {"drop": ["ALL"]}},
-                    }],
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 65532,
+                        "runAsGroup": 65532,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "operator",
+                            "image": image,
+                            "args": [
+                                "run",
+                                f"--prometheus-url={prometheus_url}",
+                                "--liveness=http://0.0.0.0:8081/healthz",
+                            ],
+                            "ports": [
+                                {"name": "metrics", "containerPort": 8080},
+                                {"name": "health", "containerPort": 8081},
+                            ],
+                            "livenessProbe": {
+                                "httpGet": {"path": "/healthz", "port": "health"},
+                                "periodSeconds": 20,
+                            },
+                            "resources": {
+                                "requests": {"cpu": "100m", "memory": "256Mi"},
+                                "limits": {"memory": "1Gi"},
+                            },
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                        }
+                    ],
                 },
             },
         },

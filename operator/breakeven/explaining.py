@@ -25,7 +25,8 @@ def _namespace(args: argparse.Namespace) -> str:
         return str(args.namespace)
     try:
         _, context = sync_config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
-            config_file=args.kubeconfig)
+            config_file=args.kubeconfig
+        )
         return str(context.get("context", {}).get("namespace") or "default")
     except (sync_config.ConfigException, OSError):
         return "default"
@@ -34,8 +35,8 @@ def _namespace(args: argparse.Namespace) -> str:
 async def _read(args: argparse.Namespace, namespace: str) -> dict[str, Any] | None:
     configuration = k8s.Configuration()
     await k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-        config_file=args.kubeconfig,
-                                      client_configuration=configuration)
+        config_file=args.kubeconfig, client_configuration=configuration
+    )
     async with k8s.ApiClient(configuration) as api_client:
         return await kube.Writer(api_client).get_plan(namespace, args.name)
 
@@ -48,12 +49,16 @@ def main(args: argparse.Namespace) -> int:
         print(f"breakeven explain: error: cannot reach the cluster: {exc}", file=sys.stderr)
         return 2
     except k8s.ApiException as exc:
-        print(f"breakeven explain: error: API server answered {exc.status} {exc.reason}",
-              file=sys.stderr)
+        print(
+            f"breakeven explain: error: API server answered {exc.status} {exc.reason}",
+            file=sys.stderr,
+        )
         return 2
     if body is None:
-        print(f"breakeven explain: error: servingplan {namespace}/{args.name} not found",
-              file=sys.stderr)
+        print(
+            f"breakeven explain: error: servingplan {namespace}/{args.name} not found",
+            file=sys.stderr,
+        )
         return 2
     raw = {k: v for k, v in (body.get("status") or {}).items() if k != "breakeven.dev"}
     if args.output == "json":

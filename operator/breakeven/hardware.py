@@ -21,8 +21,9 @@ from breakeven import api
 
 
 class _Fact(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True,
-                              extra="forbid")
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid"
+    )
 
 
 class GPU(_Fact):
@@ -46,7 +47,7 @@ class GPU(_Fact):
         """Dense peak for a dtype, falling back to the nearest wider format the GPU has."""
         order = ["fp4", "fp8", "bf16"]
         wanted = "bf16" if dtype in (api.Dtype.BF16, api.Dtype.FP16) else dtype.value
-        for name in order[order.index(wanted):]:
+        for name in order[order.index(wanted) :]:
             if name in self.tflops:
                 return self.tflops[name]
         return self.tflops["bf16"]

@@ -92,10 +92,7 @@ def _node_dicts(docs: list[Any], origin: str) -> list[dict[str, Any]]:
     for doc in docs:
         if not isinstance(doc, dict):
             raise InputError(f"{origin}: each document must be a Node or a List of Nodes")
-        if doc.get("kind") in ("List", "NodeList"):
-            items = doc.get("items") or []
-        else:
-            items = [doc]
+        items = (doc.get("items") or []) if doc.get("kind") in ("List", "NodeList") else [doc]
         for i, item in enumerate(items):
             if not isinstance(item, dict) or item.get("kind", "Node") != "Node":
                 raise InputError(f"{origin}: items[{i}]: kind must be Node")

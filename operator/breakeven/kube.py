@@ -13,11 +13,14 @@ Verbs used here (and nothing else; manifests/rbac.yaml grants exactly these):
     pods                     list
     servingplans/status      patch
     servingplans             get
+    events                   create
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -76,22 +79,29 @@ class Writer:
         kind = obj["kind"]
         name = obj["metadata"]["name"]
         ns = obj["metadata"]["namespace"]
-        common: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force": True,
-                                  "_content_type": APPLY}
+        common: dict[str, Any] = {
+            "field_manager": FIELD_MANAGER,
+            "force": True,
+            "_content_type": APPLY,
+        }
         if kind == "Deployment":
             resp = await self.apps.patch_namespaced_deployment_without_preload_content(
-                name, ns, dict(obj), **common)
+                name, ns, dict(obj), **common
+            )
         elif kind == "Service":
             resp = await self.core.patch_namespaced_service_without_preload_content(
-                name, ns, dict(obj), **common)
+                name, ns, dict(obj), **common
+            )
         elif kind == "LeaderWorkerSet":
             resp = await self.custom.patch_namespaced_custom_object_without_preload_content(
-                LWS_GROUP, LWS_VERSION, ns, LWS_PLURAL, name, dict(obj), **common)
+                LWS_GROUP, LWS_VERSION, ns, LWS_PLURAL, name, dict(obj), **common
+            )
         else:
             raise ValueError(f"the operator does not apply {kind} objects")
         if resp.status >= 400:
-            raise ApiException(status=resp.status, reason=resp.reason,
-                               body=(await resp.read()).decode())
+            raise ApiException(
+                status=resp.status, reason=resp.reason, body=(await resp.read()).decode()
+            )
         return await _json(resp)
 
     async def get(self, kind: str, namespace: str, name: str) -> Obj | None:
@@ -101,15 +111,17 @@ class Writer:
             call = self.core.read_namespaced_service_without_preload_content(name, namespace)
         elif kind == "LeaderWorkerSet":
             call = self.custom.get_namespaced_custom_object_without_preload_content(
-                LWS_GROUP, LWS_VERSION, namespace, LWS_PLURAL, name)
+                LWS_GROUP, LWS_VERSION, namespace, LWS_PLURAL, name
+            )
         else:
             raise ValueError(f"the operator does not read {kind} objects")
         resp = await call
         if resp.status == 404:
             return None
         if resp.status >= 400:
-            raise ApiException(status=resp.status, reason=resp.reason,
-                               body=(await resp.read()).decode())
+            raise ApiException(
+                status=resp.status, reason=resp.reason, body=(await resp.read()).decode()
+            )
         return await _json(resp)
 
     async def delete(self, kind: str, namespace: str, name: str) -> bool:
@@ -117,44 +129,97 @@ class Writer:
         body = k8s.V1DeleteOptions(propagation_policy="Background")
         if kind == "Deployment":
             call = self.apps.delete_namespaced_deployment_without_preload_content(
-                name, namespace, body=body)
+                name, namespace, body=body
+            )
         elif kind == "LeaderWorkerSet":
             call = self.custom.delete_namespaced_custom_object_without_preload_content(
-                LWS_GROUP, LWS_VERSION, namespace, LWS_PLURAL, name, body=body)
+                LWS_GROUP, LWS_VERSION, namespace, LWS_PLURAL, name, body=body
+            )
         else:
             raise ValueError(f"the operator does not delete {kind} objects")
         resp = await call
         if resp.status == 404:
             return False
         if resp.status >= 400:
-            raise ApiException(status=resp.status, reason=resp.reason,
-                               body=(await resp.read()).decode())
+            raise ApiException(
+                status=resp.status, reason=resp.reason, body=(await resp.read()).decode()
+            )
         return True
 
     async def pods(self, namespace: str, selector: Mapping[str, str]) -> list[Obj]:
         label_selector = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
         resp = await self.core.list_namespaced_pod_without_preload_content(
-            namespace, label_selector=label_selector)
+            namespace, label_selector=label_selector
+        )
         if resp.status >= 400:
-            raise ApiException(status=resp.status, reason=resp.reason,
-                               body=(await resp.read()).decode())
+            raise ApiException(
+                status=resp.status, reason=resp.reason, body=(await resp.read()).decode()
+            )
         items: list[Obj] = (await _json(resp)).get("items", [])
         return items
 
     async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         resp = await self.custom.patch_namespaced_custom_object_status_without_preload_content(
-            api.GROUP, api.VERSION, namespace, api.PLURAL, name, {"status": dict(status)},
-            _content_type=MERGE)
+            api.GROUP,
+            api.VERSION,
+            namespace,
+            api.PLURAL,
+            name,
+            {"status": dict(status)},
+            _content_type=MERGE,
+        )
         if resp.status >= 400:
-            raise ApiException(status=resp.status, reason=resp.reason,
-                               body=(await resp.read()).decode())
+            raise ApiException(
+                status=resp.status, reason=resp.reason, body=(await resp.read()).decode()
+            )
+
+    async def post_event(
+        self, plan: Mapping[str, Any], type: str, reason: str, message: str
+    ) -> None:
+        """A core/v1 Event on the plan (what `kubectl describe sp` shows)."""
+        meta = plan["metadata"]
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body: Any = {  # the client serialises a plain dict as it is
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{meta['name']}.{uuid.uuid4().hex[:16]}",
+                "namespace": meta["namespace"],
+            },
+            "involvedObject": {
+                "apiVersion": api.API_VERSION,
+                "kind": api.KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": type,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": "breakeven.dev/operator",
+            "reportingInstance": FIELD_MANAGER,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        resp = await self.core.create_namespaced_event_without_preload_content(
+            meta["namespace"], body
+        )
+        if resp.status >= 400:
+            raise ApiException(
+                status=resp.status, reason=resp.reason, body=(await resp.read()).decode()
+            )
 
     async def get_plan(self, namespace: str, name: str) -> Obj | None:
         resp = await self.custom.get_namespaced_custom_object_without_preload_content(
-            api.GROUP, api.VERSION, namespace, api.PLURAL, name)
+            api.GROUP, api.VERSION, namespace, api.PLURAL, name
+        )
         if resp.status == 404:
             return None
         if resp.status >= 400:
-            raise ApiException(status=resp.status, reason=resp.reason,
-                               body=(await resp.read()).decode())
+            raise ApiException(
+                status=resp.status, reason=resp.reason, body=(await resp.read()).decode()
+            )
         return await _json(resp)

@@ -1,14 +1,14 @@
 """The operator's own Prometheus metrics (prometheus-client), served on --metrics-port.
 
-    breakeven_plan_mode{plan,mode}                       1 for the mode serving traffic
-    breakeven_criterion_verdict{plan,criterion,verdict}  1 for each row's current verdict
-    breakeven_decisions_total{plan,mode}                 rubric decision changes
-    breakeven_switches_total{plan,to,reason}             completed switches
-    breakeven_fallbacks_total{plan,reason}               switches that were fallbacks
-    breakeven_reconcile_duration_seconds                 one plan's reconcile
-    breakeven_evaluation_duration_seconds                planning.evaluate alone
-    breakeven_traffic_read_duration_seconds              one batched Prometheus read
-    breakeven_prometheus_query_errors_total{url}         failed Prometheus requests
+breakeven_plan_mode{plan,mode}                       1 for the mode serving traffic
+breakeven_criterion_verdict{plan,criterion,verdict}  1 for each row's current verdict
+breakeven_decisions_total{plan,mode}                 rubric decision changes
+breakeven_switches_total{plan,to,reason}             completed switches
+breakeven_fallbacks_total{plan,reason}               switches that were fallbacks
+breakeven_reconcile_duration_seconds                 one plan's reconcile
+breakeven_evaluation_duration_seconds                planning.evaluate alone
+breakeven_traffic_read_duration_seconds              one batched Prometheus read
+breakeven_prometheus_query_errors_total{url}         failed Prometheus requests
 """
 
 from __future__ import annotations
@@ -24,25 +24,42 @@ if TYPE_CHECKING:
 
 REGISTRY = prom.CollectorRegistry()
 
-PLAN_MODE = prom.Gauge("breakeven_plan_mode", "1 for the mode serving each plan's traffic",
-                       ["plan", "mode"], registry=REGISTRY)
-VERDICT = prom.Gauge("breakeven_criterion_verdict", "1 for each criterion's current verdict",
-                     ["plan", "criterion", "verdict"], registry=REGISTRY)
-DECISIONS = prom.Counter("breakeven_decisions", "Changes of the rubric's decision",
-                         ["plan", "mode"], registry=REGISTRY)
-SWITCHES = prom.Counter("breakeven_switches", "Completed mode switches",
-                        ["plan", "to", "reason"], registry=REGISTRY)
-FALLBACKS = prom.Counter("breakeven_fallbacks", "Switches that fell back to dense",
-                         ["plan", "reason"], registry=REGISTRY)
-RECONCILE = prom.Histogram("breakeven_reconcile_duration_seconds", "One plan's reconcile",
-                           registry=REGISTRY)
-EVALUATION = prom.Histogram("breakeven_evaluation_duration_seconds",
-                            "Facts to decision (planning.evaluate)", registry=REGISTRY,
-                            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 1))
-TRAFFIC_READ = prom.Histogram("breakeven_traffic_read_duration_seconds",
-                              "One batched Prometheus read", registry=REGISTRY)
-PROMETHEUS_ERRORS = prom.Counter("breakeven_prometheus_query_errors",
-                                 "Failed Prometheus requests", ["url"], registry=REGISTRY)
+PLAN_MODE = prom.Gauge(
+    "breakeven_plan_mode",
+    "1 for the mode serving each plan's traffic",
+    ["plan", "mode"],
+    registry=REGISTRY,
+)
+VERDICT = prom.Gauge(
+    "breakeven_criterion_verdict",
+    "1 for each criterion's current verdict",
+    ["plan", "criterion", "verdict"],
+    registry=REGISTRY,
+)
+DECISIONS = prom.Counter(
+    "breakeven_decisions", "Changes of the rubric's decision", ["plan", "mode"], registry=REGISTRY
+)
+SWITCHES = prom.Counter(
+    "breakeven_switches", "Completed mode switches", ["plan", "to", "reason"], registry=REGISTRY
+)
+FALLBACKS = prom.Counter(
+    "breakeven_fallbacks", "Switches that fell back to dense", ["plan", "reason"], registry=REGISTRY
+)
+RECONCILE = prom.Histogram(
+    "breakeven_reconcile_duration_seconds", "One plan's reconcile", registry=REGISTRY
+)
+EVALUATION = prom.Histogram(
+    "breakeven_evaluation_duration_seconds",
+    "Facts to decision (planning.evaluate)",
+    registry=REGISTRY,
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 1),
+)
+TRAFFIC_READ = prom.Histogram(
+    "breakeven_traffic_read_duration_seconds", "One batched Prometheus read", registry=REGISTRY
+)
+PROMETHEUS_ERRORS = prom.Counter(
+    "breakeven_prometheus_query_errors", "Failed Prometheus requests", ["url"], registry=REGISTRY
+)
 
 
 def serve(port: int, address: str = "0.0.0.0") -> None:
@@ -55,7 +72,8 @@ def record(plan: str, evaluation: planning.Evaluation, step: switching.Step) -> 
     for row in step.rows:
         for verdict in api.Verdict:
             VERDICT.labels(plan=plan, criterion=row.name.value, verdict=verdict.value).set(
-                1 if row.verdict == verdict else 0)
+                1 if row.verdict == verdict else 0
+            )
 
 
 def forget_plan(plan: str) -> None:

@@ -26,9 +26,9 @@ import os
 import random
 import sys
 import time
-from pathlib import Path
 from collections.abc import Mapping
-from typing import Any, cast
+from pathlib import Path
+from typing import Any
 
 import httpx
 import kopf
@@ -55,8 +55,14 @@ logger = logging.getLogger("breakeven")
 
 MANAGED = {"app.kubernetes.io/managed-by": "breakeven"}
 BOOKKEEPING = ("status", "breakeven.dev")
-BAD_WAITING = {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull",
-               "CreateContainerConfigError", "CreateContainerError", "InvalidImageName"}
+BAD_WAITING = {
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "InvalidImageName",
+}
 
 
 @dataclasses.dataclass
@@ -82,9 +88,11 @@ CONFIG = Config()
 @kopf.on.startup()
 async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.StatusProgressStorage(
-        field=(*BOOKKEEPING, "progress"), touch_field=(*BOOKKEEPING, "dummy"))
+        field=(*BOOKKEEPING, "progress"), touch_field=(*BOOKKEEPING, "dummy")
+    )
     settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(
-        field=(*BOOKKEEPING, "last-handled-configuration"))
+        field=(*BOOKKEEPING, "last-handled-configuration")
+    )
     settings.persistence.finalizer = "breakeven.dev/finalizer"
     settings.posting.level = logging.WARNING
     settings.watching.inactivity_timeout = 70  # watches behind load balancers go quiet (kopf#847)
@@ -108,7 +116,8 @@ async def gpu_nodes(body: kopf.Body, **_: Any) -> dict[str, facts.NodeInfo]:
     """Every GPU node as a small projection; nodes without GPUs are not kept."""
     info = facts.node_info(body, CONFIG.mapping)
     has_gpu = info.allocatable.get(CONFIG.mapping.gpu_resource) or info.labels.get(
-        CONFIG.mapping.gpu_count_label)
+        CONFIG.mapping.gpu_count_label
+    )
     return {"gpu": info} if has_gpu else {}
 
 
@@ -169,8 +178,10 @@ class Runtime:
         self.task: asyncio.Task[None] | None = None
         self.api_client: k8s.ApiClient | None = None
         self.writer: kube.Writer | None = None
-        self.http = httpx.AsyncClient(timeout=httpx.Timeout(20.0, connect=5.0),
-                                      transport=httpx.AsyncHTTPTransport(retries=2))
+        self._posting: set[asyncio.Task[None]] = set()
+        self.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(20.0, connect=5.0), transport=httpx.AsyncHTTPTransport(retries=2)
+        )
 
     async def start(self) -> None:
         configuration = k8s.Configuration()
@@ -178,8 +189,8 @@ class Runtime:
             k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         else:
             await k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=self.config.kubeconfig,
-                                              client_configuration=configuration)
+                config_file=self.config.kubeconfig, client_configuration=configuration
+            )
         self.api_client = k8s.ApiClient(configuration)
         self.writer = kube.Writer(self.api_client)
         self.task = asyncio.create_task(self.run(), name="breakeven-scheduler")
@@ -201,8 +212,9 @@ class Runtime:
             self.plans[key] = PlanState(body=raw)
             self.wake.set()
         else:
-            if (state.body.get("metadata", {}).get("generation")
-                    != raw.get("metadata", {}).get("generation")):
+            if state.body.get("metadata", {}).get("generation") != raw.get("metadata", {}).get(
+                "generation"
+            ):
                 state.traffic = None  # the selector or window may have changed
                 state.due = 0.0
                 self.wake.set()
@@ -253,11 +265,17 @@ class Runtime:
                 plan = api.ServingPlan.model_validate(state.body)
             except pydantic.ValidationError:
                 continue
-            query = prometheus.query_for(plan, self.config.prometheus_url)
+            try:
+                query = prometheus.query_for(plan, self.config.prometheus_url)
+            except ValueError as exc:
+                state.traffic = facts.Traffic(source="invalid query", errors=(str(exc),))
+                state.traffic_at = now
+                continue
             if query is None:
                 state.traffic = facts.Traffic(
-                    source="no Prometheus", errors=("no spec.traffic.prometheusUrl and no "
-                                                    "--prometheus-url",))
+                    source="no Prometheus",
+                    errors=("no spec.traffic.prometheusUrl and no --prometheus-url",),
+                )
                 state.traffic_at = now
                 continue
             stale[query.key] = (state, query)
@@ -265,8 +283,10 @@ class Runtime:
             return
         started = time.perf_counter()
         results = await prometheus.read_traffic(
-            self.http, [q for _, q in stale.values()],
-            on_error=lambda url, reason: metrics.PROMETHEUS_ERRORS.labels(url=url).inc())
+            self.http,
+            [q for _, q in stale.values()],
+            on_error=lambda url, reason: metrics.PROMETHEUS_ERRORS.labels(url=url).inc(),
+        )
         metrics.TRAFFIC_READ.observe(time.perf_counter() - started)
         for key, (state, _) in stale.items():
             state.traffic = results.get(key, facts.Traffic(errors=("no result",)))
@@ -316,8 +336,7 @@ class Runtime:
             except ApiException as exc:
                 applied_error = f"API server refused: {exc.status} {exc.reason}"
                 logger.warning("%s: apply failed: %s", label, exc.body)
-        status = _status(plan, evaluation, step, observed, previous, now, rendered,
-                         applied_error)
+        status = _status(plan, evaluation, step, observed, previous, now, rendered, applied_error)
         await self._write_status(body, previous, status)
         self._emit(body, plan, evaluation, step, previous, applied_error, state)
         metrics.record(label, evaluation, step)
@@ -330,18 +349,25 @@ class Runtime:
         assert self.writer is not None
         out = {}
         for mode in api.ServingMode:
-            name = rendering.workload_name(plan, mode)
-            objs = [o for kind in ("Deployment", "LeaderWorkerSet")
-                    if (o := await self._get(kind, plan.namespace, name)) is not None]
+            objs = [
+                o
+                for name in rendering.workload_names(plan, mode)
+                for kind in ("Deployment", "LeaderWorkerSet")
+                if (o := await self._get(kind, plan.namespace, name)) is not None
+            ]
             if not objs:
                 out[mode] = switching.Observed(mode=mode)
                 continue
             replicas = sum(int((o.get("spec") or {}).get("replicas", 1)) for o in objs)
             ready = sum(int((o.get("status") or {}).get("readyReplicas") or 0) for o in objs)
             pods = await self.writer.pods(plan.namespace, rendering.selector_labels(plan, mode))
-            out[mode] = switching.Observed(mode=mode, exists=True, replicas=replicas,
-                                           ready_replicas=ready,
-                                           broken=_broken(pods, ready, mode, previous))
+            out[mode] = switching.Observed(
+                mode=mode,
+                exists=True,
+                replicas=replicas,
+                ready_replicas=ready,
+                broken=_broken(pods, ready, mode, previous),
+            )
         return out
 
     async def _get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -354,7 +380,10 @@ class Runtime:
             raise
 
     async def _carry_out(
-        self, plan: api.ServingPlan, evaluation: planning.Evaluation, step: switching.Step,
+        self,
+        plan: api.ServingPlan,
+        evaluation: planning.Evaluation,
+        step: switching.Step,
         previous: api.ServingPlanStatus | None,
     ) -> None:
         """Render everything first, then apply: a render failure applies nothing."""
@@ -378,14 +407,17 @@ class Runtime:
                 await self._delete_mode(plan, what, previous)
 
     async def _delete_mode(
-        self, plan: api.ServingPlan, mode: api.ServingMode,
+        self,
+        plan: api.ServingPlan,
+        mode: api.ServingMode,
         previous: api.ServingPlanStatus | None,
     ) -> None:
         assert self.writer is not None
-        known = {(w.kind, w.name) for w in (previous.workloads if previous else [])
-                 if w.mode == mode}
-        name = rendering.workload_name(plan, mode)
-        known |= {("Deployment", name), ("LeaderWorkerSet", name)}
+        known = {
+            (w.kind, w.name) for w in (previous.workloads if previous else []) if w.mode == mode
+        }
+        for name in rendering.workload_names(plan, mode):
+            known |= {("Deployment", name), ("LeaderWorkerSet", name)}
         for kind, obj_name in sorted(known):
             with contextlib.suppress(ApiException):
                 await self.writer.delete(kind, plan.namespace, obj_name)
@@ -398,18 +430,42 @@ class Runtime:
         old = {c.type: c for c in (previous.conditions if previous else [])}
         ready = old.get("Ready")
         condition = api.Condition(
-            type="Ready", status="False", reason="InvalidSpec", message=message[:1024],
-            last_transition_time=ready.last_transition_time if ready and ready.status == "False"
-            else now, observed_generation=generation)
-        status = {"observedGeneration": generation, "phase": api.Phase.INVALID.value,
-                  "reason": "InvalidSpec", "message": message[:1024],
-                  "conditions": [condition.model_dump(by_alias=True, exclude_none=True)]}
+            type="Ready",
+            status="False",
+            reason="InvalidSpec",
+            message=message[:1024],
+            last_transition_time=ready.last_transition_time
+            if ready and ready.status == "False"
+            else now,
+            observed_generation=generation,
+        )
+        status = {
+            "observedGeneration": generation,
+            "phase": api.Phase.INVALID.value,
+            "reason": "InvalidSpec",
+            "message": message[:1024],
+            "conditions": [condition.model_dump(by_alias=True, exclude_none=True)],
+        }
         await self._write_status(body, previous, status)
         if not previous or previous.message != message[:1024]:
-            _event(body, type="Warning", reason="InvalidSpec", message=message[:1024])
+            self._event(body, type="Warning", reason="InvalidSpec", message=message[:1024])
+
+    def _event(self, body: Mapping[str, Any], type: str, reason: str, message: str) -> None:
+        """Post an Event on the plan in the background; a failed post is logged, never fatal."""
+        assert self.writer is not None
+        task = asyncio.create_task(self.writer.post_event(body, type, reason, message))
+        self._posting.add(task)
+        task.add_done_callback(self._posted)
+
+    def _posted(self, task: asyncio.Task[None]) -> None:
+        self._posting.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("could not post an event: %s", task.exception())
 
     async def _write_status(
-        self, body: Mapping[str, Any], previous: api.ServingPlanStatus | None,
+        self,
+        body: Mapping[str, Any],
+        previous: api.ServingPlanStatus | None,
         status: dict[str, Any],
     ) -> None:
         assert self.writer is not None
@@ -426,46 +482,61 @@ class Runtime:
                 raise
 
     def _emit(
-        self, body: Mapping[str, Any], plan: api.ServingPlan, evaluation: planning.Evaluation,
-        step: switching.Step, previous: api.ServingPlanStatus | None,
-        applied_error: str | None, state: PlanState,
+        self,
+        body: Mapping[str, Any],
+        plan: api.ServingPlan,
+        evaluation: planning.Evaluation,
+        step: switching.Step,
+        previous: api.ServingPlanStatus | None,
+        applied_error: str | None,
+        state: PlanState,
     ) -> None:
         obj = dict(body)
         decided = evaluation.decision.rubric_mode
-        if state.decided is not None and state.decided != decided or (
+        if (state.decided is not None and state.decided != decided) or (
             previous is not None and previous.decided_mode not in (None, decided)
         ):
-            _event(obj, type="Normal", reason="DecisionChanged",
-                       message=f"rubric now says {decided.value}: {evaluation.decision.message}")
-            metrics.DECISIONS.labels(plan=f"{plan.namespace}/{plan.name}",
-                                     mode=decided.value).inc()
+            self._event(
+                obj,
+                type="Normal",
+                reason="DecisionChanged",
+                message=f"rubric now says {decided.value}: {evaluation.decision.message}",
+            )
+            metrics.DECISIONS.labels(plan=f"{plan.namespace}/{plan.name}", mode=decided.value).inc()
         state.decided = decided
         for event in step.events:
             if plan.spec.dry_run:
                 continue
-            _event(obj, type=event.type, reason=event.reason, message=event.message)
+            self._event(obj, type=event.type, reason=event.reason, message=event.message)
             if event.reason == "Switched":
-                metrics.SWITCHES.labels(plan=f"{plan.namespace}/{plan.name}",
-                                        to=step.target.value, reason=step.reason).inc()
+                metrics.SWITCHES.labels(
+                    plan=f"{plan.namespace}/{plan.name}", to=step.target.value, reason=step.reason
+                ).inc()
                 if step.fallback:
-                    metrics.FALLBACKS.labels(plan=f"{plan.namespace}/{plan.name}",
-                                             reason=step.reason).inc()
-        if (plan.spec.mode == api.Mode.MOE and not evaluation.decision.prerequisites_met
-                and (previous is None or previous.reason != step.reason
-                     or previous.decided_mode != decided)):
+                    metrics.FALLBACKS.labels(
+                        plan=f"{plan.namespace}/{plan.name}", reason=step.reason
+                    ).inc()
+        if (
+            plan.spec.mode == api.Mode.MOE
+            and not evaluation.decision.prerequisites_met
+            and (
+                previous is None
+                or previous.reason != step.reason
+                or previous.decided_mode != decided
+            )
+        ):
             blocking = [r.name.value for r in step.rows if r.gating and r.verdict.value != "Go"]
-            _event(obj, type="Warning", reason="PinnedMoEPrerequisitesNotMet",
-                       message=f"spec.mode pins MoE but {', '.join(blocking)} not Go")
+            self._event(
+                obj,
+                type="Warning",
+                reason="PinnedMoEPrerequisitesNotMet",
+                message=f"spec.mode pins MoE but {', '.join(blocking)} not Go",
+            )
         if applied_error and (previous is None or previous.message != applied_error):
-            _event(obj, type="Warning", reason="ApplyFailed", message=applied_error[:1024])
+            self._event(obj, type="Warning", reason="ApplyFailed", message=applied_error[:1024])
 
 
 # --------------------------------------------------------------------------- pure helpers
-
-
-def _event(body: Mapping[str, Any], type: str, reason: str, message: str) -> None:
-    """Post a Kubernetes Event on the plan (kopf posts it in the background)."""
-    kopf.event(cast(kopf.Body, body), type=type, reason=reason, message=message)
 
 
 def _previous_status(body: Mapping[str, Any]) -> api.ServingPlanStatus | None:
@@ -486,7 +557,9 @@ def _with_replicas(obj: dict[str, Any], replicas: int | None) -> dict[str, Any]:
 
 
 def _broken(
-    pods: list[dict[str, Any]], ready: int, mode: api.ServingMode,
+    pods: list[dict[str, Any]],
+    ready: int,
+    mode: api.ServingMode,
     previous: api.ServingPlanStatus | None,
 ) -> str | None:
     """Why a workload is failing: crashing pods, or ready pods gone after it had served."""
@@ -498,18 +571,24 @@ def _broken(
             reason = ((cs.get("state") or {}).get("waiting") or {}).get("reason")
             if reason in BAD_WAITING:
                 return f"pod {pod['metadata']['name']}: {reason}"
-    was_ready = any(w.mode == mode and w.ready_replicas > 0 and w.serving
-                    for w in (previous.workloads if previous else []))
+    was_ready = any(
+        w.mode == mode and w.ready_replicas > 0 and w.serving
+        for w in (previous.workloads if previous else [])
+    )
     if was_ready and ready == 0:
         return "no ready pods left (nodes gone or pods evicted)"
     return None
 
 
 def _status(
-    plan: api.ServingPlan, evaluation: planning.Evaluation, step: switching.Step,
+    plan: api.ServingPlan,
+    evaluation: planning.Evaluation,
+    step: switching.Step,
     observed: Mapping[api.ServingMode, switching.Observed],
-    previous: api.ServingPlanStatus | None, now: dt.datetime,
-    rendered: list[dict[str, Any]] | None, applied_error: str | None,
+    previous: api.ServingPlanStatus | None,
+    now: dt.datetime,
+    rendered: list[dict[str, Any]] | None,
+    applied_error: str | None,
 ) -> dict[str, Any]:
     generation = plan.metadata.generation
     dry = plan.spec.dry_run
@@ -520,15 +599,22 @@ def _status(
             candidate = evaluation.candidate(mode)
             if candidate is not None and candidate.estimate.nodes > 1:
                 kind = "LeaderWorkerSet"
-            workloads.append(api.WorkloadStatus(
-                kind=kind, name=rendering.workload_name(plan, mode), mode=mode,
-                replicas=obs.replicas, ready_replicas=obs.ready_replicas,
-                serving=(mode == step.mode)))
+            workloads.append(
+                api.WorkloadStatus(
+                    kind=kind,
+                    name=rendering.workload_name(plan, mode),
+                    mode=mode,
+                    replicas=obs.replicas,
+                    ready_replicas=obs.ready_replicas,
+                    serving=(mode == step.mode),
+                )
+            )
     serving = observed.get(step.mode) if step.mode else None
     phase = api.Phase.PLANNED if dry else step.phase
-    message = step.message if not applied_error else applied_error
-    conditions = switching.conditions(step, evaluation,
-                                      previous.conditions if previous else [], generation, now)
+    message = applied_error or step.message
+    conditions = switching.conditions(
+        step, evaluation, previous.conditions if previous else [], generation, now
+    )
     status = api.ServingPlanStatus(
         observed_generation=generation,
         mode=None if dry else step.mode,
@@ -560,8 +646,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"breakeven run: error: {exc}", file=sys.stderr)
         return 2
     if args.prometheus_url and not args.prometheus_url.startswith(("http://", "https://")):
-        print("breakeven run: error: --prometheus-url must start with http:// or https://",
-              file=sys.stderr)
+        print(
+            "breakeven run: error: --prometheus-url must start with http:// or https://",
+            file=sys.stderr,
+        )
         return 2
     CONFIG.namespaces = list(args.namespace)
     CONFIG.prometheus_url = args.prometheus_url
@@ -573,10 +661,12 @@ def main(args: argparse.Namespace) -> int:
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's own login reads it
     kopf.configure(verbose=args.verbose)
-    asyncio.run(kopf.operator(
-        standalone=True,  # one replica (Recreate); kopf peering is not used
-        clusterwide=not args.namespace,
-        namespaces=args.namespace,
-        liveness_endpoint=args.liveness,
-    ))
+    asyncio.run(
+        kopf.operator(
+            standalone=True,  # one replica (Recreate); kopf peering is not used
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            liveness_endpoint=args.liveness,
+        )
+    )
     return 0

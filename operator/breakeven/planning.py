@@ -30,13 +30,18 @@ class Evaluation(BaseModel):
         """Both modes' estimates for status, at the observed demand when there is one."""
         demand = self.traffic.tokens_per_second.p50
         out = []
-        for mode, candidate in ((api.ServingMode.DENSE, self.decision.dense),
-                                (api.ServingMode.MOE, self.decision.moe)):
+        for mode, candidate in (
+            (api.ServingMode.DENSE, self.decision.dense),
+            (api.ServingMode.MOE, self.decision.moe),
+        ):
             if candidate is not None:
                 out.append(candidate.estimate.to_status(demand))
             else:
-                note = ("dense architecture" if mode == api.ServingMode.MOE
-                        and not self.arch.is_moe else "no GPU pool can host it")
+                note = (
+                    "dense architecture"
+                    if mode == api.ServingMode.MOE and not self.arch.is_moe
+                    else "no GPU pool can host it"
+                )
                 out.append(api.ModeEstimate(mode=mode, feasible=False, note=note))
         return out
 
@@ -59,9 +64,7 @@ def workload_for(plan: api.ServingPlan, traffic: facts.Traffic) -> capacity.Work
     )
 
 
-def evaluate(
-    plan: api.ServingPlan, cluster: facts.Cluster, traffic: facts.Traffic
-) -> Evaluation:
+def evaluate(plan: api.ServingPlan, cluster: facts.Cluster, traffic: facts.Traffic) -> Evaluation:
     """Size dense and MoE on every pool and decide. Purely computational.
 
     Raises catalog.CatalogError when the model cannot be resolved (the caller reports it against
@@ -97,5 +100,12 @@ def evaluate(
         else []
     )
     decision = rubric.decide(plan, arch, cluster, traffic, moe_candidates, dense_candidates)
-    return Evaluation(plan=plan, arch=arch, dense_arch=dense_arch, cluster=cluster,
-                      traffic=traffic, workload=workload, decision=decision)
+    return Evaluation(
+        plan=plan,
+        arch=arch,
+        dense_arch=dense_arch,
+        cluster=cluster,
+        traffic=traffic,
+        workload=workload,
+        decision=decision,
+    )

@@ -33,35 +33,88 @@ def _money(value: float | None) -> str:
 def criteria_table(rows: Sequence[api.CriterionRow]) -> str:
     table = [["CRITERION", "GATING", "VERDICT", "OBSERVED", "THRESHOLD", "REASON"]]
     for r in rows:
-        table.append([r.name.value, "yes" if r.gating else "-", r.verdict.value, r.observed,
-                      r.threshold, r.reason])
+        table.append(
+            [
+                r.name.value,
+                "yes" if r.gating else "-",
+                r.verdict.value,
+                r.observed,
+                r.threshold,
+                r.reason,
+            ]
+        )
     return columns(table)
 
 
 def estimates_table(estimates: Sequence[api.ModeEstimate]) -> str:
-    table = [["MODE", "GPU", "GPUS", "NODES", "TP", "PP", "DP", "EP", "OUT TOK/S/GPU",
-              "TOK/S (ALL)", "BOUND", "$/M OUT (FULL)", "$/M OUT (OBSERVED)"]]
+    table = [
+        [
+            "MODE",
+            "GPU",
+            "GPUS",
+            "NODES",
+            "TP",
+            "PP",
+            "DP",
+            "EP",
+            "OUT TOK/S/GPU",
+            "TOK/S (ALL)",
+            "BOUND",
+            "$/M OUT (FULL)",
+            "$/M OUT (OBSERVED)",
+        ]
+    ]
     for e in estimates:
         if not e.feasible:
-            table.append([e.mode.value, e.gpu or "-", "-", "-", "-", "-", "-", "-", "-", "-",
-                          f"infeasible: {e.note}", "-", "-"])
+            table.append(
+                [
+                    e.mode.value,
+                    e.gpu or "-",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    f"infeasible: {e.note}",
+                    "-",
+                    "-",
+                ]
+            )
             continue
-        table.append([e.mode.value, e.gpu, str(e.gpus), str(e.nodes), str(e.tp), str(e.pp),
-                      str(e.dp), str(e.ep), f"{e.output_tokens_per_second_per_gpu:,.0f}",
-                      f"{e.total_tokens_per_second:,.0f}", e.bound_by,
-                      _money(e.dollars_per_million_tokens),
-                      _money(e.dollars_per_million_tokens_observed)])
+        table.append(
+            [
+                e.mode.value,
+                e.gpu,
+                str(e.gpus),
+                str(e.nodes),
+                str(e.tp),
+                str(e.pp),
+                str(e.dp),
+                str(e.ep),
+                f"{e.output_tokens_per_second_per_gpu:,.0f}",
+                f"{e.total_tokens_per_second:,.0f}",
+                e.bound_by,
+                _money(e.dollars_per_million_tokens),
+                _money(e.dollars_per_million_tokens_observed),
+            ]
+        )
     return columns(table)
 
 
 def table(evaluation: planning.Evaluation) -> str:
     plan = evaluation.plan
     d = evaluation.decision
-    pools = ", ".join(
-        f"{p.node_count}x{p.gpus_per_node} {p.gpu} ({'NVLink' if p.intra_node_nvlink else 'PCIe'}"
-        f", {p.fabric})"
-        for p in evaluation.cluster.pools
-    ) or "no GPU nodes"
+    pools = (
+        ", ".join(
+            f"{p.node_count}x{p.gpus_per_node} {p.gpu} "
+            f"({'NVLink' if p.intra_node_nvlink else 'PCIe'}, {p.fabric})"
+            for p in evaluation.cluster.pools
+        )
+        or "no GPU nodes"
+    )
     head = [
         f"ServingPlan {plan.namespace}/{plan.name}: {plan.spec.model.name} "
         f"(mode {plan.spec.mode.value})",
@@ -69,9 +122,9 @@ def table(evaluation: planning.Evaluation) -> str:
         f"Traffic:  {evaluation.traffic.source or 'observed'}",
         f"Decision: {d.mode.value} ({d.reason}): {d.message}",
     ]
-    return "\n".join([
-        *head, "", criteria_table(d.rows), "", estimates_table(evaluation.estimates())
-    ])
+    return "\n".join(
+        [*head, "", criteria_table(d.rows), "", estimates_table(evaluation.estimates())]
+    )
 
 
 def status_table(status: api.ServingPlanStatus, title: str) -> str:
@@ -83,8 +136,9 @@ def status_table(status: api.ServingPlanStatus, title: str) -> str:
         f"{status.phase.value if status.phase else '-'}  Ready: {status.ready or '-'}",
         f"Decision: {status.reason or '-'}: {status.message or ''}",
     ]
-    return "\n".join([*head, "", criteria_table(status.criteria), "",
-                      estimates_table(status.estimates)])
+    return "\n".join(
+        [*head, "", criteria_table(status.criteria), "", estimates_table(status.estimates)]
+    )
 
 
 def as_dict(evaluation: planning.Evaluation) -> dict[str, Any]:
@@ -104,8 +158,14 @@ def as_dict(evaluation: planning.Evaluation) -> dict[str, Any]:
         "cluster": {
             "source": evaluation.cluster.source,
             "pools": [
-                {"gpu": p.gpu, "nodes": p.node_count, "gpusPerNode": p.gpus_per_node,
-                 "nvlink": p.intra_node_nvlink, "fabric": p.fabric, "fabrics": p.fabrics}
+                {
+                    "gpu": p.gpu,
+                    "nodes": p.node_count,
+                    "gpusPerNode": p.gpus_per_node,
+                    "nvlink": p.intra_node_nvlink,
+                    "fabric": p.fabric,
+                    "fabrics": p.fabrics,
+                }
                 for p in evaluation.cluster.pools
             ],
         },
@@ -122,8 +182,9 @@ def manifests_for(evaluation: planning.Evaluation, mode: api.ServingMode) -> lis
             f"{evaluation.arch_for(mode).name} as {mode.value}"
         )
     try:
-        workloads = rendering.render(evaluation.plan, mode, candidate.estimate, candidate.pool,
-                                     evaluation.arch_for(mode))
+        workloads = rendering.render(
+            evaluation.plan, mode, candidate.estimate, candidate.pool, evaluation.arch_for(mode)
+        )
     except rendering.RenderError as exc:
         raise RenderFailure(str(exc)) from None
     return workloads

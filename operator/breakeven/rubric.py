@@ -83,120 +83,217 @@ def model_scale(arch: catalog.Architecture, policy: api.Policy) -> Row:
     else:
         observed = f"{_b(total)} dense"
     if not arch.is_moe:
-        return Row(name=C.MODEL_SCALE, verdict=V.STAY_DENSE, observed=observed,
-                   threshold=threshold,
-                   reason="a dense architecture has no experts to spread: serve it dense")
+        return Row(
+            name=C.MODEL_SCALE,
+            verdict=V.STAY_DENSE,
+            observed=observed,
+            threshold=threshold,
+            reason="a dense architecture has no experts to spread: serve it dense",
+        )
     if total < dense_below:
-        return Row(name=C.MODEL_SCALE, verdict=V.STAY_DENSE, observed=observed,
-                   threshold=threshold,
-                   reason=f"under {_b(dense_below)} parameters dense serving wins: the model fits "
-                   "a node without saturating its memory bandwidth")
+        return Row(
+            name=C.MODEL_SCALE,
+            verdict=V.STAY_DENSE,
+            observed=observed,
+            threshold=threshold,
+            reason=f"under {_b(dense_below)} parameters dense serving wins: the model fits "
+            "a node without saturating its memory bandwidth",
+        )
     if total < moe_from:
-        return Row(name=C.MODEL_SCALE, verdict=V.WAIT, observed=observed, threshold=threshold,
-                   reason=f"between {_b(dense_below)} and {_b(moe_from)}: too small for expert "
-                   "parallelism to pay for its overhead yet")
-    return Row(name=C.MODEL_SCALE, verdict=V.GO, observed=observed, threshold=threshold,
-               reason="large and sparse: each token reads a small fraction of the weights")
+        return Row(
+            name=C.MODEL_SCALE,
+            verdict=V.WAIT,
+            observed=observed,
+            threshold=threshold,
+            reason=f"between {_b(dense_below)} and {_b(moe_from)}: too small for expert "
+            "parallelism to pay for its overhead yet",
+        )
+    return Row(
+        name=C.MODEL_SCALE,
+        verdict=V.GO,
+        observed=observed,
+        threshold=threshold,
+        reason="large and sparse: each token reads a small fraction of the weights",
+    )
 
 
 def interconnect(candidate: Candidate | None, cluster: facts.Cluster) -> Row:
-    threshold = ("EP group inside one NVLink node or NVLink domain, or NVLink inside nodes plus "
-                 "InfiniBand/RoCE/EFA between every node the group spans")
+    threshold = (
+        "EP group inside one NVLink node or NVLink domain, or NVLink inside nodes plus "
+        "InfiniBand/RoCE/EFA between every node the group spans"
+    )
     if not cluster.pools:
-        return Row(name=C.INTERCONNECT, verdict=V.UNKNOWN, observed="no GPU nodes seen",
-                   threshold=threshold, reason="no GPU nodes to judge")
+        return Row(
+            name=C.INTERCONNECT,
+            verdict=V.UNKNOWN,
+            observed="no GPU nodes seen",
+            threshold=threshold,
+            reason="no GPU nodes to judge",
+        )
     if candidate is None:
         pools = ", ".join(f"{p.node_count}x{p.gpus_per_node} {p.gpu}" for p in cluster.pools)
-        return Row(name=C.INTERCONNECT, verdict=V.STAY_DENSE, observed=pools,
-                   threshold=threshold,
-                   reason="no GPU pool is large enough to host one expert-parallel group")
+        return Row(
+            name=C.INTERCONNECT,
+            verdict=V.STAY_DENSE,
+            observed=pools,
+            threshold=threshold,
+            reason="no GPU pool is large enough to host one expert-parallel group",
+        )
     pool, est = candidate.pool, candidate.estimate
     fabrics = ", ".join(f"{n} {kind}" for kind, n in pool.fabrics.items())
-    observed = (f"EP{est.ep} group of {est.gpus} {pool.gpu} on {est.nodes} node(s); "
-                f"intra-node {'NVLink' if pool.intra_node_nvlink else 'PCIe'}; "
-                f"between nodes: {fabrics}")
+    observed = (
+        f"EP{est.ep} group of {est.gpus} {pool.gpu} on {est.nodes} node(s); "
+        f"intra-node {'NVLink' if pool.intra_node_nvlink else 'PCIe'}; "
+        f"between nodes: {fabrics}"
+    )
     if pool.largest_clique_gpus >= est.gpus and est.nodes > 1:
-        return Row(name=C.INTERCONNECT, verdict=V.GO, observed=observed, threshold=threshold,
-                   reason=f"the group fits one NVLink domain of {pool.largest_clique_gpus} GPUs")
+        return Row(
+            name=C.INTERCONNECT,
+            verdict=V.GO,
+            observed=observed,
+            threshold=threshold,
+            reason=f"the group fits one NVLink domain of {pool.largest_clique_gpus} GPUs",
+        )
     if not pool.intra_node_nvlink:
-        return Row(name=C.INTERCONNECT, verdict=V.STAY_DENSE, observed=observed,
-                   threshold=threshold,
-                   reason=f"{pool.gpu} GPUs talk over PCIe only: all-to-all dispatch would eat "
-                   "the sparsity gain")
+        return Row(
+            name=C.INTERCONNECT,
+            verdict=V.STAY_DENSE,
+            observed=observed,
+            threshold=threshold,
+            reason=f"{pool.gpu} GPUs talk over PCIe only: all-to-all dispatch would eat "
+            "the sparsity gain",
+        )
     if est.nodes <= 1:
-        return Row(name=C.INTERCONNECT, verdict=V.GO, observed=observed, threshold=threshold,
-                   reason="the whole EP group sits inside one NVLink node")
+        return Row(
+            name=C.INTERCONNECT,
+            verdict=V.GO,
+            observed=observed,
+            threshold=threshold,
+            reason="the whole EP group sits inside one NVLink node",
+        )
     if pool.fabric == "mixed":
-        return Row(name=C.INTERCONNECT, verdict=V.STAY_DENSE, observed=observed,
-                   threshold=threshold,
-                   reason=f"mixed pool: {pool.rdma_nodes} of {pool.node_count} nodes have RDMA; "
-                   "pin the plan to RDMA nodes with spec.serving.nodeSelector or stay dense")
+        return Row(
+            name=C.INTERCONNECT,
+            verdict=V.STAY_DENSE,
+            observed=observed,
+            threshold=threshold,
+            reason=f"mixed pool: {pool.rdma_nodes} of {pool.node_count} nodes have RDMA; "
+            "pin the plan to RDMA nodes with spec.serving.nodeSelector or stay dense",
+        )
     if pool.fabric not in facts.RDMA_FABRICS:
-        return Row(name=C.INTERCONNECT, verdict=V.STAY_DENSE, observed=observed,
-                   threshold=threshold,
-                   reason=f"the group spans {est.nodes} nodes joined by {pool.fabric} only: "
-                   "cross-node all-to-all needs InfiniBand, RoCE or EFA")
-    return Row(name=C.INTERCONNECT, verdict=V.GO, observed=observed, threshold=threshold,
-               reason=f"NVLink inside nodes and {pool.fabric} between them")
+        return Row(
+            name=C.INTERCONNECT,
+            verdict=V.STAY_DENSE,
+            observed=observed,
+            threshold=threshold,
+            reason=f"the group spans {est.nodes} nodes joined by {pool.fabric} only: "
+            "cross-node all-to-all needs InfiniBand, RoCE or EFA",
+        )
+    return Row(
+        name=C.INTERCONNECT,
+        verdict=V.GO,
+        observed=observed,
+        threshold=threshold,
+        reason=f"NVLink inside nodes and {pool.fabric} between them",
+    )
 
 
-def sustained_load(
-    traffic: facts.Traffic, candidate: Candidate | None, policy: api.Policy
-) -> Row:
+def sustained_load(traffic: facts.Traffic, candidate: Candidate | None, policy: api.Policy) -> Row:
     busy = policy.sustained_load.busy_fraction
     max_burst = policy.sustained_load.max_burstiness
-    threshold = (f"p10 >= {busy:.0%} of the smallest MoE deployment's capacity and "
-                 f"p95/p50 <= {max_burst:g}")
+    threshold = (
+        f"p10 >= {busy:.0%} of the smallest MoE deployment's capacity and p95/p50 <= {max_burst:g}"
+    )
     tps = traffic.tokens_per_second
     if tps.p10 is None or tps.p50 is None:
         why = "; ".join(traffic.errors) or "no traffic observed"
-        return Row(name=C.SUSTAINED_LOAD, verdict=V.UNKNOWN, observed=why, threshold=threshold,
-                   reason="traffic volume unknown: cannot tell whether EP ranks would be busy")
+        return Row(
+            name=C.SUSTAINED_LOAD,
+            verdict=V.UNKNOWN,
+            observed=why,
+            threshold=threshold,
+            reason="traffic volume unknown: cannot tell whether EP ranks would be busy",
+        )
     observed = f"p10 {_rate(tps.p10)}, p50 {_rate(tps.p50)}"
     if tps.p95 is not None:
         observed += f", p95 {_rate(tps.p95)}"
     if tps.p95 is not None and tps.p50 > 0 and tps.p95 / tps.p50 > max_burst:
-        return Row(name=C.SUSTAINED_LOAD, verdict=V.STAY_DENSE, observed=observed,
-                   threshold=threshold,
-                   reason=f"bursty: p95 is {tps.p95 / tps.p50:.1f}x p50, so EP ranks would sit "
-                   "idle between bursts")
+        return Row(
+            name=C.SUSTAINED_LOAD,
+            verdict=V.STAY_DENSE,
+            observed=observed,
+            threshold=threshold,
+            reason=f"bursty: p95 is {tps.p95 / tps.p50:.1f}x p50, so EP ranks would sit "
+            "idle between bursts",
+        )
     if candidate is None or not candidate.estimate.feasible:
-        return Row(name=C.SUSTAINED_LOAD, verdict=V.UNKNOWN, observed=observed,
-                   threshold=threshold,
-                   reason="no MoE deployment fits this cluster, so there is no capacity to fill")
+        return Row(
+            name=C.SUSTAINED_LOAD,
+            verdict=V.UNKNOWN,
+            observed=observed,
+            threshold=threshold,
+            reason="no MoE deployment fits this cluster, so there is no capacity to fill",
+        )
     capacity_tps = candidate.estimate.total_tokens_per_second
     floor = busy * capacity_tps
     observed += f"; smallest MoE deployment handles {_rate(capacity_tps)}"
     if tps.p10 < floor:
-        return Row(name=C.SUSTAINED_LOAD, verdict=V.STAY_DENSE, observed=observed,
-                   threshold=threshold,
-                   reason=f"too little sustained traffic: p10 is {tps.p10 / capacity_tps:.0%} of "
-                   f"one EP{candidate.estimate.ep} group's capacity (needs {busy:.0%})")
-    return Row(name=C.SUSTAINED_LOAD, verdict=V.GO, observed=observed, threshold=threshold,
-               reason=f"even the quiet hours (p10) fill {tps.p10 / capacity_tps:.0%} of an "
-               f"EP{candidate.estimate.ep} group")
+        return Row(
+            name=C.SUSTAINED_LOAD,
+            verdict=V.STAY_DENSE,
+            observed=observed,
+            threshold=threshold,
+            reason=f"too little sustained traffic: p10 is {tps.p10 / capacity_tps:.0%} of "
+            f"one EP{candidate.estimate.ep} group's capacity (needs {busy:.0%})",
+        )
+    return Row(
+        name=C.SUSTAINED_LOAD,
+        verdict=V.GO,
+        observed=observed,
+        threshold=threshold,
+        reason=f"even the quiet hours (p10) fill {tps.p10 / capacity_tps:.0%} of an "
+        f"EP{candidate.estimate.ep} group",
+    )
 
 
 def ops_maturity(traffic: facts.Traffic, team: api.PlatformTeam) -> Row:
     threshold = "per-expert load telemetry present and platformTeam Dedicated (EPLB is always on)"
     telemetry = traffic.expert_load_max_over_mean is not None
-    observed = (f"platformTeam {team.value}; per-expert telemetry "
-                f"{'present' if telemetry else 'absent'}")
+    observed = (
+        f"platformTeam {team.value}; per-expert telemetry {'present' if telemetry else 'absent'}"
+    )
     if team != api.PlatformTeam.DEDICATED:
-        return Row(name=C.OPS_MATURITY, verdict=V.STAY_DENSE, observed=observed,
-                   threshold=threshold,
-                   reason="a shared platform team: expert placement, EPLB and all-to-all tuning "
-                   "need a dedicated one")
+        return Row(
+            name=C.OPS_MATURITY,
+            verdict=V.STAY_DENSE,
+            observed=observed,
+            threshold=threshold,
+            reason="a shared platform team: expert placement, EPLB and all-to-all tuning "
+            "need a dedicated one",
+        )
     if not telemetry:
         if traffic.errors or not traffic.has_volume:
-            return Row(name=C.OPS_MATURITY, verdict=V.UNKNOWN, observed=observed,
-                       threshold=threshold,
-                       reason="traffic could not be read, so per-expert telemetry is unknown")
-        return Row(name=C.OPS_MATURITY, verdict=V.STAY_DENSE, observed=observed,
-                   threshold=threshold,
-                   reason="no per-expert load telemetry: expert imbalance would go unseen")
-    return Row(name=C.OPS_MATURITY, verdict=V.GO, observed=observed, threshold=threshold,
-               reason="a dedicated team that can see per-expert load")
+            return Row(
+                name=C.OPS_MATURITY,
+                verdict=V.UNKNOWN,
+                observed=observed,
+                threshold=threshold,
+                reason="traffic could not be read, so per-expert telemetry is unknown",
+            )
+        return Row(
+            name=C.OPS_MATURITY,
+            verdict=V.STAY_DENSE,
+            observed=observed,
+            threshold=threshold,
+            reason="no per-expert load telemetry: expert imbalance would go unseen",
+        )
+    return Row(
+        name=C.OPS_MATURITY,
+        verdict=V.GO,
+        observed=observed,
+        threshold=threshold,
+        reason="a dedicated team that can see per-expert load",
+    )
 
 
 def expert_balance(traffic: facts.Traffic, policy: api.Policy) -> Row:
@@ -204,15 +301,29 @@ def expert_balance(traffic: facts.Traffic, policy: api.Policy) -> Row:
     threshold = f"hottest expert <= {limit:g}x the mean expert load"
     ratio = traffic.expert_load_max_over_mean
     if ratio is None:
-        return Row(name=C.EXPERT_BALANCE, verdict=V.UNKNOWN, observed="no per-expert telemetry",
-                   threshold=threshold, reason="expert load cannot be seen")
+        return Row(
+            name=C.EXPERT_BALANCE,
+            verdict=V.UNKNOWN,
+            observed="no per-expert telemetry",
+            threshold=threshold,
+            reason="expert load cannot be seen",
+        )
     observed = f"hottest expert {ratio:.2f}x the mean"
     if ratio > limit:
-        return Row(name=C.EXPERT_BALANCE, verdict=V.STAY_DENSE, observed=observed,
-                   threshold=threshold,
-                   reason="a hot expert: the rank holding it sets the pace of the whole EP group")
-    return Row(name=C.EXPERT_BALANCE, verdict=V.GO, observed=observed, threshold=threshold,
-               reason="expert load is even enough for EPLB to keep ranks balanced")
+        return Row(
+            name=C.EXPERT_BALANCE,
+            verdict=V.STAY_DENSE,
+            observed=observed,
+            threshold=threshold,
+            reason="a hot expert: the rank holding it sets the pace of the whole EP group",
+        )
+    return Row(
+        name=C.EXPERT_BALANCE,
+        verdict=V.GO,
+        observed=observed,
+        threshold=threshold,
+        reason="expert load is even enough for EPLB to keep ranks balanced",
+    )
 
 
 def traffic_regularity(traffic: facts.Traffic, policy: api.Policy) -> Row:
@@ -220,40 +331,75 @@ def traffic_regularity(traffic: facts.Traffic, policy: api.Policy) -> Row:
     threshold = f"prompt length p90/p50 <= {limit:g}"
     p50, p90 = traffic.prompt_tokens.p50, traffic.prompt_tokens.p90
     if not p50 or p90 is None:
-        return Row(name=C.TRAFFIC_REGULARITY, verdict=V.UNKNOWN, observed="prompt lengths unknown",
-                   threshold=threshold, reason="no prompt-length histogram observed")
+        return Row(
+            name=C.TRAFFIC_REGULARITY,
+            verdict=V.UNKNOWN,
+            observed="prompt lengths unknown",
+            threshold=threshold,
+            reason="no prompt-length histogram observed",
+        )
     spread = p90 / p50
     observed = f"prompt p50 {p50:,.0f}, p90 {p90:,.0f} tokens (p90/p50 {spread:.1f})"
     if spread > limit:
-        return Row(name=C.TRAFFIC_REGULARITY, verdict=V.STAY_DENSE, observed=observed,
-                   threshold=threshold,
-                   reason="irregular prompts: routing skew is likely and hard to balance")
-    return Row(name=C.TRAFFIC_REGULARITY, verdict=V.GO, observed=observed, threshold=threshold,
-               reason="homogeneous prompt lengths route predictably")
+        return Row(
+            name=C.TRAFFIC_REGULARITY,
+            verdict=V.STAY_DENSE,
+            observed=observed,
+            threshold=threshold,
+            reason="irregular prompts: routing skew is likely and hard to balance",
+        )
+    return Row(
+        name=C.TRAFFIC_REGULARITY,
+        verdict=V.GO,
+        observed=observed,
+        threshold=threshold,
+        reason="homogeneous prompt lengths route predictably",
+    )
 
 
 def memory_bandwidth_pressure(dense: Candidate | None) -> Row:
     threshold = "dense decode bound by memory bandwidth at the chosen batch"
     if dense is None or not dense.estimate.feasible:
-        return Row(name=C.MEMORY_BANDWIDTH_PRESSURE, verdict=V.UNKNOWN,
-                   observed="no dense deployment fits", threshold=threshold,
-                   reason="cannot size a dense deployment to judge")
+        return Row(
+            name=C.MEMORY_BANDWIDTH_PRESSURE,
+            verdict=V.UNKNOWN,
+            observed="no dense deployment fits",
+            threshold=threshold,
+            reason="cannot size a dense deployment to judge",
+        )
     est = dense.estimate
-    observed = (f"dense TP{est.tp}xPP{est.pp} on {est.gpu} at batch {est.batch}: decode is "
-                f"{est.decode_bound_by or 'unknown'}-bound")
+    observed = (
+        f"dense TP{est.tp}xPP{est.pp} on {est.gpu} at batch {est.batch}: decode is "
+        f"{est.decode_bound_by or 'unknown'}-bound"
+    )
     if est.decode_bound_by == "memory":
-        return Row(name=C.MEMORY_BANDWIDTH_PRESSURE, verdict=V.GO, observed=observed,
-                   threshold=threshold,
-                   reason="dense decode waits on weight reads; sparsity would relieve it")
-    return Row(name=C.MEMORY_BANDWIDTH_PRESSURE, verdict=V.STAY_DENSE, observed=observed,
-               threshold=threshold,
-               reason="dense decode is not bandwidth-bound here, so sparsity buys little")
+        return Row(
+            name=C.MEMORY_BANDWIDTH_PRESSURE,
+            verdict=V.GO,
+            observed=observed,
+            threshold=threshold,
+            reason="dense decode waits on weight reads; sparsity would relieve it",
+        )
+    return Row(
+        name=C.MEMORY_BANDWIDTH_PRESSURE,
+        verdict=V.STAY_DENSE,
+        observed=observed,
+        threshold=threshold,
+        reason="dense decode is not bandwidth-bound here, so sparsity buys little",
+    )
 
 
 # ------------------------------------------------------------------------------- decision
 
-_PREFERENCE = [C.MODEL_SCALE, C.INTERCONNECT, C.OPS_MATURITY, C.SUSTAINED_LOAD,
-               C.EXPERT_BALANCE, C.TRAFFIC_REGULARITY, C.MEMORY_BANDWIDTH_PRESSURE]
+_PREFERENCE = [
+    C.MODEL_SCALE,
+    C.INTERCONNECT,
+    C.OPS_MATURITY,
+    C.SUSTAINED_LOAD,
+    C.EXPERT_BALANCE,
+    C.TRAFFIC_REGULARITY,
+    C.MEMORY_BANDWIDTH_PRESSURE,
+]
 
 
 def _cost(candidate: Candidate) -> float:
@@ -297,9 +443,7 @@ def decide(
         C.MEMORY_BANDWIDTH_PRESSURE: memory_bandwidth_pressure(dense),
     }
     gating = set(policy.gating)
-    ordered = tuple(
-        rows[c].model_copy(update={"gating": c in gating}) for c in _PREFERENCE
-    )
+    ordered = tuple(rows[c].model_copy(update={"gating": c in gating}) for c in _PREFERENCE)
     blocking = [r for r in ordered if r.gating and r.verdict != V.GO]
     rubric_mode = api.ServingMode.DENSE if blocking or moe is None else api.ServingMode.MOE
 
@@ -318,5 +462,12 @@ def decide(
         message = f"{mode.value} pinned by spec.mode; the rubric says {rubric_mode.value}"
         if mode == api.ServingMode.MOE and blocking:
             message += f" ({', '.join(r.name for r in blocking)} not Go)"
-    return Decision(mode=mode, rubric_mode=rubric_mode, reason=reason, message=message,
-                    rows=ordered, moe=moe, dense=dense)
+    return Decision(
+        mode=mode,
+        rubric_mode=rubric_mode,
+        reason=reason,
+        message=message,
+        rows=ordered,
+        moe=moe,
+        dense=dense,
+    )

@@ -131,7 +131,8 @@ def openapi_schema() -> Schema:
         "properties": {
             "apiVersion": {"type": "string", "description": "breakeven.dev/v1alpha1"},
             "kind": {"type": "string", "description": "ServingPlan"},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            # The API server allows nothing but the type on metadata.
+            "metadata": {"type": "object"},
             "spec": spec,
             "status": status,
         },

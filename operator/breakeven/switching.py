@@ -325,6 +325,8 @@ def step(
                 )
             switch = {}
         phase = api.Phase.SERVING if ready(obs_t, n) else api.Phase.DEPLOYING
+        if switch:
+            phase = api.Phase.SWITCHING  # the old workload is still draining
         if obs_t.broken:
             phase = api.Phase.DEGRADED
         if active is None:

@@ -43,9 +43,11 @@ class Operator:
         with cluster.api_client() as api:
             running.install(api)
             self.kubeconfig = running.service_account_kubeconfig(
-                api, cluster.kubeconfig, workdir / "operator.kubeconfig")
-        self.process = running.OperatorProcess(self.kubeconfig, prometheus.url,
-                                               workdir / "operator.log", interval=2.0)
+                api, cluster.kubeconfig, workdir / "operator.kubeconfig"
+            )
+        self.process = running.OperatorProcess(
+            self.kubeconfig, prometheus.url, workdir / "operator.log", interval=2.0
+        )
 
     def start(self) -> None:
         self.process.start()
@@ -89,7 +91,9 @@ def until(operator: Operator) -> Callable[..., None]:
         try:
             wait_for(what, guarded, timeout, interval=0.5)
         except AssertionError as exc:
-            raise AssertionError(f"{exc}\n--- operator log ---\n{operator.process.tail()}") from None
+            raise AssertionError(
+                f"{exc}\n--- operator log ---\n{operator.process.tail()}"
+            ) from None
 
     return _until
 

@@ -1,4 +1,4 @@
-"""The operator end to end: real API server, scheduler, controllers, kwok GPU nodes, LWS, Prometheus.
+"""The operator end to end: API server, scheduler, controllers, kwok GPU nodes, LWS, Prometheus.
 
 The operator runs as its own ServiceAccount under manifests/rbac.yaml. Plans read traffic from
 14 days of backfilled history (tests/e2e/conftest.py) and use short hysteresis windows so a test
@@ -29,9 +29,17 @@ RDMA_RESOURCE = "rdma/rdma_shared_device_a"
 FAST = {"promotionWindow": "10s", "demotionGrace": "3s", "minDwell": "0s", "drainPeriod": "3s"}
 
 
-def plan(name: str, namespace: str, *, profile: str = "sustained", mode: str = "Auto",
-         team: str = "Dedicated", dry_run: bool = False, dtype: str = "bf16",
-         model: str = "deepseek-ai/DeepSeek-V3") -> dict[str, Any]:
+def plan(
+    name: str,
+    namespace: str,
+    *,
+    profile: str = "sustained",
+    mode: str = "Auto",
+    team: str = "Dedicated",
+    dry_run: bool = False,
+    dtype: str = "bf16",
+    model: str = "deepseek-ai/DeepSeek-V3",
+) -> dict[str, Any]:
     """A ServingPlan for DeepSeek-V3 in bf16 (too big for one node: EP groups span two)."""
     return {
         "apiVersion": api.API_VERSION,
@@ -55,12 +63,14 @@ def custom(k8s: Any) -> client.CustomObjectsApi:
 
 def create(k8s: Any, body: dict[str, Any]) -> None:
     custom(k8s).create_namespaced_custom_object(
-        api.GROUP, api.VERSION, body["metadata"]["namespace"], api.PLURAL, body)
+        api.GROUP, api.VERSION, body["metadata"]["namespace"], api.PLURAL, body
+    )
 
 
 def get_plan(k8s: Any, namespace: str, name: str) -> dict[str, Any]:
     obj: dict[str, Any] = custom(k8s).get_namespaced_custom_object(
-        api.GROUP, api.VERSION, namespace, api.PLURAL, name)
+        api.GROUP, api.VERSION, namespace, api.PLURAL, name
+    )
     return obj
 
 
@@ -70,7 +80,8 @@ def status(k8s: Any, namespace: str, name: str) -> dict[str, Any]:
 
 def lws(k8s: Any, namespace: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = custom(k8s).list_namespaced_custom_object(
-        "leaderworkerset.x-k8s.io", "v1", namespace, "leaderworkersets")["items"]
+        "leaderworkerset.x-k8s.io", "v1", namespace, "leaderworkersets"
+    )["items"]
     return items
 
 
@@ -79,8 +90,11 @@ def deployments(k8s: Any, namespace: str) -> list[Any]:
 
 
 def pods(k8s: Any, namespace: str, mode: str) -> list[Any]:
-    return list(client.CoreV1Api(k8s).list_namespaced_pod(
-        namespace, label_selector=f"breakeven.dev/mode={mode}").items)
+    return list(
+        client.CoreV1Api(k8s)
+        .list_namespaced_pod(namespace, label_selector=f"breakeven.dev/mode={mode}")
+        .items
+    )
 
 
 def service_selector(k8s: Any, namespace: str, name: str) -> dict[str, str]:
@@ -88,10 +102,19 @@ def service_selector(k8s: Any, namespace: str, name: str) -> dict[str, str]:
 
 
 def ready_endpoints(k8s: Any, namespace: str, service: str) -> int:
-    slices = client.DiscoveryV1Api(k8s).list_namespaced_endpoint_slice(
-        namespace, label_selector=f"kubernetes.io/service-name={service}").items
-    return sum(1 for s in slices for e in (s.endpoints or [])
-               if e.conditions is not None and e.conditions.ready)
+    slices = (
+        client.DiscoveryV1Api(k8s)
+        .list_namespaced_endpoint_slice(
+            namespace, label_selector=f"kubernetes.io/service-name={service}"
+        )
+        .items
+    )
+    return sum(
+        1
+        for s in slices
+        for e in (s.endpoints or [])
+        if e.conditions is not None and e.conditions.ready
+    )
 
 
 def running_on(k8s: Any, namespace: str, mode: str, product: str) -> bool:
@@ -133,8 +156,12 @@ class EndpointWatch:
 
 @pytest.fixture
 def h200_nodes(k8s: Any) -> list[str]:
-    return [n.metadata.name for n in client.CoreV1Api(k8s).list_node(
-        label_selector="nvidia.com/gpu.product=NVIDIA-H200").items]
+    return [
+        n.metadata.name
+        for n in client.CoreV1Api(k8s)
+        .list_node(label_selector="nvidia.com/gpu.product=NVIDIA-H200")
+        .items
+    ]
 
 
 @pytest.fixture
@@ -146,30 +173,48 @@ def rdma_removed(k8s: Any, h200_nodes: list[str]) -> Iterator[Callable[[], None]
     def remove() -> None:
         for name in h200_nodes:
             core.patch_node(name, {"metadata": {"labels": dict.fromkeys(RDMA_LABELS)}})
-            core.patch_node_status(name, {"status": {
-                "capacity": {RDMA_RESOURCE: None}, "allocatable": {RDMA_RESOURCE: None}}})
+            core.patch_node_status(
+                name,
+                {
+                    "status": {
+                        "capacity": {RDMA_RESOURCE: None},
+                        "allocatable": {RDMA_RESOURCE: None},
+                    }
+                },
+            )
 
     yield remove
     for name, node in saved.items():
         labels = {k: node.metadata.labels[k] for k in RDMA_LABELS if k in node.metadata.labels}
         core.patch_node(name, {"metadata": {"labels": labels}})
-        core.patch_node_status(name, {"status": {
-            "capacity": {RDMA_RESOURCE: node.status.capacity[RDMA_RESOURCE]},
-            "allocatable": {RDMA_RESOURCE: node.status.allocatable[RDMA_RESOURCE]}}})
+        core.patch_node_status(
+            name,
+            {
+                "status": {
+                    "capacity": {RDMA_RESOURCE: node.status.capacity[RDMA_RESOURCE]},
+                    "allocatable": {RDMA_RESOURCE: node.status.allocatable[RDMA_RESOURCE]},
+                }
+            },
+        )
 
 
 def test_sustained_traffic_goes_moe_then_falls_back_when_rdma_lapses(
     k8s: Any, namespace: str, until: Callable[..., None], rdma_removed: Callable[[], None]
 ) -> None:
     create(k8s, plan("ds", namespace))
-    until("the plan to serve MoE",
-          lambda: status(k8s, namespace, "ds").get("mode") == "MoE"
-          and status(k8s, namespace, "ds").get("phase") == "Serving")
+    until(
+        "the plan to serve MoE",
+        lambda: (
+            status(k8s, namespace, "ds").get("mode") == "MoE"
+            and status(k8s, namespace, "ds").get("phase") == "Serving"
+        ),
+    )
     groups = lws(k8s, namespace)
     assert [g["metadata"]["name"] for g in groups] == ["ds-moe"]
     assert groups[0]["spec"]["leaderWorkerTemplate"]["size"] == 2
-    until("MoE pods Running on H200 nodes",
-          lambda: running_on(k8s, namespace, "moe", "NVIDIA-H200"))
+    until(
+        "MoE pods Running on H200 nodes", lambda: running_on(k8s, namespace, "moe", "NVIDIA-H200")
+    )
     assert service_selector(k8s, namespace, "ds")["breakeven.dev/mode"] == "moe"
     until("ready endpoints behind the Service", lambda: ready_endpoints(k8s, namespace, "ds") > 0)
     rows = {r["name"]: r["verdict"] for r in status(k8s, namespace, "ds")["criteria"]}
@@ -177,14 +222,20 @@ def test_sustained_traffic_goes_moe_then_falls_back_when_rdma_lapses(
 
     with EndpointWatch(k8s, namespace, "ds") as watch:
         rdma_removed()
-        until("the fallback to dense",
-              lambda: status(k8s, namespace, "ds").get("mode") == "Dense", timeout=120)
+        until(
+            "the fallback to dense",
+            lambda: status(k8s, namespace, "ds").get("mode") == "Dense",
+            timeout=120,
+        )
         assert service_selector(k8s, namespace, "ds")["breakeven.dev/mode"] == "dense"
-        until("the MoE workload to be deleted after the drain period",
-              lambda: not [g for g in lws(k8s, namespace) if g["metadata"]["name"] == "ds-moe"])
+        until(
+            "the MoE workload to be deleted after the drain period",
+            lambda: not [g for g in lws(k8s, namespace) if g["metadata"]["name"] == "ds-moe"],
+        )
         until("dense pods Running", lambda: running_on(k8s, namespace, "dense", "NVIDIA-H200"))
     assert watch.counts and min(watch.counts) > 0, (
-        f"the Service had no ready endpoints during the switch: {watch.counts}")
+        f"the Service had no ready endpoints during the switch: {watch.counts}"
+    )
     final = status(k8s, namespace, "ds")
     rows = {r["name"]: r["verdict"] for r in final["criteria"]}
     assert rows["interconnect"] == "StayDense"
@@ -194,15 +245,21 @@ def test_sustained_traffic_goes_moe_then_falls_back_when_rdma_lapses(
 
 def test_bursty_traffic_stays_dense(k8s: Any, namespace: str, until: Callable[..., None]) -> None:
     create(k8s, plan("bursty", namespace, profile="bursty"))
-    until("a dense decision", lambda: status(k8s, namespace, "bursty").get("mode") == "Dense"
-          and bool(status(k8s, namespace, "bursty").get("criteria")))
+    until(
+        "a dense decision",
+        lambda: (
+            status(k8s, namespace, "bursty").get("mode") == "Dense"
+            and bool(status(k8s, namespace, "bursty").get("criteria"))
+        ),
+    )
     st = status(k8s, namespace, "bursty")
     rows = {r["name"]: r for r in st["criteria"]}
     assert rows["sustainedLoad"]["verdict"] == "StayDense"
     assert "bursty" in rows["sustainedLoad"]["reason"]
     assert st["reason"] == "SustainedLoad"
     assert not lws(k8s, namespace) or all(
-        g["metadata"]["name"] == "bursty-dense" for g in lws(k8s, namespace))
+        g["metadata"]["name"] == "bursty-dense" for g in lws(k8s, namespace)
+    )
 
 
 def test_pinned_modes_win_but_the_rubric_is_reported(
@@ -210,18 +267,31 @@ def test_pinned_modes_win_but_the_rubric_is_reported(
 ) -> None:
     create(k8s, plan("pin-dense", namespace, mode="Dense"))
     create(k8s, plan("pin-moe", namespace, mode="MoE", profile="bursty"))
-    until("the pinned modes", lambda: status(k8s, namespace, "pin-dense").get("mode") == "Dense"
-          and status(k8s, namespace, "pin-moe").get("mode") == "MoE")
+    until(
+        "the pinned modes",
+        lambda: (
+            status(k8s, namespace, "pin-dense").get("mode") == "Dense"
+            and status(k8s, namespace, "pin-moe").get("mode") == "MoE"
+        ),
+    )
     dense = status(k8s, namespace, "pin-dense")
     assert dense["decidedMode"] == "MoE" and dense["reason"] == "PinnedDense"
     moe = status(k8s, namespace, "pin-moe")
     assert moe["decidedMode"] == "Dense" and moe["reason"] == "PinnedMoE"
-    events = client.CoreV1Api(k8s).list_namespaced_event(
-        namespace, field_selector="involvedObject.name=pin-moe").items
-    until("a Warning event on the pinned MoE plan", lambda: any(
-        e.type == "Warning" and e.reason == "PinnedMoEPrerequisitesNotMet"
-        for e in client.CoreV1Api(k8s).list_namespaced_event(
-            namespace, field_selector="involvedObject.name=pin-moe").items))
+    events = (
+        client.CoreV1Api(k8s)
+        .list_namespaced_event(namespace, field_selector="involvedObject.name=pin-moe")
+        .items
+    )
+    until(
+        "a Warning event on the pinned MoE plan",
+        lambda: any(
+            e.type == "Warning" and e.reason == "PinnedMoEPrerequisitesNotMet"
+            for e in client.CoreV1Api(k8s)
+            .list_namespaced_event(namespace, field_selector="involvedObject.name=pin-moe")
+            .items
+        ),
+    )
     del events
 
 
@@ -242,20 +312,30 @@ def test_deleting_the_plan_removes_every_child(
 ) -> None:
     create(k8s, plan("gone", namespace, profile="bursty"))
     until("children", lambda: bool(lws(k8s, namespace) or deployments(k8s, namespace)))
-    custom(k8s).delete_namespaced_custom_object(api.GROUP, api.VERSION, namespace, api.PLURAL,
-                                                "gone")
-    until("garbage collection of every child", lambda: not lws(k8s, namespace)
-          and not deployments(k8s, namespace)
-          and not client.CoreV1Api(k8s).list_namespaced_service(namespace).items
-          and not pods(k8s, namespace, "dense"), timeout=120)
+    custom(k8s).delete_namespaced_custom_object(
+        api.GROUP, api.VERSION, namespace, api.PLURAL, "gone"
+    )
+    until(
+        "garbage collection of every child",
+        lambda: (
+            not lws(k8s, namespace)
+            and not deployments(k8s, namespace)
+            and not client.CoreV1Api(k8s).list_namespaced_service(namespace).items
+            and not pods(k8s, namespace, "dense")
+        ),
+        timeout=120,
+    )
 
 
-@pytest.mark.parametrize(("patch", "field"), [
-    ({"mode": "Sometimes"}, "spec.mode"),
-    ({"traffic": {"window": "two weeks"}}, "spec.traffic.window"),
-    ({"model": {"name": "x", "experts": 8}}, "expertsPerToken"),
-    ({"serving": {"disaggregation": {"enabled": True}}, "mode": "Dense"}, "disaggregation"),
-])
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"mode": "Sometimes"}, "spec.mode"),
+        ({"traffic": {"window": "two weeks"}}, "spec.traffic.window"),
+        ({"model": {"name": "x", "experts": 8}}, "expertsPerToken"),
+        ({"serving": {"disaggregation": {"enabled": True}}, "mode": "Dense"}, "disaggregation"),
+    ],
+)
 def test_invalid_plans_are_rejected_by_the_api_server(
     k8s: Any, namespace: str, patch: dict[str, Any], field: str
 ) -> None:
@@ -271,18 +351,35 @@ def test_operator_killed_mid_switch_completes_it_on_restart(
     k8s: Any, namespace: str, until: Callable[..., None], operator: Any
 ) -> None:
     create(k8s, plan("crash", namespace, mode="Dense"))
-    until("dense serving", lambda: status(k8s, namespace, "crash").get("mode") == "Dense"
-          and status(k8s, namespace, "crash").get("phase") == "Serving")
-    custom(k8s).patch_namespaced_custom_object(api.GROUP, api.VERSION, namespace, api.PLURAL,
-                                               "crash", {"spec": {"mode": "MoE"}})
-    until("the switch to start", lambda: bool(status(k8s, namespace, "crash").get("switch"))
-          or status(k8s, namespace, "crash").get("targetMode") == "MoE", timeout=60)
+    until(
+        "dense serving",
+        lambda: (
+            status(k8s, namespace, "crash").get("mode") == "Dense"
+            and status(k8s, namespace, "crash").get("phase") == "Serving"
+        ),
+    )
+    custom(k8s).patch_namespaced_custom_object(
+        api.GROUP, api.VERSION, namespace, api.PLURAL, "crash", {"spec": {"mode": "MoE"}}
+    )
+    until(
+        "the switch to start",
+        lambda: (
+            bool(status(k8s, namespace, "crash").get("switch"))
+            or status(k8s, namespace, "crash").get("targetMode") == "MoE"
+        ),
+        timeout=60,
+    )
     operator.restart_after_kill()
-    until("the switch to complete", lambda: status(k8s, namespace, "crash").get("mode") == "MoE"
-          and not status(k8s, namespace, "crash").get("switch")
-          and not [d for d in deployments(k8s, namespace) if d.metadata.name == "crash-dense"]
-          and not [g for g in lws(k8s, namespace) if g["metadata"]["name"] == "crash-dense"],
-          timeout=120)
+    until(
+        "the switch to complete",
+        lambda: (
+            status(k8s, namespace, "crash").get("mode") == "MoE"
+            and not status(k8s, namespace, "crash").get("switch")
+            and not [d for d in deployments(k8s, namespace) if d.metadata.name == "crash-dense"]
+            and not [g for g in lws(k8s, namespace) if g["metadata"]["name"] == "crash-dense"]
+        ),
+        timeout=120,
+    )
     uid = get_plan(k8s, namespace, "crash")["metadata"]["uid"]
     children = [*lws(k8s, namespace)]
     assert [g["metadata"]["name"] for g in children] == ["crash-moe"]
@@ -290,4 +387,11 @@ def test_operator_killed_mid_switch_completes_it_on_restart(
         owners = child["metadata"]["ownerReferences"]
         assert [o["uid"] for o in owners] == [uid]
     services = client.CoreV1Api(k8s).list_namespaced_service(namespace).items
-    assert [s.metadata.name for s in services] == ["crash"]
+    owned = [
+        s.metadata.name
+        for s in services
+        if any(o.uid == uid for o in s.metadata.owner_references or [])
+    ]
+    assert owned == ["crash"]  # the LWS controller adds its own headless Service per LWS
+    deployments_left = [d.metadata.name for d in deployments(k8s, namespace)]
+    assert deployments_left == []

@@ -1,0 +1,576 @@
+"""A real local Kubernetes control plane for Breakeven's integration and e2e tests.
+
+No container engine runs here, so kind and k3d are out. This module starts etcd, kube-apiserver
+(TLS, client certificates, RBAC), kube-controller-manager, kube-scheduler, kwok (fake GPU nodes
+and pods that go Running) and the LeaderWorkerSet controller with its webhooks, all as local
+processes on 127.0.0.1, from binaries that e2e/controlplane/build.sh builds from pinned Go
+modules. Every PID is recorded in the work directory and stopped by PID.
+
+    python -m e2e.cluster up [--workdir DIR]     # last line: export KUBECONFIG=...
+    python -m e2e.cluster status|down [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import shutil
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import yaml
+
+from e2e import pki
+from e2e.nodes import DEFAULT_DESCRIPTION, KWOK_ANNOTATION, apply_nodes, node_objects
+from e2e.proc import Managed, ProcessGroup, StartError, free_port, pid_alive, wait_until
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUILD_SCRIPT = REPO_ROOT / "e2e" / "controlplane" / "build.sh"
+DEFAULT_WORKDIR = Path(os.environ.get("BREAKEVEN_CLUSTER_DIR", "/tmp/breakeven-cluster"))
+SERVICE_CIDR = "10.0.0.0/24"
+LWS_NAMESPACE = "lws-system"
+
+KWOK_STAGES = (
+    "node-initialize",
+    "node-heartbeat-with-lease",
+    "pod-ready",
+    "pod-complete",
+    "pod-delete",
+)
+LWS_CRDS = ("leaderworkerset-crd", "disaggregatedset-crd")
+
+
+def _log(message: str) -> None:
+    print(f"[cluster] {message}", file=sys.stderr, flush=True)
+
+
+def pinned_versions(build_script: Path = BUILD_SCRIPT) -> dict[str, str]:
+    """The component versions pinned in build.sh (the one place they are written)."""
+    text = build_script.read_text()
+    found = dict(re.findall(r"^(KUBE|ETCD|KWOK|LWS)_VERSION=(v[0-9][^\s]*)$", text, re.M))
+    missing = {"KUBE", "ETCD", "KWOK", "LWS"} - found.keys()
+    if missing:
+        raise RuntimeError(f"{build_script}: no version pinned for {sorted(missing)}")
+    return found
+
+
+def cache_dir() -> Path:
+    default = Path.home() / ".cache" / "breakeven-e2e"
+    return Path(os.environ.get("BREAKEVEN_E2E_CACHE", default))
+
+
+class Binaries:
+    """Paths of the cached control-plane binaries and data files, by pinned version."""
+
+    def __init__(self, cache: Path | None = None) -> None:
+        self.cache = cache or cache_dir()
+        v = pinned_versions()
+        self.versions = v
+        b = self.cache / "bin"
+        self.kube_apiserver = b / f"kube-apiserver-{v['KUBE']}"
+        self.kube_controller_manager = b / f"kube-controller-manager-{v['KUBE']}"
+        self.kube_scheduler = b / f"kube-scheduler-{v['KUBE']}"
+        self.kubectl = b / f"kubectl-{v['KUBE']}"
+        self.etcd = b / f"etcd-{v['ETCD']}"
+        self.kwok = b / f"kwok-{v['KWOK']}"
+        self.lws = b / f"lws-controller-{v['LWS']}"
+        data = self.cache / "data"
+        self.kwok_stages = [data / f"kwok-{v['KWOK']}" / f"{s}.yaml" for s in KWOK_STAGES]
+        self.lws_crds = [data / f"lws-{v['LWS']}" / f"{c}.yaml" for c in LWS_CRDS]
+
+    def missing(self) -> list[Path]:
+        paths = [
+            self.kube_apiserver, self.kube_controller_manager, self.kube_scheduler, self.kubectl,
+            self.etcd, self.kwok, self.lws, *self.kwok_stages, *self.lws_crds,
+        ]  # fmt: skip
+        return [p for p in paths if not p.exists()]
+
+    def ensure(self) -> None:
+        """Run build.sh (output streamed, with progress) when anything is missing."""
+        missing = self.missing()
+        if not missing:
+            return
+        _log(
+            f"{len(missing)} control-plane files missing (e.g. {missing[0].name}); "
+            f"running {BUILD_SCRIPT}"
+        )
+        if shutil.which("go") is None:
+            raise StartError("the control plane binaries are not built and `go` is not on PATH")
+        result = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=sys.stderr, check=False)
+        if result.returncode != 0:
+            raise StartError(f"{BUILD_SCRIPT} failed with exit code {result.returncode}")
+        still = self.missing()
+        if still:
+            raise StartError(f"{BUILD_SCRIPT} ran but these are still missing: {still}")
+
+
+def _kubeconfig(server: str, ca: Path, cert: Path, key: Path, user: str) -> dict[str, Any]:
+    def b64(path: Path) -> str:
+        return base64.b64encode(path.read_bytes()).decode()
+
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "breakeven-e2e",
+                "cluster": {"server": server, "certificate-authority-data": b64(ca)},
+            }
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)},
+            }
+        ],
+        "contexts": [
+            {"name": "breakeven-e2e", "context": {"cluster": "breakeven-e2e", "user": user}}
+        ],
+        "current-context": "breakeven-e2e",
+    }
+
+
+def _webhook_configurations(base_url: str, ca_bundle: bytes) -> list[dict[str, Any]]:
+    """LWS's webhook configurations (config/webhook in sigs.k8s.io/lws), pointed at a local URL."""
+    ca = base64.b64encode(ca_bundle).decode()
+    lws_selector = {
+        "matchExpressions": [{"key": "leaderworkerset.sigs.k8s.io/name", "operator": "Exists"}]
+    }
+
+    def hook(
+        name: str,
+        path: str,
+        group: str,
+        resource: str,
+        ops: Sequence[str],
+        selector: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "name": name,
+            "admissionReviewVersions": ["v1"],
+            "clientConfig": {"url": f"{base_url}{path}", "caBundle": ca},
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "timeoutSeconds": 10,
+            "rules": [
+                {
+                    "apiGroups": [group],
+                    "apiVersions": ["v1"],
+                    "operations": list(ops),
+                    "resources": [resource],
+                }
+            ],
+        }
+        if selector:
+            entry["objectSelector"] = selector
+        return entry
+
+    lws = "leaderworkerset.x-k8s.io"
+    mutating = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "lws-mutating-webhook-configuration"},
+        "webhooks": [
+            hook("mleaderworkerset.kb.io", "/mutate-leaderworkerset-x-k8s-io-v1-leaderworkerset",
+                 lws, "leaderworkersets", ["CREATE", "UPDATE"]),
+            hook("mpod.kb.io", "/mutate--v1-pod", "", "pods", ["CREATE"], lws_selector),
+        ],
+    }  # fmt: skip
+    validating = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "lws-validating-webhook-configuration"},
+        "webhooks": [
+            hook("vleaderworkerset.kb.io", "/validate-leaderworkerset-x-k8s-io-v1-leaderworkerset",
+                 lws, "leaderworkersets", ["CREATE", "UPDATE"]),
+            hook("vpod.kb.io", "/validate--v1-pod", "", "pods", ["CREATE", "UPDATE"], lws_selector),
+            hook("vdisaggregatedset.kb.io",
+                 "/validate-disaggregatedset-x-k8s-io-v1-disaggregatedset",
+                 "disaggregatedset.x-k8s.io", "disaggregatedsets", ["CREATE", "UPDATE"]),
+        ],
+    }  # fmt: skip
+    return [mutating, validating]
+
+
+_PROBE_LWS = {
+    "apiVersion": "leaderworkerset.x-k8s.io/v1",
+    "kind": "LeaderWorkerSet",
+    "metadata": {"name": "webhook-probe", "namespace": "default"},
+    "spec": {
+        "replicas": 1,
+        "leaderWorkerTemplate": {
+            "size": 1,
+            "workerTemplate": {"spec": {"containers": [{"name": "c", "image": "probe"}]}},
+        },
+    },
+}
+
+
+class LocalCluster:
+    """The local control plane in `workdir`: use as a context manager, or start()/stop().
+
+    `kubeconfig` is an admin (system:masters) kubeconfig; `api_client()` gives a kubernetes client.
+    Node pools from `node_pools` (a YAML path, a pool-file name or a mapping; None for no nodes) are
+    applied at start and must become Ready.
+    """
+
+    def __init__(
+        self,
+        workdir: str | Path = DEFAULT_WORKDIR,
+        node_pools: str | Path | Mapping[str, Any] | None = DEFAULT_DESCRIPTION,
+        timeout: float = 120.0,
+    ) -> None:
+        self.workdir = Path(workdir).resolve()
+        self.node_pools = node_pools
+        self.timeout = timeout
+        self.bins = Binaries()
+        self.group = ProcessGroup(self.workdir)
+        self.pki_dir = self.workdir / "pki"
+        self.kubeconfig = self.workdir / "kubeconfig"
+        self.ports: dict[str, int] = {}
+
+    # -- public API ---------------------------------------------------------------------------
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.ports['apiserver']}"
+
+    def api_client(self) -> Any:
+        """A new kubernetes.client.ApiClient for the admin kubeconfig."""
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=str(self.kubeconfig))  # type: ignore[no-untyped-call]
+
+    def kubectl(
+        self, *args: str, input_text: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the cached kubectl against this cluster (argument list, no shell)."""
+        argv = [str(self.bins.kubectl), "--kubeconfig", str(self.kubeconfig), *args]
+        return subprocess.run(argv, input=input_text, capture_output=True, text=True, check=False)
+
+    def start(self) -> LocalCluster:
+        existing = ProcessGroup.load(self.workdir)
+        if any(p.alive() for p in existing.procs):
+            raise StartError(
+                f"a cluster already runs from {self.workdir}; stop it first "
+                f"(python -m e2e.cluster down --workdir {self.workdir})"
+            )
+        self.bins.ensure()
+        started = time.monotonic()
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        _log(f"control plane ready in {time.monotonic() - started:.1f}s ({self.server})")
+        return self
+
+    def stop(self) -> None:
+        stopped = self.group.stop_all()
+        if stopped:
+            _log(f"stopped {', '.join(stopped)}")
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- start-up -----------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        wd = self.workdir
+        wd.mkdir(parents=True, exist_ok=True)
+        for stale in ("etcd-data", "logs", "lws-certs"):
+            shutil.rmtree(wd / stale, ignore_errors=True)
+        self.ports = {
+            name: free_port()
+            for name in ("etcd", "etcd_peer", "apiserver", "kcm", "scheduler", "lws_webhook",
+                         "lws_health")
+        }  # fmt: skip
+        (wd / "ports.json").write_text(json.dumps(self.ports, indent=1))
+        _log("making certificates")
+        ca, sa, apiserver, admin, webhook = self._certificates()
+        self.kubeconfig.write_text(
+            yaml.safe_dump(_kubeconfig(self.server, ca.cert, admin.cert, admin.key, "admin"))
+        )
+        self.kubeconfig.chmod(0o600)
+
+        etcd = self._start_etcd()
+        api = self._start_apiserver(ca, sa, apiserver, [etcd])
+        kcm = self._start_controller_manager(ca, sa, [api])
+        sched = self._start_scheduler([api])
+        kwok = self._start_kwok([api])
+        self._install_lws(ca)
+        lws = self._start_lws(webhook, [api])
+        watch = [etcd, api, kcm, sched, kwok, lws]
+        self._wait_webhook(watch)
+        self._wait_scheduler(sched)
+        self._apply_node_pools(watch)
+
+    def _certificates(self) -> tuple[pki.KeyPair, ...]:
+        d = self.pki_dir
+        ca = pki.make_ca(d)
+        sa = pki.make_signing_key(d, "service-account")
+        apiserver = pki.issue(
+            ca, d, "apiserver", "kube-apiserver",
+            dns_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                       "kubernetes.default.svc.cluster.local"),
+            ip_addresses=("127.0.0.1", "10.0.0.1"), server=True,
+        )  # fmt: skip
+        admin = pki.issue(ca, d, "admin", "breakeven-admin", ("system:masters",), client=True)
+        webhook_dir = self.workdir / "lws-certs"
+        webhook = pki.issue(
+            ca, webhook_dir, "tls", "lws-webhook", dns_names=("localhost",),
+            ip_addresses=("127.0.0.1",), server=True,
+        )  # fmt: skip
+        return ca, sa, apiserver, admin, webhook
+
+    def _start_etcd(self) -> Managed:
+        p = self.ports
+        client_url = f"http://127.0.0.1:{p['etcd']}"
+        peer_url = f"http://127.0.0.1:{p['etcd_peer']}"
+        _log(f"starting etcd {self.bins.versions['ETCD']} on {client_url}")
+        etcd = self.group.start("etcd", [
+            str(self.bins.etcd), "--name=default", f"--data-dir={self.workdir / 'etcd-data'}",
+            f"--listen-client-urls={client_url}", f"--advertise-client-urls={client_url}",
+            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=default={peer_url}", "--unsafe-no-fsync=true",
+            "--quota-backend-bytes=8589934592", "--log-level=warn",
+        ])  # fmt: skip
+
+        def healthy() -> bool:
+            with urllib.request.urlopen(f"{client_url}/health", timeout=2) as r:
+                return bool(json.loads(r.read()).get("health") == "true")
+
+        wait_until("etcd /health", healthy, self.timeout, [etcd])
+        return etcd
+
+    def _https_ok(self, url: str) -> bool:
+        ctx = ssl.create_default_context(cafile=str(self.pki_dir / "ca.crt"))
+        ctx.load_cert_chain(str(self.pki_dir / "admin.crt"), str(self.pki_dir / "admin.key"))
+        with urllib.request.urlopen(url, context=ctx, timeout=5) as r:
+            return bool(r.status == 200)
+
+    def _start_apiserver(
+        self, ca: pki.KeyPair, sa: pki.KeyPair, tls: pki.KeyPair, watch: list[Managed]
+    ) -> Managed:
+        _log(f"starting kube-apiserver {self.bins.versions['KUBE']} on {self.server}")
+        api = self.group.start("kube-apiserver", [
+            str(self.bins.kube_apiserver),
+            f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--secure-port={self.ports['apiserver']}",
+            f"--tls-cert-file={tls.cert}", f"--tls-private-key-file={tls.key}",
+            f"--client-ca-file={ca.cert}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={sa.cert}",
+            f"--service-account-signing-key-file={sa.key}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--authorization-mode=Node,RBAC", "--allow-privileged=true",
+            "--endpoint-reconciler-type=none", "--profiling=false",
+            f"--cert-dir={self.workdir / 'apiserver-certs'}",
+        ])  # fmt: skip
+        watch = [*watch, api]
+        wait_until("kube-apiserver /readyz", lambda: self._https_ok(f"{self.server}/readyz"),
+                   self.timeout, watch)  # fmt: skip
+        return api
+
+    def _component_kubeconfig_args(self) -> list[str]:
+        k = str(self.kubeconfig)
+        return [
+            f"--kubeconfig={k}",
+            f"--authentication-kubeconfig={k}",
+            f"--authorization-kubeconfig={k}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+        ]
+
+    def _start_controller_manager(
+        self, ca: pki.KeyPair, sa: pki.KeyPair, watch: list[Managed]
+    ) -> Managed:
+        _log("starting kube-controller-manager")
+        return self.group.start("kube-controller-manager", [
+            str(self.bins.kube_controller_manager), *self._component_kubeconfig_args(),
+            f"--secure-port={self.ports['kcm']}",
+            f"--cert-dir={self.workdir / 'kcm-certs'}",
+            f"--root-ca-file={ca.cert}", f"--service-account-private-key-file={sa.key}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--use-service-account-credentials=true",
+            "--controllers=*,-nodeipam",
+            "--enable-garbage-collector=true",
+            "--kube-api-qps=200", "--kube-api-burst=400",
+        ])  # fmt: skip
+
+    def _start_scheduler(self, watch: list[Managed]) -> Managed:
+        _log("starting kube-scheduler")
+        return self.group.start("kube-scheduler", [
+            str(self.bins.kube_scheduler), *self._component_kubeconfig_args(),
+            f"--secure-port={self.ports['scheduler']}",
+            f"--cert-dir={self.workdir / 'scheduler-certs'}",
+        ])  # fmt: skip
+
+    def _wait_scheduler(self, sched: Managed) -> None:
+        def healthy() -> bool:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE  # its serving cert is self-signed, on loopback
+            url = f"https://127.0.0.1:{self.ports['scheduler']}/healthz"
+            with urllib.request.urlopen(url, context=ctx, timeout=2) as r:
+                return bool(r.status == 200)
+
+        wait_until("kube-scheduler /healthz", healthy, self.timeout, [sched])
+
+    def _start_kwok(self, watch: list[Managed]) -> Managed:
+        _log(f"starting kwok {self.bins.versions['KWOK']}")
+        config_args = [f"--config={stage}" for stage in self.bins.kwok_stages]
+        return self.group.start("kwok", [
+            str(self.bins.kwok), f"--kubeconfig={self.kubeconfig}", *config_args,
+            "--manage-all-nodes=false",
+            f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
+            "--node-ip=127.0.0.1", "--node-lease-duration-seconds=40",
+        ])  # fmt: skip
+
+    def _install_lws(self, ca: pki.KeyPair) -> None:
+        _log("installing the LeaderWorkerSet CRDs (server-side apply)")
+        for crd in self.bins.lws_crds:
+            r = self.kubectl("apply", "--server-side", "--force-conflicts",
+                             "--field-manager=breakeven-e2e", "-f", str(crd))  # fmt: skip
+            if r.returncode != 0:
+                raise StartError(f"applying {crd.name} failed: {r.stderr.strip()}")
+        r = self.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                         "crd/leaderworkersets.leaderworkerset.x-k8s.io",
+                         "crd/disaggregatedsets.disaggregatedset.x-k8s.io")  # fmt: skip
+        if r.returncode != 0:
+            raise StartError(f"LWS CRDs not established: {r.stderr.strip()}")
+        ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": LWS_NAMESPACE}}
+        url = f"https://127.0.0.1:{self.ports['lws_webhook']}"
+        docs = [ns, *_webhook_configurations(url, ca.cert.read_bytes())]
+        manifest = self.workdir / "lws-webhooks.yaml"
+        manifest.write_text(yaml.safe_dump_all(docs))
+        r = self.kubectl("apply", "--server-side", "--force-conflicts",
+                         "--field-manager=breakeven-e2e", "-f", str(manifest))  # fmt: skip
+        if r.returncode != 0:
+            raise StartError(f"registering the LWS webhooks failed: {r.stderr.strip()}")
+
+    def _start_lws(self, webhook: pki.KeyPair, watch: list[Managed]) -> Managed:
+        config = {
+            "apiVersion": "config.lws.x-k8s.io/v1alpha1",
+            "kind": "Configuration",
+            "leaderElection": {"leaderElect": False},
+            "internalCertManagement": {"enable": False},
+            "webhook": {
+                "host": "127.0.0.1",
+                "port": self.ports["lws_webhook"],
+                "certDir": str(webhook.cert.parent),
+            },
+            "metrics": {"bindAddress": "0"},
+            "health": {"healthProbeBindAddress": f"127.0.0.1:{self.ports['lws_health']}"},
+        }
+        path = self.workdir / "lws-config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        _log(f"starting the LWS controller {self.bins.versions['LWS']} "
+             f"(webhooks on 127.0.0.1:{self.ports['lws_webhook']})")  # fmt: skip
+        return self.group.start("lws-controller", [
+            str(self.bins.lws), f"--config={path}", f"--kubeconfig={self.kubeconfig}",
+            "--zap-log-level=info",
+        ])  # fmt: skip
+
+    def _wait_webhook(self, watch: list[Managed]) -> None:
+        probe = self.workdir / "webhook-probe.yaml"
+        probe.write_text(yaml.safe_dump(_PROBE_LWS))
+
+        def answers() -> bool:
+            r = self.kubectl("create", "--dry-run=server", "-o", "name", "-f", str(probe))
+            if r.returncode != 0:
+                raise RuntimeError(r.stderr.strip())
+            return True
+
+        wait_until("the LWS webhooks to answer (server dry-run of a LeaderWorkerSet)", answers,
+                   self.timeout, watch, interval=0.5)  # fmt: skip
+
+    def _apply_node_pools(self, watch: list[Managed]) -> None:
+        if self.node_pools is None:
+            return
+        nodes = node_objects(self.node_pools)
+        _log(f"creating {len(nodes)} fake nodes")
+        with self.api_client() as client:
+            apply_nodes(client, nodes)
+        names = [n["metadata"]["name"] for n in nodes]
+
+        def all_ready() -> bool:
+            from e2e.nodes import ready_node_names
+
+            with self.api_client() as client:
+                return set(names) <= set(ready_node_names(client))
+
+        wait_until(f"{len(names)} fake nodes to be Ready (kwok)", all_ready, self.timeout, watch,
+                   interval=0.5)  # fmt: skip
+
+
+def status(workdir: Path) -> list[tuple[str, int, bool]]:
+    """(name, pid, running) of every process recorded in `workdir`."""
+    return [(p.name, p.pid, pid_alive(p.pid, p.exe)) for p in ProcessGroup.load(workdir).procs]
+
+
+def down(workdir: Path) -> list[str]:
+    """Stop, by PID, every process recorded in `workdir`."""
+    return ProcessGroup.load(workdir).stop_all()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m e2e.cluster", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    parser.add_argument(
+        "--nodes",
+        default=str(DEFAULT_DESCRIPTION),
+        help="node-pool YAML (path or name in e2e/nodepools), 'none' for no nodes",
+    )
+    parser.add_argument("--timeout", type=float, default=120.0)
+    args = parser.parse_args(argv)
+    workdir = args.workdir.resolve()
+    if args.command == "down":
+        stopped = down(workdir)
+        print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+        return 0
+    if args.command == "status":
+        rows = status(workdir)
+        if not rows:
+            print(f"no cluster recorded in {workdir}")
+            return 1
+        for name, pid, running in rows:
+            print(f"{name:<24} pid {pid:<8} {'running' if running else 'NOT running'}")
+        return 0 if all(r for _, _, r in rows) else 1
+    nodes = None if args.nodes == "none" else args.nodes
+    cluster = LocalCluster(workdir, node_pools=nodes, timeout=args.timeout)
+    try:
+        cluster.start()
+    except Exception as exc:
+        print(f"cluster failed to start: {exc}", file=sys.stderr)
+        return 1
+    print(f"logs: {workdir / 'logs'}; stop with: python -m e2e.cluster down --workdir {workdir}",
+          file=sys.stderr)  # fmt: skip
+    print(f"export KUBECONFIG={cluster.kubeconfig}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+# Targets for the local test control plane (docs/testing.md). Included by the top-level Makefile,
+# which defines PY, STAMP and VENV.
+
+E2E_CACHE ?= $(HOME)/.cache/breakeven-e2e
+BREAKEVEN_CLUSTER_DIR ?= /tmp/breakeven-cluster
+export BREAKEVEN_CLUSTER_DIR
+
+controlplane: ## Build (or reuse cached) kube-apiserver, controller-manager, scheduler, etcd, kwok, LWS
+	@command -v go >/dev/null || { echo "go is required to build the control plane" >&2; exit 1; }
+	bash e2e/controlplane/build.sh
+
+prometheus-install: ## Install Debian's prometheus and promtool when they are missing
+	@if command -v prometheus >/dev/null && command -v promtool >/dev/null; then \
+		echo "prometheus: $$(prometheus --version 2>&1 | head -1)"; \
+	else \
+		echo "installing Debian's prometheus package (apt-get)"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus; \
+	fi
+
+# Progress goes to stderr; the last line on stdout is `export KUBECONFIG=...`.
+cluster-up: $(STAMP) controlplane ## Start the local control plane; the last line is `export KUBECONFIG=...`
+	@$(PY) -m e2e.cluster up --workdir "$(BREAKEVEN_CLUSTER_DIR)"
+
+cluster-down: $(STAMP) ## Stop every process `make cluster-up` started (by PID)
+	$(PY) -m e2e.cluster down --workdir "$(BREAKEVEN_CLUSTER_DIR)"
+
+cluster-status: $(STAMP) ## Show which control-plane processes are running
+	$(PY) -m e2e.cluster status --workdir "$(BREAKEVEN_CLUSTER_DIR)"
+
+test-integration: $(STAMP) controlplane prometheus-install ## Tests against the local control plane and Prometheus
+	$(PY) -m pytest -q -m integration tests/integration
+
+# pytest exits 5 when it collects no test; that (and only that) is not a failure while tests/e2e
+# has no e2e tests yet.
+test-e2e: $(STAMP) controlplane prometheus-install ## End-to-end tests of the operator (tests/e2e)
+	@if [ -d tests/e2e ]; then \
+		$(PY) -m pytest -q -m e2e tests/e2e; rc=$$?; \
+		if [ $$rc -eq 5 ]; then echo "test-e2e: no e2e tests collected yet"; exit 0; fi; \
+		exit $$rc; \
+	else \
+		echo "test-e2e: tests/e2e does not exist yet"; \
+	fi
+
+.PHONY: controlplane prometheus-install cluster-up cluster-down cluster-status test-integration test-e2e

@@ -1,0 +1,240 @@
+"""Builders and the golden-case matrix for the rendering tests.
+
+Each case is the input of one `rendering.render` call (plan, mode, sizing, pool, architecture);
+its expected output lives in golden/<case>.yaml as the workload objects followed by the Service.
+Builders take keyword overrides, like LWS's test wrappers, so a case states only what it is about.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from breakeven import api, capacity, catalog, facts, rendering
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+SCHEMAS = Path(__file__).resolve().parent / "schemas"
+UPDATE_ENV = "BREAKEVEN_UPDATE_GOLDEN"
+
+DEEPSEEK = "deepseek-ai/DeepSeek-V3"
+LLAMA_8B = "meta-llama/Llama-3.1-8B-Instruct"
+LLAMA_70B = "meta-llama/Llama-3.1-70B-Instruct"
+LLAMA_405B = "meta-llama/Llama-3.1-405B-Instruct"
+
+
+def plan(
+    name: str = "chat",
+    namespace: str = "serving",
+    model: str = DEEPSEEK,
+    dense: str | None = None,
+    **serving: Any,
+) -> api.ServingPlan:
+    spec: dict[str, Any] = {"model": {"name": model}, "serving": serving}
+    if dense:
+        spec["dense"] = {"name": dense}
+    return api.ServingPlan.model_validate(
+        {"metadata": {"name": name, "namespace": namespace}, "spec": spec}
+    )
+
+
+def pool(
+    gpu: str = "H200",
+    product: str = "NVIDIA-H200",
+    gpus_per_node: int = 8,
+    nodes: int = 4,
+    fabric: str = "infiniband",
+    rdma_resource: str | None = "rdma/ib",
+    cliques: dict[str, int] | None = None,
+) -> facts.Pool:
+    return facts.Pool(
+        gpu=gpu,
+        product=product,
+        known=True,
+        gpus_per_node=gpus_per_node,
+        gpu_memory_gb=141.0 if gpu == "H200" else 80.0,
+        nodes=tuple(f"{gpu.lower()}-{i}" for i in range(nodes)),
+        ready_nodes=nodes,
+        intra_node_nvlink=gpus_per_node > 1,
+        fabrics={fabric: nodes},
+        cliques=cliques or {},
+        rdma_resource=rdma_resource,
+    )
+
+
+def estimate(
+    mode: api.ServingMode,
+    gpus: int,
+    nodes: int = 1,
+    tp: int = 1,
+    pp: int = 1,
+    dp: int = 1,
+    ep: int = 1,
+    redundant: int = 0,
+    gpu: str = "H200",
+) -> capacity.Estimate:
+    return capacity.Estimate(
+        mode=mode,
+        gpu=gpu,
+        gpus=gpus,
+        nodes=nodes,
+        tp=tp,
+        pp=pp,
+        dp=dp,
+        ep=ep,
+        redundant_experts=redundant,
+    )
+
+
+def arch(name: str) -> catalog.Architecture:
+    found = catalog.get(name)
+    assert found is not None, name
+    return found
+
+
+def moe(gpus: int, nodes: int, redundant: int, tp: int = 1) -> capacity.Estimate:
+    return estimate(api.ServingMode.MOE, gpus, nodes, tp=tp, dp=gpus // tp, ep=gpus,
+                    redundant=redundant)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Case:
+    plan: api.ServingPlan
+    mode: api.ServingMode
+    estimate: capacity.Estimate
+    pool: facts.Pool
+    arch: catalog.Architecture
+
+    def render(self) -> list[dict[str, Any]]:
+        objects = rendering.render(self.plan, self.mode, self.estimate, self.pool, self.arch)
+        return [*objects, rendering.service(self.plan, self.mode)]
+
+
+DENSE = api.ServingMode.DENSE
+MOE = api.ServingMode.MOE
+
+
+def _dense_1gpu() -> Case:
+    return Case(
+        plan(name="llama-8b", model=LLAMA_8B, image="vllm/vllm-openai:v0.12.0",
+             hf_token_secret={"name": "hf-token"}),
+        DENSE, estimate(DENSE, 1, gpu="H100"),
+        pool("H100", "NVIDIA-H100-80GB-HBM3", fabric="ethernet", rdma_resource=None),
+        arch(LLAMA_8B),
+    )  # fmt: skip
+
+
+def _dense_tp8() -> Case:
+    return Case(
+        plan(name="llama-70b", model=LLAMA_70B, image="vllm/vllm-openai:v0.12.0",
+             model_cache_pvc="hf-cache", max_model_len=32768, replicas=2,
+             hf_token_secret={"name": "hf-token", "key": "HF_TOKEN"}),
+        DENSE, estimate(DENSE, 8, tp=8, gpu="H100"),
+        pool("H100", "NVIDIA-H100-80GB-HBM3", fabric="ethernet", rdma_resource=None),
+        arch(LLAMA_70B),
+    )  # fmt: skip
+
+
+def _dense_tp8_pp2() -> Case:
+    return Case(
+        plan(name="llama-405b", model=LLAMA_405B, image="vllm/vllm-openai:v0.12.0",
+             model_cache_pvc="hf-cache-rwx"),
+        DENSE, estimate(DENSE, 16, nodes=2, tp=8, pp=2, gpu="H100"),
+        pool("H100", "NVIDIA-H100-80GB-HBM3"),
+        arch(LLAMA_405B),
+    )  # fmt: skip
+
+
+def _moe_single_node(version: str = "v0.12.0") -> Case:
+    return Case(
+        plan(image=f"vllm/vllm-openai:{version}", model_cache_pvc="hf-cache"),
+        MOE, moe(8, 1, redundant=8), pool(), arch(DEEPSEEK),
+    )  # fmt: skip
+
+
+def _moe_two_node(version: str = "v0.12.0") -> Case:
+    return Case(
+        plan(image=f"vllm/vllm-openai:{version}", model_cache_pvc="hf-cache-rwx",
+             hf_token_secret={"name": "hf-token"}, priority_class_name="inference-high",
+             tolerations=[{"key": "dedicated", "operator": "Equal", "value": "inference",
+                           "effect": "NoSchedule"}],
+             node_selector={"example.com/reserved-for": "inference"}),
+        MOE, moe(16, 2, redundant=32), pool(), arch(DEEPSEEK),
+    )  # fmt: skip
+
+
+def _moe_pd() -> Case:
+    return Case(
+        plan(image="vllm/vllm-openai:v0.12.0", model_cache_pvc="hf-cache-rwx",
+             disaggregation={"enabled": True, "prefill_replicas": 2}, replicas=1),
+        MOE, moe(16, 2, redundant=32), pool(), arch(DEEPSEEK),
+    )  # fmt: skip
+
+
+def _moe_gb200_clique() -> Case:
+    cliques = {"cluster-a.0": 72, "cluster-a.1": 72}
+    return Case(
+        plan(image="vllm/vllm-openai:v0.13.0", model_cache_pvc="hf-cache-rwx"),
+        MOE, moe(32, 8, redundant=32),
+        pool("GB200", "NVIDIA-GB200", gpus_per_node=4, nodes=36, fabric="roce",
+             rdma_resource="rdma/rdma_shared_device_a", cliques=cliques),
+        arch(DEEPSEEK),
+    )  # fmt: skip
+
+
+CASES: dict[str, Callable[[], Case]] = {
+    "dense-1gpu": _dense_1gpu,
+    "dense-tp8": _dense_tp8,
+    "dense-tp8-pp2": _dense_tp8_pp2,
+    "moe-single-node": _moe_single_node,
+    "moe-two-node-lws": _moe_two_node,
+    "moe-pd": _moe_pd,
+    "moe-gb200-clique": _moe_gb200_clique,
+}
+for _v in ("v0.10.0", "v0.10.1.1", "v0.10.2", "v0.11.0", "v0.11.1", "v0.11.2", "v0.13.0"):
+    CASES[f"moe-two-node-lws-{_v}"] = functools.partial(_moe_two_node, _v)
+CASES["moe-single-node-v0.10.0"] = functools.partial(_moe_single_node, "v0.10.0")
+
+
+def golden_path(name: str) -> Path:
+    return GOLDEN / f"{name}.yaml"
+
+
+def dump(objects: list[dict[str, Any]]) -> str:
+    return yaml.safe_dump_all(objects, sort_keys=False, width=100)
+
+
+def load_golden(name: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(golden_path(name).read_text()) if d is not None]
+
+
+def all_golden() -> list[tuple[str, dict[str, Any]]]:
+    """(file stem, object) for every object of every golden file."""
+    return [
+        (path.stem, doc)
+        for path in sorted(GOLDEN.glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc is not None
+    ]
+
+
+def pod_templates(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    if obj["kind"] == "Deployment":
+        return [obj["spec"]["template"]]
+    if obj["kind"] == "LeaderWorkerSet":
+        lwt = obj["spec"]["leaderWorkerTemplate"]
+        return [t for t in (lwt.get("leaderTemplate"), lwt["workerTemplate"]) if t]
+    return []
+
+
+def containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for t in pod_templates(obj) for c in t["spec"]["containers"]]
+
+
+def vllm_args(container: dict[str, Any]) -> list[str]:
+    """What `vllm serve` receives: exec args, or the "$@" of the start-rank script."""
+    return list(container["args"])

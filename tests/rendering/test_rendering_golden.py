@@ -1,0 +1,32 @@
+"""Golden files: every case of the matrix renders exactly what golden/<case>.yaml holds.
+
+Regenerate after an intended change with `BREAKEVEN_UPDATE_GOLDEN=1 pytest tests/rendering`, and
+read the diff: it is the change a cluster would see.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import rendering_cases as cases
+
+
+@pytest.mark.parametrize("name", sorted(cases.CASES))
+def test_render_matches_golden(name: str) -> None:
+    rendered = cases.dump(cases.CASES[name]().render())
+    path = cases.golden_path(name)
+    if os.environ.get(cases.UPDATE_ENV) == "1":
+        path.write_text(rendered)
+    assert path.exists(), f"{path} missing; run with {cases.UPDATE_ENV}=1 to create it"
+    assert rendered == path.read_text(), f"render differs from {path.name}"
+
+
+def test_no_stray_golden_files() -> None:
+    stems = {p.stem for p in cases.GOLDEN.glob("*.yaml")}
+    assert stems == set(cases.CASES)
+
+
+@pytest.mark.parametrize("name", sorted(cases.CASES))
+def test_render_is_deterministic(name: str) -> None:
+    assert cases.CASES[name]().render() == cases.CASES[name]().render()
