@@ -97,6 +97,13 @@ def main() -> int:
             )
             custom = client.CustomObjectsApi(api)
             deadline = time.monotonic() + args.timeout
+            next_report = time.monotonic() + 5
+            expected = {
+                p["metadata"]["name"]: (p["metadata"].get("annotations") or {}).get(  # type: ignore[index]
+                    "demo.breakeven.dev/expect"
+                )
+                for p in plans
+            }
             while time.monotonic() < deadline:
                 items = custom.list_cluster_custom_object(
                     "breakeven.dev", "v1alpha1", "servingplans"
@@ -105,9 +112,18 @@ def main() -> int:
                     i
                     for i in items
                     if (i.get("status") or {}).get("phase") in ("Serving", "Planned")
+                    and expected.get(i["metadata"]["name"]) in (None, i["status"].get("mode"))
                 ]
                 if len(settled) == len(plans):
                     break
+                if time.monotonic() >= next_report:
+                    waiting = sorted(
+                        f"{i['metadata']['name']} ({(i.get('status') or {}).get('reason', '-')})"
+                        for i in items
+                        if i not in settled
+                    )
+                    _say(f"waiting for: {', '.join(waiting)}")
+                    next_report = time.monotonic() + 10
                 if not operator.alive():
                     raise SystemExit(f"the operator died:\n{operator.tail()}")
                 time.sleep(1)
