@@ -23,6 +23,9 @@ CRD = ROOT / "manifests" / "crd.yaml"
 RBAC = ROOT / "manifests" / "rbac.yaml"
 NAMESPACE = "breakeven"
 SERVICE_ACCOUNT = "breakeven"
+# Prompt+generation tokens/s of the e2e and demo traffic: enough to keep an EP16 group of
+# DeepSeek-V3 (bf16, two H200 nodes) over half busy at its quietest.
+E2E_BASE_RATE = 120_000.0
 
 
 def _ignore_conflict(call: Any, *args: Any) -> None:

@@ -64,10 +64,10 @@ def _default_fabric_labels() -> dict[str, dict[str, FabricKind]]:
 
 def _default_rdma_labels() -> list[str]:
     return [
+        # `available` means the RDMA drivers are loaded; `capable` alone only says a Mellanox
+        # NIC is present (node-labels.md), which is not enough to run all-to-all over it.
         "feature.node.kubernetes.io/rdma.available",
-        "feature.node.kubernetes.io/rdma.capable",
         "feature.node.kubernetes.io/custom-rdma.available",
-        "feature.node.kubernetes.io/custom-rdma.capable",
     ]
 
 
@@ -242,8 +242,13 @@ class Pool(_Facts):
 
     @property
     def fabric(self) -> str:
-        """The single fabric of every node, or `mixed`."""
-        return next(iter(self.fabrics)) if len(self.fabrics) == 1 else "mixed"
+        """The single fabric of every node; `rdma` when every node has RDMA of differing kinds
+        (some labelled InfiniBand, some only `rdma`); otherwise `mixed`."""
+        if len(self.fabrics) == 1:
+            return next(iter(self.fabrics))
+        if all(kind in RDMA_FABRICS for kind in self.fabrics):
+            return "rdma"
+        return "mixed"
 
     @property
     def rdma_nodes(self) -> int:

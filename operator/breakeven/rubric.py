@@ -50,6 +50,7 @@ class Decision(BaseModel):
     rows: tuple[Row, ...]
     moe: Candidate | None = None
     dense: Candidate | None = None
+    floor: Candidate | None = None  # the smallest MoE deployment sustainedLoad was judged on
 
     def row(self, name: api.Criterion) -> Row:
         return next(r for r in self.rows if r.name == name)
@@ -117,7 +118,9 @@ def model_scale(arch: catalog.Architecture, policy: api.Policy) -> Row:
     )
 
 
-def interconnect(candidate: Candidate | None, cluster: facts.Cluster) -> Row:
+def interconnect(
+    candidate: Candidate | None, cluster: facts.Cluster, is_moe: bool = True
+) -> Row:
     threshold = (
         "EP group inside one NVLink node or NVLink domain, or NVLink inside nodes plus "
         "InfiniBand/RoCE/EFA between every node the group spans"
@@ -137,9 +140,19 @@ def interconnect(candidate: Candidate | None, cluster: facts.Cluster) -> Row:
             verdict=V.STAY_DENSE,
             observed=pools,
             threshold=threshold,
-            reason="no GPU pool is large enough to host one expert-parallel group",
+            reason="no GPU pool is large enough to host one expert-parallel group"
+            if is_moe
+            else "a dense architecture has no expert-parallel group to place",
         )
     pool, est = candidate.pool, candidate.estimate
+    if pool.partitioned:
+        return Row(
+            name=C.INTERCONNECT,
+            verdict=V.STAY_DENSE,
+            observed=f"{pool.product}: MIG or time-sliced GPUs",
+            threshold=threshold,
+            reason="MIG or time-sliced GPUs: an EP rank needs a whole GPU and its NVLink",
+        )
     fabrics = ", ".join(f"{n} {kind}" for kind, n in pool.fabrics.items())
     observed = (
         f"EP{est.ep} group of {est.gpus} {pool.gpu} on {est.nodes} node(s); "
@@ -431,12 +444,19 @@ def decide(
     spec = plan.spec
     policy = spec.policy
     moe = choose(moe_candidates, cluster) if arch.is_moe else None
+    # sustainedLoad asks whether traffic fills the *smallest* EP deployment the cluster can run
+    # well, whichever one `choose` would deploy: more RDMA must never raise that floor.
+    feasible = [c for c in moe_candidates if c.estimate.feasible] if arch.is_moe else []
+    good = [c for c in feasible if interconnect(c, cluster).verdict == V.GO]
+    smallest = min(
+        good or feasible, key=lambda c: c.estimate.total_tokens_per_second, default=None
+    )
     feasible_dense = [c for c in dense_candidates if c.estimate.feasible]
     dense = min(feasible_dense, key=lambda c: (_cost(c), c.estimate.gpus), default=None)
     rows = {
         C.MODEL_SCALE: model_scale(arch, policy),
-        C.SUSTAINED_LOAD: sustained_load(traffic, moe, policy),
-        C.INTERCONNECT: interconnect(moe, cluster),
+        C.SUSTAINED_LOAD: sustained_load(traffic, smallest, policy),
+        C.INTERCONNECT: interconnect(moe, cluster, arch.is_moe),
         C.OPS_MATURITY: ops_maturity(traffic, spec.operations.platform_team),
         C.EXPERT_BALANCE: expert_balance(traffic, policy),
         C.TRAFFIC_REGULARITY: traffic_regularity(traffic, policy),
@@ -453,6 +473,13 @@ def decide(
             first = blocking[0]
             reason = first.name[0].upper() + first.name[1:]
             message = f"Dense: {first.name} is {first.verdict.value}: {first.reason}"
+        elif moe is None:
+            reason = "NoMoEDeployment"
+            message = (
+                "Dense: no GPU pool can host an expert-parallel group"
+                if arch.is_moe
+                else "Dense: the architecture is dense"
+            )
         else:
             reason = "AllGatesGo"
             message = "MoE: every gating criterion is Go"
@@ -470,4 +497,5 @@ def decide(
         rows=ordered,
         moe=moe,
         dense=dense,
+        floor=smallest,
     )

@@ -131,7 +131,7 @@ def held_for(row: api.CriterionRow, observed_history: float, now: dt.datetime) -
 def _recent_below_floor(evaluation: planning.Evaluation) -> bool:
     """Whether traffic over the demotion window stayed under the sustainedLoad floor."""
     peak = evaluation.traffic.recent_peak_tokens_per_second
-    moe = evaluation.decision.moe
+    moe = evaluation.decision.floor
     if peak is None or moe is None:
         return False
     floor = (

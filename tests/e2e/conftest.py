@@ -23,7 +23,7 @@ from e2e.traffic import TrafficSpec
 # Traffic the e2e plans read: 14 days of history per profile, at a rate that fills an EP group of
 # the plans' model on the fake H200 pool (see test_operator.py).
 HISTORY_NAMESPACE = "traffic"
-BASE_RATE = 120_000.0
+BASE_RATE = running.E2E_BASE_RATE
 E2E_HISTORY = tuple(
     TrafficSpec(f"e2e/{profile}", HISTORY_NAMESPACE, profile, base_rate=BASE_RATE)
     for profile in ("sustained", "bursty", "no-expert-telemetry")

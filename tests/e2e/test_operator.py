@@ -16,6 +16,8 @@ import pytest
 from kubernetes import client
 
 from breakeven import api
+from e2e.running import E2E_BASE_RATE as BASE_RATE
+from e2e.traffic import TrafficSpec
 
 pytestmark = pytest.mark.e2e
 
@@ -395,3 +397,34 @@ def test_operator_killed_mid_switch_completes_it_on_restart(
     assert owned == ["crash"]  # the LWS controller adds its own headless Service per LWS
     deployments_left = [d.metadata.name for d in deployments(k8s, namespace)]
     assert deployments_left == []
+
+
+def test_a_live_traffic_drop_sends_the_plan_back_to_dense(
+    k8s: Any, namespace: str, until: Callable[..., None], prometheus: Any
+) -> None:
+    """Live traffic (scraped now, not backfilled) fills an EP group, then drops: dense returns."""
+    series = f"live/{namespace}"
+    stream = prometheus.exporter.add(TrafficSpec(series, "traffic", "sustained"), rate=BASE_RATE)
+    body = plan("live", namespace)
+    body["spec"]["traffic"] = {
+        "selector": {"model_name": series, "namespace": "traffic"},
+        "window": "3m",
+    }
+    body["spec"]["policy"]["demotionWindow"] = "20s"
+    try:
+        create(k8s, body)
+        until(
+            "MoE on live traffic",
+            lambda: status(k8s, namespace, "live").get("mode") == "MoE",
+            timeout=180,
+        )
+        stream.set_rate(BASE_RATE / 100)
+        until(
+            "the fallback to dense after the drop",
+            lambda: status(k8s, namespace, "live").get("mode") == "Dense",
+            timeout=240,
+        )
+        reason = status(k8s, namespace, "live")["reason"]
+        assert reason in ("TrafficBelowFloor", "SustainedLoadLapsed"), reason
+    finally:
+        stream.set_rate(0)
