@@ -1,0 +1,242 @@
+"""Hysteresis and make-before-break steps (switching.step), on real evaluations of example plans.
+
+Each test drives step() the way the operator does: the previous status in, what the cluster shows
+in, the next status and actions out, with the clock passed explicitly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from breakeven import api, facts, inputs, planning, switching
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+MOE, DENSE = api.ServingMode.MOE, api.ServingMode.DENSE
+
+
+def evaluation(
+    traffic: str = "sustained", nodes: str = "h200-infiniband", **policy: Any
+) -> planning.Evaluation:
+    plan = inputs.load_plans(ROOT / "examples/plans/deepseek-v3-sustained.yaml")[0]
+    if policy:
+        merged = plan.spec.policy.model_copy(update=policy)
+        plan = plan.model_copy(update={"spec": plan.spec.model_copy(update={"policy": merged})})
+    cluster = inputs.load_cluster(ROOT / f"examples/nodes/{nodes}.yaml", plan)
+    return planning.evaluate(
+        plan, cluster, inputs.load_traffic(ROOT / f"examples/traffic/{traffic}.yaml")
+    )
+
+
+def status_of(step: switching.Step, ev: planning.Evaluation) -> api.ServingPlanStatus:
+    """The status the operator would write for this step (the parts step() reads back)."""
+    return api.ServingPlanStatus(
+        mode=step.mode,
+        target_mode=step.target,
+        criteria=list(step.rows),
+        switch=step.switch,
+        last_switch_time=step.last_switch_time,
+        decided_mode=ev.decision.rubric_mode,
+    )
+
+
+def ready(mode: api.ServingMode, n: int = 1) -> switching.Observed:
+    return switching.Observed(mode=mode, exists=True, replicas=n, ready_replicas=n)
+
+
+def absent(mode: api.ServingMode) -> switching.Observed:
+    return switching.Observed(mode=mode)
+
+
+def kinds(step: switching.Step) -> list[tuple[str, str | None]]:
+    return [(a.kind, a.mode.value if a.mode else a.selector) for a in step.actions]
+
+
+def test_a_new_plan_starts_dense_while_the_promotion_window_runs() -> None:
+    ev = evaluation()
+    assert ev.decision.rubric_mode == MOE
+    step = switching.step(ev, None, {}, T0)
+    assert step.mode == DENSE and step.target == DENSE
+    assert step.reason == "PromotionPending"
+    assert ("apply", "Dense") in kinds(step) and ("select", "Dense") in kinds(step)
+
+
+def test_promotion_waits_for_the_cluster_rows_and_credits_traffic_history() -> None:
+    ev = evaluation(promotion_window="1h")
+    first = switching.step(ev, None, {}, T0)
+    prev = status_of(first, ev)
+    # 59 minutes later: modelScale/interconnect/opsMaturity have not held an hour yet.
+    early = switching.step(ev, prev, {DENSE: ready(DENSE)}, T0 + dt.timedelta(minutes=59))
+    assert early.target == DENSE and "interconnect" in early.message
+    assert "sustainedLoad" not in early.message  # 336h of history counts for the traffic rows
+    late = switching.step(ev, prev, {DENSE: ready(DENSE)}, T0 + dt.timedelta(minutes=61))
+    assert late.target == MOE and late.mode == DENSE  # switching, Service still on dense
+    assert ("apply", "MoE") in kinds(late) and ("select", "Dense") in kinds(late)
+
+
+def test_the_service_moves_only_when_the_target_is_ready_then_the_old_one_drains() -> None:
+    ev = evaluation(promotion_window="1m", drain_period="2m")
+    prev = status_of(switching.step(ev, None, {}, T0), ev)
+    t1 = T0 + dt.timedelta(minutes=2)
+    waiting = switching.step(ev, prev, {DENSE: ready(DENSE), MOE: absent(MOE)}, t1)
+    assert waiting.mode == DENSE and ("select", "Dense") in kinds(waiting)
+    not_ready = switching.Observed(mode=MOE, exists=True, replicas=1, ready_replicas=0)
+    still = switching.step(ev, status_of(waiting, ev), {DENSE: ready(DENSE), MOE: not_ready}, t1)
+    assert still.mode == DENSE and ("select", "MoE") not in kinds(still)
+    moved = switching.step(ev, status_of(still, ev), {DENSE: ready(DENSE), MOE: ready(MOE)}, t1)
+    assert moved.mode == MOE and ("select", "MoE") in kinds(moved)
+    assert moved.last_switch_time == switching.rfc3339(t1)
+    draining = switching.step(
+        ev,
+        status_of(moved, ev),
+        {DENSE: ready(DENSE), MOE: ready(MOE)},
+        t1 + dt.timedelta(minutes=1),
+    )
+    assert ("delete", "Dense") not in kinds(draining) and draining.phase == api.Phase.SWITCHING
+    done = switching.step(
+        ev,
+        status_of(draining, ev),
+        {DENSE: ready(DENSE), MOE: ready(MOE)},
+        t1 + dt.timedelta(minutes=3),
+    )
+    assert ("delete", "Dense") in kinds(done) and done.phase == api.Phase.SERVING
+
+
+def serving_moe(ev: planning.Evaluation, at: dt.datetime) -> api.ServingPlanStatus:
+    """A plan that has served MoE since `at`, every row Go since then."""
+    rows = [r.model_copy(update={"since": switching.rfc3339(at)}) for r in ev.decision.rows]
+    return api.ServingPlanStatus(
+        mode=MOE, target_mode=MOE, criteria=rows, last_switch_time=switching.rfc3339(at)
+    )
+
+
+def test_a_lapsed_gating_row_demotes_only_after_the_grace() -> None:
+    good = evaluation()
+    bad = evaluation(nodes="h200-ethernet")  # EP8 fits one node: interconnect stays Go
+    bad = evaluation(traffic="bursty")
+    prev = serving_moe(good, T0)
+    now = T0 + dt.timedelta(hours=1)
+    first = switching.step(bad, prev, {MOE: ready(MOE)}, now)
+    assert first.target == MOE and first.reason == "DemotionGrace"
+    later = switching.step(
+        bad, status_of(first, bad), {MOE: ready(MOE)}, now + dt.timedelta(minutes=6)
+    )
+    assert later.target == DENSE and later.reason == "SustainedLoadLapsed"
+
+
+def test_a_row_flapping_within_the_grace_never_demotes() -> None:
+    good, bad = evaluation(), evaluation(traffic="bursty")
+    prev = serving_moe(good, T0)
+    now = T0 + dt.timedelta(hours=1)
+    for i in range(6):  # bad for 4 minutes, good for a minute, again and again
+        ev = bad if i % 2 == 0 else good
+        step = switching.step(ev, prev, {MOE: ready(MOE)}, now)
+        assert step.target == MOE, (i, step.reason)
+        prev = status_of(step, ev)
+        now += dt.timedelta(minutes=4 if i % 2 == 0 else 1)
+
+
+def test_min_dwell_holds_a_planned_switch_but_not_a_fallback() -> None:
+    good, bad = evaluation(), evaluation(traffic="bursty")
+    just_switched = serving_moe(good, T0)
+    lapsed = [r.model_copy(update={"since": switching.rfc3339(T0)}) for r in bad.decision.rows]
+    prev = just_switched.model_copy(update={"criteria": lapsed})
+    now = T0 + dt.timedelta(minutes=10)  # grace passed, min dwell (30m) not
+    held = switching.step(bad, prev, {MOE: ready(MOE)}, now)
+    assert held.target == MOE and held.reason == "MinDwell"
+    broken = switching.Observed(
+        mode=MOE, exists=True, replicas=1, ready_replicas=0, broken="pod x: CrashLoopBackOff"
+    )
+    fallback = switching.step(good, just_switched, {MOE: broken, DENSE: absent(DENSE)}, now)
+    assert fallback.target == DENSE and fallback.fallback and fallback.reason == "MoEBroken"
+    # MoE has nothing ready: the Service moves to dense at once.
+    assert fallback.mode == DENSE and ("select", "Dense") in kinds(fallback)
+
+
+def test_traffic_below_the_floor_for_the_demotion_window_demotes() -> None:
+    ev = evaluation()
+    floor = ev.decision.floor
+    assert floor is not None
+    quiet = ev.traffic.model_copy(
+        update={"recent_peak_tokens_per_second": 0.4 * floor.estimate.total_tokens_per_second}
+    )
+    dropped = ev.model_copy(update={"traffic": quiet})
+    step = switching.step(
+        dropped, serving_moe(ev, T0), {MOE: ready(MOE)}, T0 + dt.timedelta(hours=2)
+    )
+    assert step.target == DENSE and step.reason == "TrafficBelowFloor"
+    busy = ev.traffic.model_copy(
+        update={"recent_peak_tokens_per_second": 0.6 * floor.estimate.total_tokens_per_second}
+    )
+    stays = switching.step(
+        ev.model_copy(update={"traffic": busy}),
+        serving_moe(ev, T0),
+        {MOE: ready(MOE)},
+        T0 + dt.timedelta(hours=2),
+    )
+    assert stays.target == MOE
+
+
+def test_without_room_for_both_the_switch_goes_in_steps_and_keeps_endpoints() -> None:
+    # Two nodes, both workloads need one each per replica: 2 replicas of each cannot coexist.
+    ev = evaluation(promotion_window="1m")
+    plan = ev.plan.model_copy(
+        update={
+            "spec": ev.plan.spec.model_copy(
+                update={"serving": ev.plan.spec.serving.model_copy(update={"replicas": 2})}
+            )
+        }
+    )
+    small = facts.Cluster.from_nodes(
+        [n for n in inputs.load_nodes(ROOT / "examples/nodes/h200-infiniband.yaml")[0]][:2]
+    )
+    ev = planning.evaluate(plan, small, ev.traffic)
+    assert not switching.room_for_both(ev, 2)
+    prev = status_of(switching.step(ev, None, {}, T0), ev)
+    t = T0 + dt.timedelta(minutes=5)
+    observed = {DENSE: ready(DENSE, 2), MOE: absent(MOE)}
+    first = switching.step(ev, prev, observed, t)
+    assert first.switch and first.switch["stepwise"] is True
+    assert ("select", "both") in kinds(first)
+    replicas = {a.mode: a.replicas for a in first.actions if a.kind == "apply"}
+    assert replicas == {DENSE: 1, MOE: 1}  # one dense replica keeps serving
+    half = {
+        DENSE: ready(DENSE, 1),
+        MOE: switching.Observed(mode=MOE, exists=True, replicas=1, ready_replicas=1),
+    }
+    second = switching.step(ev, status_of(first, ev), half, t)
+    replicas = {a.mode: a.replicas for a in second.actions if a.kind == "apply"}
+    assert replicas == {DENSE: 0, MOE: 2}
+    done = switching.step(ev, status_of(second, ev), {DENSE: absent(DENSE), MOE: ready(MOE, 2)}, t)
+    assert done.mode == MOE and ("select", "MoE") in kinds(done)
+
+
+def test_one_replica_and_no_room_waits_instead_of_dropping_traffic() -> None:
+    ev = evaluation(promotion_window="1m")
+    small = facts.Cluster.from_nodes(
+        inputs.load_nodes(ROOT / "examples/nodes/h200-infiniband.yaml")[0][:1]
+    )
+    ev = planning.evaluate(ev.plan, small, ev.traffic)
+    assert not switching.room_for_both(ev, 1)
+    prev = status_of(switching.step(ev, None, {}, T0), ev)
+    step = switching.step(ev, prev, {DENSE: ready(DENSE)}, T0 + dt.timedelta(minutes=5))
+    assert step.reason == "NoRoomForSwitch" and step.mode == DENSE
+    assert ("apply", "MoE") not in kinds(step)
+
+
+def test_conditions_move_their_transition_time_only_on_change() -> None:
+    ev = evaluation()
+    step = switching.step(ev, None, {}, T0)
+    first = switching.conditions(step, ev, [], 1, T0)
+    again = switching.conditions(step, ev, first, 1, T0 + dt.timedelta(hours=1))
+    assert [c.last_transition_time for c in again] == [c.last_transition_time for c in first]
+    types = [c.type for c in first]
+    assert types == [
+        "RubricEvaluated",
+        "MoEPrerequisitesMet",
+        "Ready",
+        "Switching",
+        "FallbackActive",
+    ]
