@@ -118,9 +118,7 @@ def model_scale(arch: catalog.Architecture, policy: api.Policy) -> Row:
     )
 
 
-def interconnect(
-    candidate: Candidate | None, cluster: facts.Cluster, is_moe: bool = True
-) -> Row:
+def interconnect(candidate: Candidate | None, cluster: facts.Cluster, is_moe: bool = True) -> Row:
     threshold = (
         "EP group inside one NVLink node or NVLink domain, or NVLink inside nodes plus "
         "InfiniBand/RoCE/EFA between every node the group spans"
@@ -448,9 +446,7 @@ def decide(
     # well, whichever one `choose` would deploy: more RDMA must never raise that floor.
     feasible = [c for c in moe_candidates if c.estimate.feasible] if arch.is_moe else []
     good = [c for c in feasible if interconnect(c, cluster).verdict == V.GO]
-    smallest = min(
-        good or feasible, key=lambda c: c.estimate.total_tokens_per_second, default=None
-    )
+    smallest = min(good or feasible, key=lambda c: c.estimate.total_tokens_per_second, default=None)
     feasible_dense = [c for c in dense_candidates if c.estimate.feasible]
     dense = min(feasible_dense, key=lambda c: (_cost(c), c.estimate.gpus), default=None)
     rows = {
