@@ -187,14 +187,15 @@ def node_info(node: Mapping[str, Any], mapping: LabelMapping | None = None) -> N
     )
 
 
-def _gpu_name(node: NodeInfo, mapping: LabelMapping) -> tuple[str, hardware.GPU | None]:
+def _gpu_name(node: NodeInfo, mapping: LabelMapping) -> tuple[str, str, hardware.GPU | None]:
+    """(label key, product name, GPU) from the first GPU label that names a known GPU."""
     for key in mapping.gpu_labels:
         value = node.labels.get(key)
         if value:
             found = hardware.identify(value)
             if found is not None or key == mapping.gpu_labels[0]:
-                return value, found
-    return "", None
+                return key, value, found
+    return "", "", None
 
 
 def node_fabric(node: NodeInfo, mapping: LabelMapping | None = None) -> FabricKind:
@@ -217,6 +218,9 @@ class Pool(_Facts):
 
     gpu: str = Field(description="hardware table key, or the raw product name when unknown")
     product: str = Field(description="the product name as the node labels give it")
+    gpu_label: str = Field(
+        default="nvidia.com/gpu.product", description="the node label the product name is in"
+    )
     known: bool = Field(description="whether the GPU is in the hardware table")
     gpus_per_node: int
     gpu_memory_gb: float
@@ -285,6 +289,7 @@ class Cluster(_Facts):
         """
         mapping = mapping or LabelMapping()
         groups: dict[tuple[str, int], list[tuple[NodeInfo, hardware.GPU | None, str]]] = {}
+        label_keys: dict[tuple[str, int], str] = {}
         for raw in nodes:
             if isinstance(raw, NodeInfo):
                 info = raw
@@ -301,11 +306,12 @@ class Cluster(_Facts):
             count = int(_quantity(info.allocatable.get(mapping.gpu_resource)))
             if count == 0:
                 count = int(_quantity(info.labels.get(mapping.gpu_count_label)))
-            product, gpu = _gpu_name(info, mapping)
+            label_key, product, gpu = _gpu_name(info, mapping)
             if count == 0 or not product:
                 continue
             key = gpu.key if gpu else product
             groups.setdefault((key, count), []).append((info, gpu, product))
+            label_keys.setdefault((key, count), label_key)
 
         pools = []
         for (key, count), members in sorted(groups.items()):
@@ -336,6 +342,7 @@ class Cluster(_Facts):
                 Pool(
                     gpu=key,
                     product=product,
+                    gpu_label=label_keys[(key, count)],
                     known=gpu is not None,
                     gpus_per_node=count,
                     gpu_memory_gb=round(memory_gb, 1),

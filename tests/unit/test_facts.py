@@ -390,3 +390,16 @@ def test_absent_traffic_keys_mean_not_observed() -> None:
 def test_invalid_traffic_facts_are_rejected(data: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         facts.Traffic.model_validate(data)
+
+
+def test_the_pool_remembers_which_label_named_its_gpu() -> None:
+    # A GKE node carries no GPU feature discovery product label; placement must select on the
+    # label that is there (rendering uses Pool.gpu_label for the nodeSelector).
+    gke = nodes(2, product=None, labels={"cloud.google.com/gke-accelerator": "nvidia-h200-141gb"})
+    pool = one_pool(gke)
+    assert (pool.gpu, pool.gpu_label, pool.product) == (
+        "H200",
+        "cloud.google.com/gke-accelerator",
+        "nvidia-h200-141gb",
+    )
+    assert one_pool(nodes(2)).gpu_label == "nvidia.com/gpu.product"

@@ -45,7 +45,6 @@ STARTUP_PERIOD_S = 10
 STARTUP_FAILURES = 360
 EPLB_WINDOW_SIZE = 1000  # vLLM's defaults, used unless the estimate says otherwise
 EPLB_STEP_INTERVAL = 3000
-DEFAULT_GPU_LABEL = "nvidia.com/gpu.product"
 CLIQUE_LABEL = "nvidia.com/gpu.clique"
 LWS_GROUP_KEY = "leaderworkerset.sigs.k8s.io/group-key"
 LWS_NAME_LABEL = "leaderworkerset.sigs.k8s.io/name"
@@ -469,9 +468,8 @@ def _volumes(ctx: _Ctx) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 
 def _node_selector(ctx: _Ctx) -> dict[str, str]:
-    # The label the pool's product name came from (facts.Pool does not record it yet).
-    key = str(getattr(ctx.pool, "gpu_label", None) or DEFAULT_GPU_LABEL)
-    return {key: ctx.pool.product, **ctx.serving.node_selector}
+    # The label the pool's product name came from.
+    return {ctx.pool.gpu_label: ctx.pool.product, **ctx.serving.node_selector}
 
 
 def _tolerations(ctx: _Ctx) -> list[dict[str, Any]]:
