@@ -65,7 +65,7 @@ async def test_two_plans_in_one_batch_get_their_profiles(
     queries = [profile_query(prometheus, "sustained"), profile_query(prometheus, "bursty")]
     got = await prom.read_traffic(client, queries, settings=SETTINGS)
 
-    assert len(counter.paths) == 4  # one request per metric for both plans
+    assert len(counter.paths) == 5  # one request per metric (five metrics) for both plans
     sustained, bursty = got["traffic/sustained"], got["traffic/bursty"]
     for traffic in (sustained, bursty):
         assert traffic.errors == ()
@@ -73,6 +73,10 @@ async def test_two_plans_in_one_batch_get_their_profiles(
     s = sustained.tokens_per_second
     assert s.p10 is not None and s.p50 is not None and s.p95 is not None
     assert s.p50 == pytest.approx(DEFAULT_BASE_RATE, rel=0.1)
+    # The recent peak (highest 1-minute rate over the last hour, the demotion signal) is read at
+    # the current time from the newest backfilled samples.
+    assert sustained.recent_peak_tokens_per_second is not None
+    assert sustained.recent_peak_tokens_per_second > 0.7 * DEFAULT_BASE_RATE
     assert s.p10 / s.p50 >= 0.7 and s.p95 / s.p50 <= 1.3  # what "sustained" promises
     b = bursty.tokens_per_second
     assert b.p50 is not None and b.p95 is not None
@@ -173,7 +177,7 @@ async def test_an_unreachable_prometheus_yields_errors_not_exceptions(
     assert not down.has_volume and down.expert_load_max_over_mean is None
     assert len(down.errors) == 1
     assert down.errors[0].startswith(f"prometheus {dead}: unreachable")
-    assert reasons == [(dead, "unreachable")] * 4
+    assert reasons == [(dead, "unreachable")] * 5
     assert got["traffic/bursty"].errors == () and got["traffic/bursty"].has_volume
 
 
