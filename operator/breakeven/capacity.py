@@ -20,6 +20,9 @@ Purely computational: no I/O, no clock, no kopf/kubernetes/httpx. The planner (`
 
 from __future__ import annotations
 
+import bisect
+import functools
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -227,6 +230,7 @@ class Shape:
     exact: bool
 
 
+@functools.lru_cache(maxsize=256)
 def shape(arch: catalog.Architecture) -> Shape:
     """Per-layer shape of a model; purely computational."""
     hidden = arch.hidden_size
@@ -288,6 +292,27 @@ def weight_bytes(arch: catalog.Architecture, dtype: api.Dtype) -> tuple[float, f
         native_fp4 = arch.native_dtype == api.Dtype.FP4
         shared_per = BYTES_PER_PARAM[api.Dtype.BF16 if native_fp4 else api.Dtype.FP8]
     return shared * shared_per, routed * per
+
+
+@dataclass(frozen=True)
+class _Sizing:
+    """One architecture at one dtype: the shape and weight figures every sizing step reads.
+
+    Worked out once per `size_*` or `*_at` call and passed down, instead of again for every
+    layout or EP size tried.
+    """
+
+    s: Shape
+    shared: float  # bytes outside the routed experts (weight_bytes)
+    routed: float  # bytes of all routed experts (weight_bytes)
+    routed_params: float  # routed-expert parameters (split_parameters)
+
+
+@functools.lru_cache(maxsize=256)
+def _sizing(arch: catalog.Architecture, dtype: api.Dtype) -> _Sizing:
+    """Shape, weight bytes and routed parameters of `arch` at `dtype`; purely computational."""
+    shared, routed = weight_bytes(arch, dtype)
+    return _Sizing(shape(arch), shared, routed, split_parameters(arch)[1])
 
 
 def kv_bytes_per_sequence(s: Shape, context: float, kv_dtype: api.Dtype) -> float:
@@ -453,6 +478,11 @@ def _gpu_memory_gb(pool: facts.Pool, gpu: hardware.GPU) -> float:
     return pool.gpu_memory_gb if pool.gpu_memory_gb > 0 else gpu.memory_gb
 
 
+def _usable_gb(pool: facts.Pool, gpu: hardware.GPU) -> float:
+    """Per-GPU memory the engine may use."""
+    return _gpu_memory_gb(pool, gpu) * GPU_MEMORY_UTILIZATION
+
+
 def _kv_split(s: Shape, tp: int) -> int:
     """How many ways TP divides each token's KV (MLA's latent is replicated on every rank)."""
     return 1 if s.mla else min(tp, s.kv_heads)
@@ -491,10 +521,11 @@ def dense_kv_free_gb(
     pp: int,
 ) -> float:
     """Per-GPU memory left for the KV cache with TP x PP (negative: weights do not fit)."""
-    s = shape(arch)
-    shared, routed = weight_bytes(arch, dtype)
-    usable = _gpu_memory_gb(pool, gpu) * GPU_MEMORY_UTILIZATION
-    return usable - (shared + routed) / (tp * pp) / 1e9 - overhead_gb(s, ep=False)
+    return _dense_free_gb(_sizing(arch, dtype), _usable_gb(pool, gpu), tp, pp)
+
+
+def _dense_free_gb(m: _Sizing, usable_gb: float, tp: int, pp: int) -> float:
+    return usable_gb - (m.shared + m.routed) / (tp * pp) / 1e9 - overhead_gb(m.s, ep=False)
 
 
 def size_dense(
@@ -514,20 +545,23 @@ def size_dense(
     gpu = pool.hardware
     if gpu is None:
         return _infeasible(mode, pool, f"GPU {pool.gpu!r} is not in the hardware table")
-    s = shape(arch)
+    m = _sizing(arch, dtype)
+    s = m.s
+    usable = _usable_gb(pool, gpu)
     need_gb = _min_kv_bytes(s, workload) / 1e9
     tps = [t for t in _powers_of_two(pool.gpus_per_node) if _heads_divide(s, t)] or [1]
-    layouts = [(t, 1) for t in tps] + [
-        (tps[-1], p) for p in range(2, min(pool.node_count, s.layers) + 1)
-    ]
+    layouts = itertools.chain(  # lazily: most models fit long before the last PP depth
+        ((t, 1) for t in tps),
+        ((tps[-1], p) for p in range(2, min(pool.node_count, s.layers) + 1)),
+    )
     for tp, pp in layouts:
         if pp > 1 and pp > pool.node_count:
             break
-        free = dense_kv_free_gb(arch, gpu, pool, dtype, tp, pp)
+        free = _dense_free_gb(m, usable, tp, pp)
         kv_room = free * tp * pp * _kv_split(s, tp) / tp
         if free > 0 and kv_room >= need_gb:
-            return dense_at(arch, pool, dtype, workload, tp=tp, pp=pp, hourly_cost=hourly_cost)
-    weights = sum(weight_bytes(arch, dtype)) / 1e9
+            return _dense_at(arch, m, gpu, pool, dtype, workload, tp, pp, hourly_cost, None)
+    weights = (m.shared + m.routed) / 1e9
     return _infeasible(
         mode,
         pool,
@@ -554,14 +588,34 @@ def dense_at(
     by --max-num-seqs and by the ITL target. `gpu` replaces the pool's GPU figures (what-ifs).
     Purely computational.
     """
-    mode = api.ServingMode.DENSE
     gpu = gpu or pool.hardware
     if gpu is None:
-        return _infeasible(mode, pool, f"GPU {pool.gpu!r} is not in the hardware table")
-    s = shape(arch)
+        return _infeasible(
+            api.ServingMode.DENSE, pool, f"GPU {pool.gpu!r} is not in the hardware table"
+        )
+    m = _sizing(arch, dtype)
+    return _dense_at(arch, m, gpu, pool, dtype, workload, tp, pp, hourly_cost, batch)
+
+
+def _dense_at(
+    arch: catalog.Architecture,
+    m: _Sizing,
+    gpu: hardware.GPU,
+    pool: facts.Pool,
+    dtype: api.Dtype,
+    workload: Workload,
+    tp: int,
+    pp: int,
+    hourly_cost: float | None,
+    batch: int | None,
+) -> Estimate:
+    """`dense_at` with the GPU chosen and `m` (arch at dtype) worked out."""
+    mode = api.ServingMode.DENSE
+    s = m.s
     kv_dtype = _kv_dtype(workload)
-    shared, routed = weight_bytes(arch, dtype)
-    free_gb = dense_kv_free_gb(arch, gpu, pool, dtype, tp, pp)
+    shared, routed = m.shared, m.routed
+    usable = _usable_gb(pool, gpu)
+    free_gb = _dense_free_gb(m, usable, tp, pp)
     if free_gb <= 0:
         return _infeasible(mode, pool, f"weights do not fit at TP{tp} x PP{pp}")
     lk = links(gpu, pool, tp)
@@ -570,8 +624,7 @@ def dense_at(
     seq_kv = kv_bytes_per_sequence(s, context, kv_dtype)
     kv_share = _kv_split(s, tp) * pp  # each GPU holds 1/kv_share of a sequence's KV
     kv_cap = int(free_gb * 1e9 * kv_share / seq_kv)
-    _, routed_params = split_parameters(arch)
-    expert_active = routed_params * arch.experts_per_token / max(arch.routed_experts, 1)
+    expert_active = m.routed_params * arch.experts_per_token / max(arch.routed_experts, 1)
     active = arch.active_parameters * 1e9
 
     def step(b: float) -> tuple[Step, float]:
@@ -616,7 +669,7 @@ def dense_at(
     inputs: dict[str, float | int | str] = {
         "weights_gb_total": _r((shared + routed) / 1e9),
         "weights_gb_per_gpu": _r((shared + routed) / (tp * pp) / 1e9),
-        "usable_gb_per_gpu": _r(_gpu_memory_gb(pool, gpu) * GPU_MEMORY_UTILIZATION),
+        "usable_gb_per_gpu": _r(usable),
         "overhead_gb_per_gpu": _r(overhead_gb(s, ep=False)),
         "kv_gb_per_gpu": _r(free_gb),
         "kv_bytes_per_token": _r(seq_kv / context),
@@ -649,11 +702,13 @@ def dense_at(
     )
 
 
+@functools.lru_cache(maxsize=1024)
 def _prefill_attention_flops(s: Shape, isl: int) -> float:
     """Causal attention over a prompt: token i attends to the i tokens before it.
 
     Attention cost is linear in context (piecewise with a sliding window), so summing chunk
-    midpoints times the chunk size is exact up to the window's corner.
+    midpoints times the chunk size is exact up to the window's corner. Cached: every pool and
+    both modes of a plan ask for the same shape and prompt length.
     """
     chunks = max(1, min(isl, 16))
     size = isl / chunks
@@ -667,21 +722,28 @@ def moe_memory(
     arch: catalog.Architecture, gpu: hardware.GPU, pool: facts.Pool, dtype: api.Dtype, ep: int
 ) -> tuple[float, int, int]:
     """(per-rank GB left for KV, experts per rank, redundant experts) for an EP group."""
-    s = shape(arch)
-    shared, routed = weight_bytes(arch, dtype)
-    redundant = redundant_experts(arch.routed_experts, ep)
-    per_rank = (arch.routed_experts + redundant) // ep
-    per_expert = routed / arch.routed_experts
-    usable = _gpu_memory_gb(pool, gpu) * GPU_MEMORY_UTILIZATION
-    free = usable - (shared + per_rank * per_expert) / 1e9 - overhead_gb(s, ep=True)
+    return _moe_memory(_sizing(arch, dtype), arch.routed_experts, _usable_gb(pool, gpu), ep)
+
+
+def _moe_memory(m: _Sizing, experts: int, usable_gb: float, ep: int) -> tuple[float, int, int]:
+    redundant = redundant_experts(experts, ep)
+    per_rank = (experts + redundant) // ep
+    per_expert = m.routed / experts
+    free = usable_gb - (m.shared + per_rank * per_expert) / 1e9 - overhead_gb(m.s, ep=True)
     return free, per_rank, redundant
 
 
 def moe_group_sizes(pool: facts.Pool) -> list[int]:
-    """EP sizes to try, smallest first: powers of two inside a node, then whole nodes."""
-    inside = [n for n in _powers_of_two(pool.gpus_per_node) if n >= 2]
-    whole = [pool.gpus_per_node * k for k in range(1, pool.node_count + 1)]
-    return sorted({n for n in inside + whole if 2 <= n <= pool.total_gpus})
+    """EP sizes to try, smallest first: powers of two inside a node, then whole nodes.
+
+    The powers of two below a node's GPU count all come before the first whole node, so the
+    list is built in order (a pool of 400 nodes gives some 400 sizes).
+    """
+    total = pool.total_gpus
+    per_node = pool.gpus_per_node
+    inside = [n for n in _powers_of_two(per_node - 1) if 2 <= n <= total]
+    whole = range(max(per_node, 2), total + 1, per_node) if per_node > 0 else range(0)
+    return inside + list(whole)
 
 
 def size_moe(
@@ -702,15 +764,22 @@ def size_moe(
         return _infeasible(mode, pool, f"GPU {pool.gpu!r} is not in the hardware table")
     if not arch.is_moe:
         return _infeasible(mode, pool, f"{arch.name} is dense: it has no experts to spread")
-    s = shape(arch)
-    need_gb = _min_kv_bytes(s, workload) / 1e9
-    for n in moe_group_sizes(pool):
-        free, _, _ = moe_memory(arch, gpu, pool, dtype, n)
-        if free >= need_gb:
-            return moe_at(
-                arch, pool, dtype, workload, ep=n, imbalance=imbalance, hourly_cost=hourly_cost
-            )
-    weights = sum(weight_bytes(arch, dtype)) / 1e9
+    m = _sizing(arch, dtype)
+    usable = _usable_gb(pool, gpu)
+    need_gb = _min_kv_bytes(m.s, workload) / 1e9
+
+    def fits(n: int) -> bool:
+        return _moe_memory(m, arch.routed_experts, usable, n)[0] >= need_gb
+
+    # Experts per rank never rise as the group grows (redundant_experts), so neither do the
+    # weights per rank: the sizes that fit are a tail of the list, and bisection finds its start.
+    sizes = moe_group_sizes(pool)
+    first = bisect.bisect_left(sizes, True, key=fits)
+    if first < len(sizes):
+        return _moe_at(
+            arch, m, gpu, pool, dtype, workload, sizes[first], imbalance, hourly_cost, None
+        )
+    weights = (m.shared + m.routed) / 1e9
     return _infeasible(
         mode,
         pool,
@@ -742,11 +811,30 @@ def moe_at(
         return _infeasible(mode, pool, f"GPU {pool.gpu!r} is not in the hardware table")
     if not arch.is_moe:
         return _infeasible(mode, pool, f"{arch.name} is dense: it has no experts to spread")
-    s = shape(arch)
+    m = _sizing(arch, dtype)
+    return _moe_at(arch, m, gpu, pool, dtype, workload, ep, imbalance, hourly_cost, batch)
+
+
+def _moe_at(
+    arch: catalog.Architecture,
+    m: _Sizing,
+    gpu: hardware.GPU,
+    pool: facts.Pool,
+    dtype: api.Dtype,
+    workload: Workload,
+    ep: int,
+    imbalance: float | None,
+    hourly_cost: float | None,
+    batch: int | None,
+) -> Estimate:
+    """`moe_at` with the GPU chosen, a MoE `arch`, and `m` (arch at dtype) worked out."""
+    mode = api.ServingMode.MOE
+    s = m.s
     hot = imbalance if imbalance is not None else DEFAULT_IMBALANCE
     kv_dtype = _kv_dtype(workload)
-    shared, routed = weight_bytes(arch, dtype)
-    free_gb, per_rank, redundant = moe_memory(arch, gpu, pool, dtype, ep)
+    shared, routed = m.shared, m.routed
+    usable = _usable_gb(pool, gpu)
+    free_gb, per_rank, redundant = _moe_memory(m, arch.routed_experts, usable, ep)
     if free_gb <= 0:
         return _infeasible(mode, pool, f"weights do not fit at EP{ep}")
     lk = links(gpu, pool, ep)
@@ -755,9 +843,8 @@ def moe_at(
     seq_kv = kv_bytes_per_sequence(s, context, kv_dtype)
     kv_cap = int(free_gb * 1e9 / seq_kv)
     per_expert = routed / arch.routed_experts
-    _, routed_params = split_parameters(arch)
     k_share = arch.experts_per_token / arch.routed_experts
-    expert_active = routed_params * k_share  # routed parameters one token uses
+    expert_active = m.routed_params * k_share  # routed parameters one token uses
     shared_active = arch.active_parameters * 1e9 - expert_active
     dispatch_bytes = 1.0 if "fp8" in gpu.tflops else 2.0  # fp8 dispatch where the GPU has it
 
@@ -816,7 +903,7 @@ def moe_at(
         "weights_gb_per_gpu": _r((shared + per_rank * per_expert) / 1e9),
         "shared_weights_gb": _r(shared / 1e9),
         "gb_per_expert": _r(per_expert / 1e9, 3),
-        "usable_gb_per_gpu": _r(_gpu_memory_gb(pool, gpu) * GPU_MEMORY_UTILIZATION),
+        "usable_gb_per_gpu": _r(usable),
         "overhead_gb_per_gpu": _r(overhead_gb(s, ep=True)),
         "kv_gb_per_gpu": _r(free_gb),
         "kv_bytes_per_token": _r(seq_kv / context),

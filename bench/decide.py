@@ -1,0 +1,173 @@
+"""Benchmark: deciding 1,000 ServingPlans against a 1,000-node cluster.
+
+The operator re-evaluates every plan on a timer, and `breakeven plan` runs the same path, so the
+whole fleet's decisions must take well under a second. This measures the two steps separately:
+
+    nodes   Node objects -> facts.Cluster (projection, fabric and GPU identification, pools)
+    decide  planning.evaluate per plan: catalog, capacity for every pool and mode, rubric
+
+    .venv/bin/python bench/decide.py
+
+Prints the best and median of a few repeats (time.perf_counter); tests never assert on time.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from breakeven import api, catalog, facts, planning
+
+PLANS = 1000
+REPEAT = 5
+SEED = 0
+
+# (nodes, product, GPUs per node, extra labels, extra allocatable): 1,000 nodes in all.
+NodeGroup = tuple[int, str | None, int, dict[str, str], dict[str, str]]
+CLUSTER: list[NodeGroup] = [
+    (
+        400,
+        "NVIDIA-H200",
+        8,
+        {"feature.node.kubernetes.io/rdma.available": "true"},
+        {"rdma/rdma_shared_device_a": "1k"},
+    ),
+    (
+        200,
+        "NVIDIA-H100-80GB-HBM3",
+        8,
+        {"backend.coreweave.cloud/flavor": "infiniband"},
+        {"rdma/ib": "1"},
+    ),
+    (72, "NVIDIA-GB200", 4, {}, {}),  # four NVL72 racks, one clique each (below)
+    (200, "NVIDIA-L40S", 8, {}, {}),
+    (64, "NVIDIA-B200", 8, {}, {}),  # half of them with EFA: a mixed pool
+    (64, None, 0, {}, {}),  # CPU nodes
+]
+
+
+def node(
+    name: str, product: str | None, gpus: int, labels: dict[str, str], allocatable: dict[str, str]
+) -> dict[str, Any]:
+    all_labels = {"kubernetes.io/hostname": name, "topology.kubernetes.io/zone": "z1", **labels}
+    resources = {"cpu": "128", "memory": "2Ti", "pods": "110", **allocatable}
+    if product:
+        all_labels |= {
+            "nvidia.com/gpu.product": product,
+            "nvidia.com/gpu.count": str(gpus),
+            "nvidia.com/gpu.present": "true",
+        }
+        resources["nvidia.com/gpu"] = str(gpus)
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": all_labels},
+        "spec": {},
+        "status": {
+            "capacity": dict(resources),
+            "allocatable": resources,
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+
+
+def cluster_nodes() -> list[dict[str, Any]]:
+    out = []
+    for g, (count, product, gpus, labels, allocatable) in enumerate(CLUSTER):
+        for i in range(count):
+            extra = dict(labels)
+            extra_alloc = dict(allocatable)
+            if product == "NVIDIA-GB200":
+                extra["nvidia.com/gpu.clique"] = f"c0ffee.{i // 18}"
+            if product == "NVIDIA-B200" and i % 2:
+                extra_alloc["vpc.amazonaws.com/efa"] = "8"
+            out.append(node(f"n{g}-{i}", product, gpus, extra, extra_alloc))
+    return out
+
+
+def plans_and_traffic(rng: random.Random) -> list[tuple[api.ServingPlan, facts.Traffic]]:
+    models = catalog.names()
+    out = []
+    for i in range(PLANS):
+        spec: dict[str, Any] = {
+            "model": {"name": models[i % len(models)]},
+            "mode": rng.choice(["Auto"] * 8 + ["Dense", "MoE"]),
+            "operations": {"platformTeam": rng.choice(["Dedicated", "Shared"])},
+        }
+        plan = api.ServingPlan.model_validate(
+            {"metadata": {"name": f"plan-{i}", "namespace": f"team-{i % 20}"}, "spec": spec}
+        )
+        p50 = rng.choice([500, 2_000, 10_000, 40_000, 80_000])
+        traffic = facts.Traffic.model_validate(
+            {
+                "tokensPerSecond": {
+                    "p10": p50 * 0.7,
+                    "p50": p50,
+                    "p95": p50 * rng.choice([1.3, 3]),
+                },
+                "promptTokens": {"p50": rng.choice([250, 500, 1000, 2000, 4000]), "p90": 6000},
+                "outputTokens": {"p50": rng.choice([200, 400, 1000])},
+                "expertLoadMaxOverMean": rng.choice([None, 1.2, 1.5, 2.5]),
+            }
+        )
+        out.append((plan, traffic))
+    return out
+
+
+def both(
+    raw: list[dict[str, Any]], work: list[tuple[api.ServingPlan, facts.Traffic]]
+) -> list[planning.Evaluation]:
+    cluster = facts.Cluster.from_nodes(raw)
+    return [planning.evaluate(p, cluster, t) for p, t in work]
+
+
+def timed(run: Callable[[], object]) -> tuple[float, float]:
+    """Best and median wall time of REPEAT runs, in seconds (after one warm-up run)."""
+    run()
+    runs = []
+    for _ in range(REPEAT):
+        start = time.perf_counter()
+        run()
+        runs.append(time.perf_counter() - start)
+    return min(runs), statistics.median(runs)
+
+
+def main() -> None:
+    raw = cluster_nodes()
+    work = plans_and_traffic(random.Random(SEED))
+    cluster = facts.Cluster.from_nodes(raw, source="bench")
+    infos = [facts.node_info(n) for n in raw]
+
+    def decide_all() -> list[planning.Evaluation]:
+        return [planning.evaluate(p, cluster, t) for p, t in work]
+
+    modes = Counter(e.decision.mode.value for e in decide_all())
+    pools = ", ".join(
+        f"{p.node_count}x{p.gpus_per_node} {p.gpu} ({p.fabric})" for p in cluster.pools
+    )
+    print(f"cluster: {len(raw)} nodes -> {pools}")
+    print(f"plans:   {len(work)} over {len(catalog.names())} catalog models -> {dict(modes)}")
+    print(f"{'step':<52}{'best':>10}{'median':>10}   (of {REPEAT})")
+    rows = [
+        ("nodes: Cluster.from_nodes(1,000 Node dicts)", lambda: facts.Cluster.from_nodes(raw)),
+        (
+            "nodes: node_info x 1,000 (the operator's index)",
+            lambda: [facts.node_info(n) for n in raw],
+        ),
+        ("nodes: Cluster.from_nodes(1,000 NodeInfo)", lambda: facts.Cluster.from_nodes(infos)),
+        ("decide: planning.evaluate x 1,000 plans", decide_all),
+        ("both: from_nodes once + evaluate x 1,000", lambda: both(raw, work)),
+    ]
+    for label, run in rows:
+        best, median = timed(run)
+        print(f"{label:<52}{best * 1000:>8.1f}ms{median * 1000:>8.1f}ms")
+    best, _ = timed(decide_all)
+    print(f"per plan: {best / len(work) * 1e6:.0f} us ({len(cluster.pools)} pools, both modes)")
+
+
+if __name__ == "__main__":
+    main()
