@@ -145,7 +145,6 @@ class OperatorProcess:
                     str(self.interval),
                     "--metrics-port",
                     "0",
-                    "--verbose",
                     *self.extra,
                 ],
                 stdout=out,

@@ -661,6 +661,8 @@ def main(args: argparse.Namespace) -> int:
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's own login reads it
     kopf.configure(verbose=args.verbose)
+    if not args.verbose:
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Prometheus request
     asyncio.run(
         kopf.operator(
             standalone=True,  # one replica (Recreate); kopf peering is not used

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,9 +29,16 @@ E2E_HISTORY = tuple(
 )
 
 
+LIVE_SERIES = "e2e/live"
+
+
 @pytest.fixture(scope="session")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusEnv]:
-    yield from start_prometheus(tmp_path_factory.mktemp("prometheus"), E2E_HISTORY)
+    """The backfilled history, plus one live stream that starts with the session: by the time
+    a test reads it, its 5-minute rates have a few minutes of samples behind them."""
+    for env in start_prometheus(tmp_path_factory.mktemp("prometheus"), E2E_HISTORY):
+        env.exporter.add(TrafficSpec(LIVE_SERIES, HISTORY_NAMESPACE, "sustained", BASE_RATE))
+        yield env
 
 
 class Operator:
@@ -92,11 +98,36 @@ def until(operator: Operator) -> Callable[..., None]:
             wait_for(what, guarded, timeout, interval=0.5)
         except AssertionError as exc:
             raise AssertionError(
-                f"{exc}\n--- operator log ---\n{operator.process.tail()}"
+                f"{exc}\n--- plans ---\n{plans_summary(operator.cluster)}"
+                f"\n--- operator log ---\n{operator.process.tail()}"
             ) from None
 
     return _until
 
 
-def pause(seconds: float) -> None:
-    time.sleep(seconds)
+def plans_summary(cluster: ClusterHandle) -> str:
+    """Every ServingPlan's status in one line each, for failure messages."""
+    from kubernetes import client
+
+    with cluster.api_client() as api:
+        items = client.CustomObjectsApi(api).list_cluster_custom_object(
+            "breakeven.dev", "v1alpha1", "servingplans"
+        )["items"]
+        pods = (
+            client.CoreV1Api(api)
+            .list_pod_for_all_namespaces(label_selector="app.kubernetes.io/managed-by=breakeven")
+            .items
+        )
+    lines = []
+    for item in items:
+        st = item.get("status") or {}
+        lines.append(
+            f"{item['metadata']['namespace']}/{item['metadata']['name']}: mode={st.get('mode')} "
+            f"target={st.get('targetMode')} phase={st.get('phase')} reason={st.get('reason')} "
+            f"message={st.get('message')}"
+        )
+    lines += [
+        f"pod {p.metadata.namespace}/{p.metadata.name} {p.status.phase} node={p.spec.node_name}"
+        for p in pods
+    ]
+    return "\n".join(lines)

@@ -17,7 +17,8 @@ from kubernetes import client
 
 from breakeven import api
 from e2e.running import E2E_BASE_RATE as BASE_RATE
-from e2e.traffic import TrafficSpec
+
+LIVE_SERIES = "e2e/live"  # the live stream tests/e2e/conftest.py starts with the session
 
 pytestmark = pytest.mark.e2e
 
@@ -403,20 +404,20 @@ def test_a_live_traffic_drop_sends_the_plan_back_to_dense(
     k8s: Any, namespace: str, until: Callable[..., None], prometheus: Any
 ) -> None:
     """Live traffic (scraped now, not backfilled) fills an EP group, then drops: dense returns."""
-    series = f"live/{namespace}"
-    stream = prometheus.exporter.add(TrafficSpec(series, "traffic", "sustained"), rate=BASE_RATE)
+    stream = next(s for s in prometheus.exporter.streams if s.spec.model == LIVE_SERIES)
     body = plan("live", namespace)
     body["spec"]["traffic"] = {
-        "selector": {"model_name": series, "namespace": "traffic"},
+        "selector": {"model_name": LIVE_SERIES, "namespace": "traffic"},
         "window": "3m",
     }
     body["spec"]["policy"]["demotionWindow"] = "20s"
     try:
         create(k8s, body)
+        # The 3-minute window must first hold only full-rate samples of the live stream.
         until(
             "MoE on live traffic",
             lambda: status(k8s, namespace, "live").get("mode") == "MoE",
-            timeout=180,
+            timeout=420,
         )
         stream.set_rate(BASE_RATE / 100)
         until(
@@ -427,4 +428,4 @@ def test_a_live_traffic_drop_sends_the_plan_back_to_dense(
         reason = status(k8s, namespace, "live")["reason"]
         assert reason in ("TrafficBelowFloor", "SustainedLoadLapsed"), reason
     finally:
-        stream.set_rate(0)
+        stream.set_rate(BASE_RATE)
