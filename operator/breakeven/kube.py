@@ -60,6 +60,13 @@ def owned(obj: Mapping[str, Any], plan: api.ServingPlan) -> Obj:
     return out
 
 
+async def _raise_for_status(response: Any) -> None:
+    """The typed client's `*_without_preload_content` calls do not raise; this does."""
+    if response.status >= 400:
+        body = (await response.read()).decode()
+        raise ApiException(status=response.status, reason=response.reason, body=body)
+
+
 async def _json(response: Any) -> Obj:
     data: Obj = json.loads(await response.read())
     return data
@@ -98,10 +105,7 @@ class Writer:
             )
         else:
             raise ValueError(f"the operator does not apply {kind} objects")
-        if resp.status >= 400:
-            raise ApiException(
-                status=resp.status, reason=resp.reason, body=(await resp.read()).decode()
-            )
+        await _raise_for_status(resp)
         return await _json(resp)
 
     async def get(self, kind: str, namespace: str, name: str) -> Obj | None:
@@ -118,10 +122,7 @@ class Writer:
         resp = await call
         if resp.status == 404:
             return None
-        if resp.status >= 400:
-            raise ApiException(
-                status=resp.status, reason=resp.reason, body=(await resp.read()).decode()
-            )
+        await _raise_for_status(resp)
         return await _json(resp)
 
     async def delete(self, kind: str, namespace: str, name: str) -> bool:
@@ -140,10 +141,7 @@ class Writer:
         resp = await call
         if resp.status == 404:
             return False
-        if resp.status >= 400:
-            raise ApiException(
-                status=resp.status, reason=resp.reason, body=(await resp.read()).decode()
-            )
+        await _raise_for_status(resp)
         return True
 
     async def pods(self, namespace: str, selector: Mapping[str, str]) -> list[Obj]:
@@ -151,10 +149,7 @@ class Writer:
         resp = await self.core.list_namespaced_pod_without_preload_content(
             namespace, label_selector=label_selector
         )
-        if resp.status >= 400:
-            raise ApiException(
-                status=resp.status, reason=resp.reason, body=(await resp.read()).decode()
-            )
+        await _raise_for_status(resp)
         items: list[Obj] = (await _json(resp)).get("items", [])
         return items
 
@@ -168,10 +163,7 @@ class Writer:
             {"status": dict(status)},
             _content_type=MERGE,
         )
-        if resp.status >= 400:
-            raise ApiException(
-                status=resp.status, reason=resp.reason, body=(await resp.read()).decode()
-            )
+        await _raise_for_status(resp)
 
     async def post_event(
         self, plan: Mapping[str, Any], type: str, reason: str, message: str
@@ -207,10 +199,7 @@ class Writer:
         resp = await self.core.create_namespaced_event_without_preload_content(
             meta["namespace"], body
         )
-        if resp.status >= 400:
-            raise ApiException(
-                status=resp.status, reason=resp.reason, body=(await resp.read()).decode()
-            )
+        await _raise_for_status(resp)
 
     async def get_plan(self, namespace: str, name: str) -> Obj | None:
         resp = await self.custom.get_namespaced_custom_object_without_preload_content(
@@ -218,8 +207,5 @@ class Writer:
         )
         if resp.status == 404:
             return None
-        if resp.status >= 400:
-            raise ApiException(
-                status=resp.status, reason=resp.reason, body=(await resp.read()).decode()
-            )
+        await _raise_for_status(resp)
         return await _json(resp)
