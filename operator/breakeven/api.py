@@ -646,6 +646,13 @@ class ServingPlanStatus(Model):
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True, "type": "object"},
     )
     last_switch_time: str | None = Field(default=None, description="When mode last changed.")
+    placements: dict[str, Any] | None = Field(
+        default=None,
+        description="Per mode, the pool and sizing its workload was rendered from, and the spec "
+        "generation: a running workload is re-rendered from these until the spec changes, so "
+        "new cluster or traffic facts never roll its pods (preserved as written).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True, "type": "object"},
+    )
     rendered: list[dict[str, Any]] | None = Field(
         default=None,
         description="Dry run: the manifests the operator would apply.",

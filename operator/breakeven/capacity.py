@@ -20,7 +20,6 @@ Purely computational: no I/O, no clock, no kopf/kubernetes/httpx. The planner (`
 
 from __future__ import annotations
 
-import bisect
 import functools
 import itertools
 import math
@@ -771,14 +770,13 @@ def size_moe(
     def fits(n: int) -> bool:
         return _moe_memory(m, arch.routed_experts, usable, n)[0] >= need_gb
 
-    # Experts per rank never rise as the group grows (redundant_experts), so neither do the
-    # weights per rank: the sizes that fit are a tail of the list, and bisection finds its start.
-    sizes = moe_group_sizes(pool)
-    first = bisect.bisect_left(sizes, True, key=fits)
-    if first < len(sizes):
-        return _moe_at(
-            arch, m, gpu, pool, dtype, workload, sizes[first], imbalance, hourly_cost, None
-        )
+    # The smallest size that fits. Not a bisection: whether a size fits is not monotonic in it
+    # (the redundant-expert floor grows with the group until its cap), so every size is tried,
+    # skipping those whose GPUs cannot even hold the weights.
+    floor_gpus = (m.shared + m.routed) / 1e9 / usable
+    for n in moe_group_sizes(pool):
+        if n >= floor_gpus and fits(n):
+            return _moe_at(arch, m, gpu, pool, dtype, workload, n, imbalance, hourly_cost, None)
     weights = (m.shared + m.routed) / 1e9
     return _infeasible(
         mode,

@@ -39,6 +39,7 @@ from kubernetes.aio.client.exceptions import ApiException
 
 from breakeven import (
     api,
+    capacity,
     catalog,
     facts,
     inputs,
@@ -48,6 +49,7 @@ from breakeven import (
     prometheus,
     rendering,
     report,
+    rubric,
     switching,
 )
 
@@ -323,6 +325,7 @@ class Runtime:
         step = switching.step(evaluation, previous, observed, now)
         rendered: list[dict[str, Any]] | None = None
         applied_error: str | None = None
+        placements = dict(previous.placements or {}) if previous else {}
         if plan.spec.dry_run:
             try:
                 rendered = report.render_manifests(evaluation)
@@ -330,13 +333,15 @@ class Runtime:
                 applied_error = str(exc)
         else:
             try:
-                await self._carry_out(plan, evaluation, step, previous)
+                placements = await self._carry_out(plan, evaluation, step, previous)
             except report.RenderFailure as exc:
                 applied_error = str(exc)
             except ApiException as exc:
                 applied_error = f"API server refused: {exc.status} {exc.reason}"
                 logger.warning("%s: apply failed: %s", label, exc.body)
         status = _status(plan, evaluation, step, observed, previous, now, rendered, applied_error)
+        if placements:
+            status["placements"] = placements
         await self._write_status(body, previous, status)
         self._emit(body, plan, evaluation, step, previous, applied_error, state)
         metrics.record(label, evaluation, step)
@@ -364,6 +369,7 @@ class Runtime:
             out[mode] = switching.Observed(
                 mode=mode,
                 exists=True,
+                kind=str(objs[0].get("kind", "")),
                 replicas=replicas,
                 ready_replicas=ready,
                 broken=_broken(pods, ready, mode, previous),
@@ -385,14 +391,23 @@ class Runtime:
         evaluation: planning.Evaluation,
         step: switching.Step,
         previous: api.ServingPlanStatus | None,
-    ) -> None:
-        """Render everything first, then apply: a render failure applies nothing."""
+    ) -> dict[str, Any]:
+        """Render everything first, then apply: a render failure applies nothing.
+
+        Returns the placements to record: each applied mode's pool and sizing (pinned until the
+        spec changes), without the modes deleted.
+        """
         assert self.writer is not None
         writes: list[tuple[str, Any]] = []
+        placements = dict(previous.placements or {}) if previous else {}
         for action in step.actions:
             if action.kind == "apply" and action.mode is not None:
-                for obj in report.manifests_for(evaluation, action.mode):
+                candidate = _pinned(placements.get(action.mode.value), plan)
+                candidate = candidate or evaluation.candidate(action.mode)
+                for obj in report.manifests_for(evaluation, action.mode, candidate):
                     writes.append(("apply", _with_replicas(obj, action.replicas)))
+                if candidate is not None:
+                    placements[action.mode.value] = _placement(candidate, plan)
             elif action.kind == "select":
                 service = rendering.service(plan, action.mode or step.mode or step.target)
                 if action.selector == "both":
@@ -400,11 +415,13 @@ class Runtime:
                 writes.append(("apply", service))
             elif action.kind == "delete" and action.mode is not None:
                 writes.append(("delete", action.mode))
+                placements.pop(action.mode.value, None)
         for verb, what in writes:
             if verb == "apply":
                 await self.writer.apply(kube.owned(what, plan))
             else:
                 await self._delete_mode(plan, what, previous)
+        return placements
 
     async def _delete_mode(
         self,
@@ -550,6 +567,28 @@ def _previous_status(body: Mapping[str, Any]) -> api.ServingPlanStatus | None:
         return None
 
 
+def _placement(candidate: rubric.Candidate, plan: api.ServingPlan) -> dict[str, Any]:
+    return {
+        "generation": plan.metadata.generation,
+        "pool": candidate.pool.model_dump(by_alias=True, mode="json"),
+        "estimate": candidate.estimate.model_dump(mode="json"),
+    }
+
+
+def _pinned(record: Any, plan: api.ServingPlan) -> rubric.Candidate | None:
+    """The pool and sizing a mode was rendered from, while the spec has not changed since."""
+    if not isinstance(record, dict) or record.get("generation") != plan.metadata.generation:
+        return None
+    try:
+        return rubric.Candidate(
+            pool=facts.Pool.model_validate(record["pool"]),
+            estimate=capacity.Estimate.model_validate(record["estimate"]),
+        )
+    except (KeyError, pydantic.ValidationError):
+        logger.warning("ignoring an unreadable placement on %s", plan.name)
+        return None
+
+
 def _with_replicas(obj: dict[str, Any], replicas: int | None) -> dict[str, Any]:
     if replicas is None or obj.get("kind") not in ("Deployment", "LeaderWorkerSet"):
         return obj
@@ -595,13 +634,9 @@ def _status(
     workloads = []
     for mode, obs in observed.items():
         if obs.exists:
-            kind = "Deployment"
-            candidate = evaluation.candidate(mode)
-            if candidate is not None and candidate.estimate.nodes > 1:
-                kind = "LeaderWorkerSet"
             workloads.append(
                 api.WorkloadStatus(
-                    kind=kind,
+                    kind=obs.kind or "Deployment",
                     name=rendering.workload_name(plan, mode),
                     mode=mode,
                     replicas=obs.replicas,

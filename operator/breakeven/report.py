@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from breakeven import api, planning, rendering
+from breakeven import api, planning, rendering, rubric
 
 
 class RenderFailure(ValueError):
@@ -173,9 +173,14 @@ def as_dict(evaluation: planning.Evaluation) -> dict[str, Any]:
     }
 
 
-def manifests_for(evaluation: planning.Evaluation, mode: api.ServingMode) -> list[dict[str, Any]]:
-    """The workload objects and the Service for one mode. Raises RenderFailure."""
-    candidate = evaluation.candidate(mode)
+def manifests_for(
+    evaluation: planning.Evaluation,
+    mode: api.ServingMode,
+    candidate: rubric.Candidate | None = None,
+) -> list[dict[str, Any]]:
+    """The workload objects for one mode, sized as `candidate` (default: as evaluated).
+    Raises RenderFailure."""
+    candidate = candidate or evaluation.candidate(mode)
     if candidate is None or not candidate.estimate.feasible:
         raise RenderFailure(
             f"spec.mode: no GPU pool in {evaluation.cluster.source or 'the cluster'} can host "

@@ -60,6 +60,7 @@ class Observed(BaseModel):
 
     mode: api.ServingMode
     exists: bool = False
+    kind: str = ""
     replicas: int = 0
     ready_replicas: int = 0
     broken: str | None = Field(default=None, description="why the workload is failing, if it is")

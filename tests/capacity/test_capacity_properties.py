@@ -83,9 +83,15 @@ def test_a_bigger_model_never_fits_on_fewer_gpus(name, gpu, nodes, dtype, growth
     small = _arch(name)
     if moe and not small.is_moe:
         return
-    big = small.model_copy(update={"total_parameters": small.total_parameters * growth})
-    if not small.is_moe:  # a dense model's active parameters are all of them
-        big = big.model_copy(update={"active_parameters": big.total_parameters})
+    # Bigger in every part: shared and expert weights both grow. Growing the total alone would
+    # describe an impossible model (its top-k experts would outweigh its active parameters),
+    # which split_parameters clamps to no shared weights at all (hypothesis found one).
+    big = small.model_copy(
+        update={
+            "total_parameters": small.total_parameters * growth,
+            "active_parameters": small.active_parameters * growth,
+        }
+    )
     per_node = capacity.NODE_GPUS.get(gpu, 8)
     pool = capacity.synthetic_pool(gpu, per_node * nodes)
     size = capacity.size_moe if moe else capacity.size_dense

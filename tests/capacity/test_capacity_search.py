@@ -1,8 +1,8 @@
 """The sizing searches' shortcuts give what the plain scans they replace would give.
 
-`size_moe` bisects the EP sizes instead of trying each in turn, which is right only because
-experts per rank (so weights per rank) never rise as the group grows; `moe_group_sizes` builds
-its list in order instead of sorting a set. These tests pin both to the plain definitions.
+`size_moe` skips the EP sizes that cannot hold the weights before sizing the rest in order;
+`moe_group_sizes` builds its list in order instead of sorting a set. These tests pin both to the
+plain definitions.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def test_experts_per_rank_never_rise_with_the_group(routed: int) -> None:
     isl=st.integers(1, 64_000),
     osl=st.integers(1, 16_000),
 )
-def test_bisected_group_is_the_first_that_fits(
+def test_chosen_group_is_the_first_that_fits(
     name: str, gpu: str, nodes: int, dtype: api.Dtype, isl: int, osl: int
 ) -> None:
     arch = catalog.get(name)
