@@ -487,8 +487,7 @@ class Runtime:
     ) -> None:
         assert self.writer is not None
         current = {k: v for k, v in (body.get("status") or {}).items() if k != "breakeven.dev"}
-        changes = {k: v for k, v in status.items() if current.get(k) != v}
-        changes |= {k: None for k in current if k not in status}
+        changes = merge_patch(current, status)
         if not changes:
             return
         meta = body["metadata"]
@@ -565,6 +564,24 @@ def _previous_status(body: Mapping[str, Any]) -> api.ServingPlanStatus | None:
     except pydantic.ValidationError:
         logger.warning("ignoring an unreadable status on %s", body["metadata"].get("name"))
         return None
+
+
+def merge_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns `current` into `desired`.
+
+    A merge patch merges nested objects, so a key that disappears (a placement dropped, a
+    switch step's field no longer there) must be sent as null, at every depth.
+    """
+    patch: dict[str, Any] = {k: None for k in current if k not in desired}
+    for key, value in desired.items():
+        old = current.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            nested = merge_patch(old, value)
+            if nested:
+                patch[key] = nested
+        elif old != value:
+            patch[key] = value
+    return patch
 
 
 def _placement(candidate: rubric.Candidate, plan: api.ServingPlan) -> dict[str, Any]:

@@ -126,8 +126,12 @@ def plans_summary(cluster: ClusterHandle) -> str:
             f"target={st.get('targetMode')} phase={st.get('phase')} reason={st.get('reason')} "
             f"message={st.get('message')}"
         )
-    lines += [
-        f"pod {p.metadata.namespace}/{p.metadata.name} {p.status.phase} node={p.spec.node_name}"
-        for p in pods
-    ]
+    for p in pods:
+        why = " ".join(
+            c.message or "" for c in (p.status.conditions or []) if c.status != "True"
+        )
+        lines.append(
+            f"pod {p.metadata.namespace}/{p.metadata.name} {p.status.phase} "
+            f"node={p.spec.node_name} {why}".rstrip()
+        )
     return "\n".join(lines)

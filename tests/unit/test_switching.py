@@ -240,3 +240,21 @@ def test_conditions_move_their_transition_time_only_on_change() -> None:
         "Switching",
         "FallbackActive",
     ]
+
+
+def test_the_status_patch_removes_nested_keys_that_disappear() -> None:
+    from breakeven.operator import merge_patch
+
+    current = {
+        "mode": "MoE",
+        "placements": {"Dense": {"generation": 1}, "MoE": {"g": 1}},
+        "switch": {"step": "Draining", "drainUntil": "x"},
+        "reason": "A",
+    }
+    desired = {"mode": "MoE", "placements": {"MoE": {"g": 1}}, "reason": "B"}
+    assert merge_patch(current, desired) == {
+        "switch": None,
+        "placements": {"Dense": None},
+        "reason": "B",
+    }
+    assert merge_patch(desired, desired) == {}
