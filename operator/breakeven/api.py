@@ -224,7 +224,7 @@ class Traffic(Model):
         max_length=2048,
         pattern=r"^https?://[^\s]+$",
         description="Prometheus base URL (http or https). Defaults to the operator's "
-        "--prometheus-url.",
+        "--prometheus-url; any other URL must be allowed with --allowed-prometheus-url.",
     )
     selector: dict[str, str] = Field(
         default_factory=dict,

@@ -151,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--prometheus-url", default=None, help="Prometheus for plans that do not name one"
     )
     run.add_argument(
+        "--allowed-prometheus-url",
+        action="append",
+        default=[],
+        help="another Prometheus a plan's spec.traffic.prometheusUrl may name (repeatable)",
+    )
+    run.add_argument(
         "--interval",
         type=float,
         default=60.0,

@@ -10,7 +10,7 @@ against the same rules by tests). The rules hold only the verbs the operator use
     leaderworkersets      get list watch create patch delete   multi-node children
     services              get create patch  the stable Service
     pods                  list              is a workload broken?
-    events                create patch      decisions and switches
+    events                create            decisions and switches
     customresourcedefinitions  list watch   kopf discovers the resources it serves through them
 """
 
@@ -39,7 +39,7 @@ RULES: list[dict[str, Any]] = [
     },
     {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "patch"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
-    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     {
         "apiGroups": ["apiextensions.k8s.io"],
         "resources": ["customresourcedefinitions"],

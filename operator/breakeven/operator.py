@@ -73,6 +73,9 @@ class Config:
 
     namespaces: list[str] = dataclasses.field(default_factory=list)
     prometheus_url: str | None = None
+    # Prometheus URLs a plan may name besides the default: the operator sends requests to them,
+    # so a plan author must not be able to point it anywhere (server-side request forgery).
+    allowed_prometheus_urls: list[str] = dataclasses.field(default_factory=list)
     interval: float = 60.0
     switch_poll: float = 3.0
     mapping: facts.LabelMapping = dataclasses.field(default_factory=facts.LabelMapping)
@@ -164,6 +167,7 @@ kopf.on.event(kube.LWS_GROUP, kube.LWS_VERSION, kube.LWS_PLURAL, labels=MANAGED)
 class PlanState:
     body: dict[str, Any]
     due: float = 0.0
+    pending: bool = False  # triggered while a reconcile of it was running
     traffic: facts.Traffic | None = None
     traffic_at: float = 0.0
     decided: api.ServingMode | None = None
@@ -219,6 +223,7 @@ class Runtime:
             ):
                 state.traffic = None  # the selector or window may have changed
                 state.due = 0.0
+                state.pending = True
                 self.wake.set()
             state.body = raw
 
@@ -230,6 +235,7 @@ class Runtime:
         state = self.plans.get((namespace, name))
         if state is not None:
             state.due = min(state.due, time.monotonic() + (1.0 if soon else 0.0))
+            state.pending = True
             self.wake.set()
 
     def _next(self, switching_: bool) -> float:
@@ -242,15 +248,20 @@ class Runtime:
             now = time.monotonic()
             due = [(k, s) for k, s in self.plans.items() if s.due <= now]
             if due and self.nodes is not None:
-                await self._refresh_traffic([s for _, s in due])
+                try:
+                    await self._refresh_traffic([s for _, s in due])
+                except Exception:  # stale or missing traffic facts turn rows Unknown, no more
+                    logger.exception("reading traffic failed")
                 for key, state in due:
+                    state.pending = False
                     try:
                         switching_ = await self.reconcile(state)
                     except Exception:  # one plan's failure never stops the others
                         logger.exception("reconcile of %s/%s failed", *key)
                         switching_ = False
                     if key in self.plans:
-                        state.due = self._next(switching_)
+                        # A trigger that arrived during the reconcile is not lost.
+                        state.due = time.monotonic() if state.pending else self._next(switching_)
             self.wake.clear()
             soonest = min((s.due for s in self.plans.values()), default=now + 5.0)
             with contextlib.suppress(TimeoutError):
@@ -271,6 +282,19 @@ class Runtime:
                 query = prometheus.query_for(plan, self.config.prometheus_url)
             except ValueError as exc:
                 state.traffic = facts.Traffic(source="invalid query", errors=(str(exc),))
+                state.traffic_at = now
+                continue
+            allowed = {u.rstrip("/") for u in self.config.allowed_prometheus_urls}
+            if self.config.prometheus_url:
+                allowed.add(self.config.prometheus_url.rstrip("/"))
+            if query is not None and query.url not in allowed:
+                state.traffic = facts.Traffic(
+                    source="not read",
+                    errors=(
+                        f"spec.traffic.prometheusUrl: {query.url} is not one the operator may "
+                        "read (its --prometheus-url or --allowed-prometheus-url)",
+                    ),
+                )
                 state.traffic_at = now
                 continue
             if query is None:
@@ -321,7 +345,11 @@ class Runtime:
             except catalog.CatalogError as exc:
                 await self._invalid(body, previous, str(exc))
                 return False
-        observed = await self._observe(plan, previous)
+        try:
+            observed = await self._observe(plan, previous)
+        except report.RenderFailure as exc:  # a name clash with an object we do not own
+            await self._invalid(body, previous, str(exc))
+            return False
         step = switching.step(evaluation, previous, observed, now)
         rendered: list[dict[str, Any]] | None = None
         applied_error: str | None = None
@@ -339,6 +367,19 @@ class Runtime:
             except ApiException as exc:
                 applied_error = f"API server refused: {exc.status} {exc.reason}"
                 logger.warning("%s: apply failed: %s", label, exc.body)
+        if applied_error and not plan.spec.dry_run:
+            # Nothing (or not all) was applied: report the state the cluster is still in.
+            step = step.model_copy(
+                update={
+                    "mode": previous.mode if previous else None,
+                    "switch": previous.switch if previous else None,
+                    "last_switch_time": previous.last_switch_time if previous else None,
+                    "events": (),
+                    "phase": api.Phase.DEGRADED,
+                    "reason": "ApplyFailed",
+                    "message": applied_error,
+                }
+            )
         status = _status(plan, evaluation, step, observed, previous, now, rendered, applied_error)
         if placements:
             status["placements"] = placements
@@ -354,13 +395,22 @@ class Runtime:
         assert self.writer is not None
         out = {}
         for mode in api.ServingMode:
-            objs = [
+            found = [
                 o
                 for name in rendering.workload_names(plan, mode)
                 for kind in ("Deployment", "LeaderWorkerSet")
                 if (o := await self._get(kind, plan.namespace, name)) is not None
             ]
-            if not objs:
+            foreign = [o for o in found if not _owned_by(o, plan)]
+            if foreign:
+                meta = foreign[0]["metadata"]
+                raise report.RenderFailure(
+                    f"metadata.name: {foreign[0]['kind']} {meta['name']} already exists in "
+                    f"{plan.namespace} and is not owned by this plan; rename the plan or the object"
+                )
+            main = rendering.workload_name(plan, mode)
+            objs = [o for o in found if o["metadata"]["name"] == main]  # what serves traffic
+            if not found:
                 out[mode] = switching.Observed(mode=mode)
                 continue
             replicas = sum(int((o.get("spec") or {}).get("replicas", 1)) for o in objs)
@@ -369,7 +419,7 @@ class Runtime:
             out[mode] = switching.Observed(
                 mode=mode,
                 exists=True,
-                kind=str(objs[0].get("kind", "")),
+                kind=str((objs or found)[0].get("kind", "")),
                 replicas=replicas,
                 ready_replicas=ready,
                 broken=_broken(pods, ready, mode, previous),
@@ -404,8 +454,12 @@ class Runtime:
             if action.kind == "apply" and action.mode is not None:
                 candidate = _pinned(placements.get(action.mode.value), plan)
                 candidate = candidate or evaluation.candidate(action.mode)
+                main = rendering.workload_name(plan, action.mode)
                 for obj in report.manifests_for(evaluation, action.mode, candidate):
-                    writes.append(("apply", _with_replicas(obj, action.replicas)))
+                    # Only the serving workload is scaled; a P/D prefill set keeps its own count.
+                    if obj["metadata"]["name"] == main:
+                        obj = _with_replicas(obj, action.replicas)
+                    writes.append(("apply", obj))
                 if candidate is not None:
                     placements[action.mode.value] = _placement(candidate, plan)
             elif action.kind == "select":
@@ -416,6 +470,12 @@ class Runtime:
             elif action.kind == "delete" and action.mode is not None:
                 writes.append(("delete", action.mode))
                 placements.pop(action.mode.value, None)
+        existing = await self.writer.get("Service", plan.namespace, rendering.service_name(plan))
+        if existing is not None and not _owned_by(existing, plan):
+            raise report.RenderFailure(
+                f"metadata.name: Service {rendering.service_name(plan)} already exists in "
+                f"{plan.namespace} and is not owned by this plan; rename the plan or the Service"
+            )
         for verb, what in writes:
             if verb == "apply":
                 await self.writer.apply(kube.owned(what, plan))
@@ -456,12 +516,17 @@ class Runtime:
             else now,
             observed_generation=generation,
         )
+        # Everything else in status (the serving mode, placements, `since` clocks) stays: the
+        # workloads keep running untouched while the spec is invalid.
+        kept = {k: v for k, v in (body.get("status") or {}).items() if k != "breakeven.dev"}
+        others = [c for c in kept.get("conditions") or [] if c.get("type") != "Ready"]
         status = {
+            **kept,
             "observedGeneration": generation,
             "phase": api.Phase.INVALID.value,
             "reason": "InvalidSpec",
             "message": message[:1024],
-            "conditions": [condition.model_dump(by_alias=True, exclude_none=True)],
+            "conditions": [*others, condition.model_dump(by_alias=True, exclude_none=True)],
         }
         await self._write_status(body, previous, status)
         if not previous or previous.message != message[:1024]:
@@ -584,6 +649,11 @@ def merge_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[
     return patch
 
 
+def _owned_by(obj: Mapping[str, Any], plan: api.ServingPlan) -> bool:
+    owners = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(o.get("uid") == plan.metadata.uid for o in owners)
+
+
 def _placement(candidate: rubric.Candidate, plan: api.ServingPlan) -> dict[str, Any]:
     return {
         "generation": plan.metadata.generation,
@@ -669,7 +739,7 @@ def _status(
     )
     status = api.ServingPlanStatus(
         observed_generation=generation,
-        mode=None if dry else step.mode,
+        mode=(previous.mode if previous else None) if dry else step.mode,
         target_mode=step.target,
         decided_mode=evaluation.decision.rubric_mode,
         phase=api.Phase.DEGRADED if applied_error and not dry else phase,
@@ -705,6 +775,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     CONFIG.namespaces = list(args.namespace)
     CONFIG.prometheus_url = args.prometheus_url
+    CONFIG.allowed_prometheus_urls = list(args.allowed_prometheus_url)
     CONFIG.interval = args.interval
     CONFIG.mapping = mapping
     CONFIG.kubeconfig = args.kubeconfig

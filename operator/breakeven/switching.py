@@ -190,6 +190,14 @@ def hysteresis(
     if active in (None, DENSE):
         if decision.rubric_mode != MOE or not moe_possible:
             return DENSE, decision.reason, decision.message, False
+        if moe_broken:
+            return (
+                DENSE,
+                "MoEBroken",
+                f"the MoE workload is failing ({moe_broken}); staying dense "
+                "until it is fixed or deleted",
+                False,
+            )
         window = api.parse_duration(policy.promotion_window)
         waiting = [r for r in gating if held_for(r, history, now) < window]
         if waiting:
@@ -279,16 +287,18 @@ def step(
     prev = previous or api.ServingPlanStatus()
     rows = carry_since(prev.criteria, evaluation.decision.rows, now)
     active = prev.mode
+    if active is None:
+        # No mode in status (a first placement, or status lost by an invalid spec or a dry run):
+        # whatever already serves is active, so nothing ready is ever switched off blindly.
+        active = next(
+            (m for m in (MOE, DENSE) if (o := observed.get(m)) and o.exists and o.ready_replicas),
+            None,
+        )
     last_switch = parse_time(prev.last_switch_time)
     moe_obs = observed.get(MOE, Observed(mode=MOE))
     moe_broken = moe_obs.broken if moe_obs.exists else None
     target, reason, message, fallback = hysteresis(
-        evaluation,
-        rows,
-        active,
-        last_switch,
-        moe_broken if active == MOE or plan.spec.mode == api.Mode.MOE else None,
-        now,
+        evaluation, rows, active, last_switch, moe_broken, now
     )
     events: list[Event] = []
     if prev.target_mode is not None and prev.target_mode != target:
@@ -313,17 +323,25 @@ def step(
         ]
         drain_until = parse_time(str(switch.get("drainUntil", ""))) if switch else None
         old = observed.get(_other(target), Observed(mode=_other(target)))
-        if old.exists and (drain_until is None or now >= drain_until):
-            actions.append(Action(kind="delete", mode=_other(target)))
-            if switch:
-                events.append(
-                    Event(
-                        type="Normal",
-                        reason="Drained",
-                        message=f"deleted the {_other(target).value} workload "
-                        "after the drain period",
+        if old.exists and old.ready_replicas > 0 and obs_t.ready_replicas == 0:
+            # The target has nothing ready yet but the other mode does (an aborted stepwise
+            # switch, say): keep both selected and delete nothing until the target serves.
+            actions = [
+                Action(kind="apply", mode=target, replicas=n),
+                Action(kind="select", selector="both"),
+            ]
+        elif drain_until is None or now >= drain_until:
+            if old.exists:
+                actions.append(Action(kind="delete", mode=_other(target)))
+                if switch:
+                    events.append(
+                        Event(
+                            type="Normal",
+                            reason="Drained",
+                            message=f"deleted the {_other(target).value} workload "
+                            "after the drain period",
+                        )
                     )
-                )
             switch = {}
         phase = api.Phase.SERVING if ready(obs_t, n) else api.Phase.DEPLOYING
         if switch:

@@ -127,9 +127,7 @@ def plans_summary(cluster: ClusterHandle) -> str:
             f"message={st.get('message')}"
         )
     for p in pods:
-        why = " ".join(
-            c.message or "" for c in (p.status.conditions or []) if c.status != "True"
-        )
+        why = " ".join(c.message or "" for c in (p.status.conditions or []) if c.status != "True")
         lines.append(
             f"pod {p.metadata.namespace}/{p.metadata.name} {p.status.phase} "
             f"node={p.spec.node_name} {why}".rstrip()

@@ -429,3 +429,37 @@ def test_a_live_traffic_drop_sends_the_plan_back_to_dense(
         assert reason in ("TrafficBelowFloor", "SustainedLoadLapsed"), reason
     finally:
         stream.set_rate(BASE_RATE)
+
+
+def test_a_plan_never_takes_over_an_object_it_does_not_own(
+    k8s: Any, namespace: str, until: Callable[..., None]
+) -> None:
+    client.CoreV1Api(k8s).create_namespaced_service(
+        namespace,
+        {
+            "metadata": {"name": "taken"},
+            "spec": {"selector": {"app": "someone-else"}, "ports": [{"port": 80}]},
+        },
+    )
+    create(k8s, plan("taken", namespace, profile="bursty"))
+    until(
+        "the plan to report the clash",
+        lambda: status(k8s, namespace, "taken").get("phase") in ("Invalid", "Degraded"),
+    )
+    st = status(k8s, namespace, "taken")
+    assert "Service taken already exists" in st["message"], st["message"]
+    svc = client.CoreV1Api(k8s).read_namespaced_service("taken", namespace)
+    assert svc.spec.selector == {"app": "someone-else"}
+    assert not svc.metadata.owner_references
+
+
+def test_a_plan_cannot_point_the_operator_at_an_arbitrary_url(
+    k8s: Any, namespace: str, until: Callable[..., None]
+) -> None:
+    body = plan("ssrf", namespace)
+    body["spec"]["traffic"]["prometheusUrl"] = "http://127.0.0.1:1/"
+    create(k8s, body)
+    until("a decision", lambda: bool(status(k8s, namespace, "ssrf").get("criteria")))
+    rows = {r["name"]: r for r in status(k8s, namespace, "ssrf")["criteria"]}
+    assert rows["sustainedLoad"]["verdict"] == "Unknown"
+    assert "not one the operator may read" in rows["sustainedLoad"]["observed"]

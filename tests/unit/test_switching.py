@@ -258,3 +258,37 @@ def test_the_status_patch_removes_nested_keys_that_disappear() -> None:
         "reason": "B",
     }
     assert merge_patch(desired, desired) == {}
+
+
+def test_a_plan_that_lost_its_status_keeps_serving_what_is_ready() -> None:
+    # Status wiped (an invalid spec, a dry run) while MoE serves: nothing is switched off blindly.
+    ev = evaluation(traffic="bursty")  # the rubric now says Dense
+    step = switching.step(ev, None, {MOE: ready(MOE), DENSE: absent(DENSE)}, T0)
+    assert step.mode == MOE  # MoE is the active mode, judged by the usual grace
+    assert ("delete", "MoE") not in kinds(step) and ("select", "Dense") not in kinds(step)
+
+
+def test_a_drained_switch_completes_even_if_the_old_workload_is_already_gone() -> None:
+    ev = evaluation()
+    prev = serving_moe(ev, T0).model_copy(
+        update={
+            "switch": {
+                "from": "Dense",
+                "to": "MoE",
+                "step": "Draining",
+                "drainUntil": switching.rfc3339(T0 + dt.timedelta(minutes=2)),
+            }
+        }
+    )
+    step = switching.step(
+        ev, prev, {MOE: ready(MOE), DENSE: absent(DENSE)}, T0 + dt.timedelta(minutes=3)
+    )
+    assert step.switch is None and step.phase == api.Phase.SERVING
+
+
+def test_the_service_never_moves_to_a_target_with_nothing_ready_while_the_other_serves() -> None:
+    ev = evaluation(traffic="bursty")  # target Dense
+    prev = api.ServingPlanStatus(mode=DENSE, target_mode=DENSE, criteria=list(ev.decision.rows))
+    not_ready = switching.Observed(mode=DENSE, exists=True, replicas=1, ready_replicas=0)
+    step = switching.step(ev, prev, {DENSE: not_ready, MOE: ready(MOE)}, T0)
+    assert ("select", "both") in kinds(step) and ("delete", "MoE") not in kinds(step)
