@@ -418,12 +418,19 @@ def _cost(candidate: Candidate) -> float:
     return est.dollars_per_million_tokens if est.dollars_per_million_tokens else float("inf")
 
 
-def choose(candidates: Sequence[Candidate], cluster: facts.Cluster) -> Candidate | None:
-    """The MoE candidate to judge: the cheapest whose interconnect is Go, else the cheapest."""
+def choose(
+    candidates: Sequence[Candidate], cluster: facts.Cluster
+) -> tuple[Candidate | None, Candidate | None]:
+    """(deploy, floor) among the MoE candidates whose interconnect is Go, else all feasible ones:
+    the cheapest is the one to deploy; the smallest is what sustainedLoad is judged on, so more
+    RDMA (a bigger, cheaper group becoming Go) never raises that floor."""
     feasible = [c for c in candidates if c.estimate.feasible]
-    good = [c for c in feasible if interconnect(c, cluster).verdict == V.GO]
-    pick = good or feasible
-    return min(pick, key=lambda c: (_cost(c), c.estimate.gpus)) if pick else None
+    pick = [c for c in feasible if interconnect(c, cluster).verdict == V.GO] or feasible
+    if not pick:
+        return None, None
+    deploy = min(pick, key=lambda c: (_cost(c), c.estimate.gpus))
+    floor = min(pick, key=lambda c: c.estimate.total_tokens_per_second)
+    return deploy, floor
 
 
 def decide(
@@ -441,12 +448,7 @@ def decide(
     """
     spec = plan.spec
     policy = spec.policy
-    moe = choose(moe_candidates, cluster) if arch.is_moe else None
-    # sustainedLoad asks whether traffic fills the *smallest* EP deployment the cluster can run
-    # well, whichever one `choose` would deploy: more RDMA must never raise that floor.
-    feasible = [c for c in moe_candidates if c.estimate.feasible] if arch.is_moe else []
-    good = [c for c in feasible if interconnect(c, cluster).verdict == V.GO]
-    smallest = min(good or feasible, key=lambda c: c.estimate.total_tokens_per_second, default=None)
+    moe, smallest = choose(moe_candidates, cluster) if arch.is_moe else (None, None)
     feasible_dense = [c for c in dense_candidates if c.estimate.feasible]
     dense = min(feasible_dense, key=lambda c: (_cost(c), c.estimate.gpus), default=None)
     rows = {

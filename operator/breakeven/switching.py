@@ -101,7 +101,7 @@ class Step(BaseModel):
     switch: dict[str, str | int | bool] | None = None
     last_switch_time: str | None = None
     fallback: bool = False
-    switching: bool = False
+    switching: bool = False  # a switch is moving: the operator polls the plan fast
 
 
 # ------------------------------------------------------------------------------ hysteresis
@@ -444,7 +444,9 @@ def step(
             events=tuple(events),
             switch={**base, "step": "BlockedNoRoom", "stepwise": True},
             last_switch_time=prev.last_switch_time,
-            switching=True,
+            # Nothing moves until the facts change: re-evaluate on the normal interval, not the
+            # fast switch poll.
+            switching=False,
         )
 
     # Stepwise: release one unit of the old per unit of the new that is ready.
@@ -533,9 +535,9 @@ def conditions(
         ),
         (
             "Switching",
-            "True" if step_.switching else "False",
+            "True" if step_.switch else "False",
             str(step_.switch.get("step")) if step_.switch else "Idle",
-            step_.message if step_.switching else "no switch in progress",
+            step_.message if step_.switch else "no switch in progress",
         ),
         (
             "FallbackActive",
