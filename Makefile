@@ -24,7 +24,7 @@ lint: $(STAMP) ## ruff, mypy (strict on the package) and the import-linter layer
 	$(VENV)/bin/lint-imports
 
 generate: $(STAMP) ## Regenerate the CRD, chart CRDs and API docs from the pydantic models
-	$(PY) -m breakeven.schema
+	$(PY) -m breakeven.tools.schema
 
 test-unit: $(STAMP) ## Unit tests of the pure core (no cluster)
 	$(PY) -m pytest -q -m "not integration and not e2e"

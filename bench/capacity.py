@@ -11,7 +11,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from breakeven import api, capacity, catalog, hardware
+from breakeven.core import api, capacity, catalog, hardware
 
 NODES = 8  # pool size: 8 nodes of the GPU's usual node (64 GPUs; 32 GB200)
 REPEAT = 5

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from breakeven import api, catalog, facts, planning
+from breakeven.core import api, catalog, facts, planning
 
 PLANS = 1000
 REPEAT = 5

@@ -1,20 +1,18 @@
 """Breakeven: serve each model dense or as an expert-parallel MoE, whichever pays.
 
-The pure core (no I/O) and the shell (kopf, Kubernetes, Prometheus):
+The folder a module lives in decides its layer; import-linter (pyproject.toml) enforces it:
 
-    api        the ServingPlan API (pydantic; source of the CRD)      core
-    catalog    model architectures (data/models.yaml)                 core
-    hardware   GPUs and fabrics (data/hardware.yaml)                  core
-    facts      cluster facts from Nodes, traffic facts                core
-    capacity   sizing, throughput and cost of both modes              core
-    rubric     the break-even criteria and the decision               core
-    planning   facts -> sizing -> decision, in one call               core
-    rendering  the Kubernetes objects for either mode                 core
-    switching  hysteresis and make-before-break steps                 core
-    prometheus reading traffic facts (httpx)                          shell
-    kube       server-side apply and reads (kubernetes client)        shell
-    operator   kopf handlers and the reconcile loop                   shell
-    cli        the `breakeven` command                                shell
+    breakeven.cli     the `breakeven` command (plan, estimate, explain, run)
+        |
+    breakeven.shell   I/O: kopf handlers, the reconcile, Prometheus (httpx), Kubernetes, metrics,
+        |             input files
+    breakeven.core    pure: API models, catalog, hardware, facts, capacity, rubric, planning,
+                      switching, rendering, statuses, report; no I/O library, no clock
+
+    breakeven.tools   development-time generators (CRD, RBAC, manifests, calibration); they
+                      import the core only, and nothing at run time imports them
+
+docs/architecture.md draws the path of one reconcile through them.
 """
 
 __version__ = "0.1.0"

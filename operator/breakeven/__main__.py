@@ -2,6 +2,6 @@
 
 import sys
 
-from breakeven.cli import main
+from breakeven.cli.main import main
 
 sys.exit(main())

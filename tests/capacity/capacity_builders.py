@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from breakeven import capacity, catalog, facts
+from breakeven.core import capacity, catalog, facts
 
 
 def pool(gpu: str, gpus: int, fabric: str | None = None) -> facts.Pool:

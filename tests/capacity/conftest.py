@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from capacity_builders import arch
 
-from breakeven import catalog
+from breakeven.core import catalog
 
 
 @pytest.fixture

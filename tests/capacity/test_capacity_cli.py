@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from breakeven import calibration, cli_estimate
+from breakeven.cli import estimate as cli_estimate
+from breakeven.tools import calibration
 
 
 def _run(argv: list[str]) -> int:
@@ -127,7 +128,7 @@ def test_calibration_covers_every_row_and_the_doc_is_current():
     doc = Path(__file__).resolve().parents[2] / calibration.DEFAULT_DOC
     if doc.exists():  # absent only in an installed package without the docs
         assert calibration.render(doc.read_text(), body) == doc.read_text(), (
-            "docs/capacity-model.md is stale: run python -m breakeven.calibration --write"
+            "docs/capacity-model.md is stale: run python -m breakeven.tools.calibration --write"
         )
 
 

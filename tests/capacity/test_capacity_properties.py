@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from breakeven import api, capacity, catalog, hardware
+from breakeven.core import api, capacity, catalog, hardware
 
 MODELS = catalog.names()
 GPUS = list(hardware.gpus())

@@ -12,7 +12,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from breakeven import api, capacity, catalog, facts, hardware
+from breakeven.core import api, capacity, catalog, facts, hardware
 
 MOE_MODELS = [n for n in catalog.names() if (a := catalog.get(n)) is not None and a.is_moe]
 

@@ -7,7 +7,7 @@ import math
 import pytest
 from capacity_builders import arch, pool
 
-from breakeven import api, capacity, facts
+from breakeven.core import api, capacity, facts
 
 FP8, BF16 = api.Dtype.FP8, api.Dtype.BF16
 W = capacity.Workload()
@@ -252,7 +252,7 @@ def test_model_given_only_by_numbers_is_approximated():
         experts=64,
         expertsPerToken=4,
     )
-    from breakeven import catalog
+    from breakeven.core import catalog
 
     model = catalog.resolve(spec)
     est = capacity.size_moe(model, pool("H200", 16), BF16, W)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from breakeven import api
+from breakeven.core import api
 from e2e.running import E2E_BASE_RATE as BASE_RATE
 
 LIVE_SERIES = "e2e/live"  # the live stream tests/e2e/conftest.py starts with the session

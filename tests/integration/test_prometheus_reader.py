@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from breakeven import api, facts
-from breakeven import prometheus as prom
+from breakeven.core import api, facts
+from breakeven.shell import prometheus as prom
 from e2e.fixtures import HISTORY_NAMESPACE, PrometheusEnv
 from e2e.traffic import DEFAULT_BASE_RATE, PROFILES
 

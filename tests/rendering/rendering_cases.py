@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from breakeven import api, capacity, catalog, facts, rendering
+from breakeven.core import api, capacity, catalog, facts, rendering
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 SCHEMAS = Path(__file__).resolve().parent / "schemas"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import rendering_cases as cases
 
-from breakeven import api, rendering
+from breakeven.core import api, rendering
 
 MOE = api.ServingMode.MOE
 DENSE = api.ServingMode.DENSE

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import rendering_cases as cases
 
-from breakeven import api, rendering
-from breakeven.rendering import versions
+from breakeven.core import api, rendering
+from breakeven.core.rendering import versions
 
 FLAG = re.compile(r"^--[a-z0-9][a-z0-9-]*$")
 

@@ -10,8 +10,8 @@ import rendering_cases as cases
 from hypothesis import given
 from hypothesis import strategies as st
 
-from breakeven import api, rendering
-from breakeven.rendering import names
+from breakeven.core import api, rendering
+from breakeven.core.rendering import names
 
 LABEL_KEY = re.compile(
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"

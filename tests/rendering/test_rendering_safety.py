@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import rendering_cases as cases
 
-from breakeven import api, rendering
-from breakeven.rendering import workloads
+from breakeven.core import api, rendering
+from breakeven.core.rendering import workloads
 
 HOSTILE = "$(rm -rf /)'\"; `reboot` $HOME ${PATH} $$ \\"
 HOSTILE_MODEL = "evil/$(rm -rf /)"

@@ -33,7 +33,8 @@ from typing import Any
 import pytest
 import yaml
 
-from breakeven import api, capacity, catalog, facts, inputs, planning, rubric
+from breakeven.core import api, capacity, catalog, facts, planning, rubric
+from breakeven.shell import inputs
 
 HERE = Path(__file__).parent
 EXAMPLES = HERE.parents[1] / "examples"

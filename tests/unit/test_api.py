@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from unit_builders import plan
 
-from breakeven import api, inputs
+from breakeven.core import api
+from breakeven.shell import inputs
 
 
 @pytest.mark.parametrize(

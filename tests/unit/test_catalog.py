@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from breakeven import api, catalog
+from breakeven.core import api, catalog
 
 REQUIRED = [
     "deepseek-ai/DeepSeek-V3",

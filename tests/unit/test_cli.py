@@ -11,7 +11,8 @@ import pytest
 import yaml
 from unit_builders import EXAMPLES, ROOT
 
-from breakeven import cli, inputs
+from breakeven.cli import main as cli
+from breakeven.shell import inputs
 
 PLAN = str(EXAMPLES / "plans" / "deepseek-v3-sustained.yaml")
 NODES = str(EXAMPLES / "nodes" / "h200-infiniband.yaml")

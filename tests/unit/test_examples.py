@@ -10,7 +10,8 @@ import shlex
 import pytest
 from unit_builders import EXAMPLES, ROOT
 
-from breakeven import cli, inputs
+from breakeven.cli import main as cli
+from breakeven.shell import inputs
 
 ROW = re.compile(r"^\| `(breakeven plan [^`]+)` \| (MoE|Dense) \| (\w+) \|$")
 README = (EXAMPLES / "README.md").read_text()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from unit_builders import example_nodes, node, nodes
 
-from breakeven import facts, hardware
+from breakeven.core import facts, hardware
 
 
 def one_pool(items: list[dict[str, object]], **kwargs: object) -> facts.Pool:

@@ -1,5 +1,5 @@
 """Every generated file (CRD, chart CRD, API docs, RBAC, operator Deployment, chart rules) is what
-`python -m breakeven.schema` makes from the code today."""
+`python -m breakeven.tools.schema` makes from the code today."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from breakeven import deploy, schema
+from breakeven.tools import deploy, schema
 
 
 @pytest.mark.parametrize("path", sorted(schema.outputs()), ids=lambda p: str(p.name))

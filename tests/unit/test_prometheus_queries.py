@@ -18,8 +18,8 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from breakeven import api, facts
-from breakeven import prometheus as prom
+from breakeven.core import api, facts
+from breakeven.shell import prometheus as prom
 
 URL = "http://prometheus.monitoring:9090"
 NOW = 1_700_000_000.0

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from unit_builders import node, plan
 
-from breakeven import api, facts, planning
+from breakeven.core import api, facts, planning
 
 MODELS = [
     "deepseek-ai/DeepSeek-V3",

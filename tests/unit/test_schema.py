@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from breakeven import api, schema
+from breakeven.core import api
+from breakeven.tools import schema
 
 GENERATED = [schema.CRD_PATH, schema.CHART_CRD_PATH, schema.API_DOC_PATH]
 
@@ -17,7 +18,7 @@ GENERATED = [schema.CRD_PATH, schema.CHART_CRD_PATH, schema.API_DOC_PATH]
 @pytest.mark.parametrize("path", GENERATED, ids=lambda p: str(p.relative_to(schema.ROOT)))
 def test_generated_file_matches_the_models(path: Path) -> None:
     assert path.read_text() == schema.outputs()[path], (
-        f"{path.relative_to(schema.ROOT)} is stale: run `python -m breakeven.schema`"
+        f"{path.relative_to(schema.ROOT)} is stale: run `python -m breakeven.tools.schema`"
     )
 
 

@@ -10,7 +10,8 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from breakeven import api, facts, inputs, planning, switching
+from breakeven.core import api, facts, planning, switching
+from breakeven.shell import inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
@@ -243,7 +244,7 @@ def test_conditions_move_their_transition_time_only_on_change() -> None:
 
 
 def test_the_status_patch_removes_nested_keys_that_disappear() -> None:
-    from breakeven.operator import merge_patch
+    from breakeven.shell.operator import merge_patch
 
     current = {
         "mode": "MoE",

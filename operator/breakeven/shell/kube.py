@@ -27,7 +27,7 @@ from typing import Any
 from kubernetes.aio import client as k8s
 from kubernetes.aio.client.exceptions import ApiException
 
-from breakeven import api
+from breakeven.core import api
 
 FIELD_MANAGER = "breakeven"
 APPLY = "application/apply-patch+yaml"

@@ -29,7 +29,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from breakeven import api, catalog, facts, hardware
+from breakeven.core import api, catalog, facts, hardware
 
 Bound = Literal["memory", "compute", "communication"]
 

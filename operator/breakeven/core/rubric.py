@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from breakeven import api, capacity, catalog, facts
+from breakeven.core import api, capacity, catalog, facts
 
 Row = api.CriterionRow
 C = api.Criterion

@@ -17,8 +17,8 @@ from importlib import resources
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from breakeven import api
-from breakeven.rendering import errors
+from breakeven.core import api
+from breakeven.core.rendering import errors
 
 Version = tuple[int, ...]
 
@@ -90,7 +90,7 @@ def format_version(version: Version) -> str:
 
 @functools.cache
 def table() -> FlagTable:
-    text = resources.files("breakeven").joinpath("data/vllm_flags.yaml").read_text()
+    text = resources.files("breakeven.core").joinpath("data/vllm_flags.yaml").read_text()
     return FlagTable.model_validate(yaml.safe_load(text))
 
 

@@ -17,7 +17,8 @@ from kubernetes import config as sync_config
 from kubernetes.aio import client as k8s
 from kubernetes.aio import config as k8s_config
 
-from breakeven import api, kube, report
+from breakeven.core import api, report
+from breakeven.shell import kube
 
 
 def _namespace(args: argparse.Namespace) -> str:

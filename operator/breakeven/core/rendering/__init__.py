@@ -17,8 +17,8 @@ Pure: imports neither kopf, nor the Kubernetes client, nor httpx; no clock, no r
 
 from __future__ import annotations
 
-from breakeven.rendering.errors import RenderError
-from breakeven.rendering.workloads import (
+from breakeven.core.rendering.errors import RenderError
+from breakeven.core.rendering.workloads import (
     prefill_workload_name,
     render,
     resolve_vllm_version,

@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from breakeven import api
+from breakeven.core import api
 
 
 class CatalogError(ValueError):
@@ -86,7 +86,7 @@ class _CatalogFile(BaseModel):
 
 @functools.cache
 def _entries() -> dict[str, Architecture]:
-    text = resources.files("breakeven").joinpath("data/models.yaml").read_text()
+    text = resources.files("breakeven.core").joinpath("data/models.yaml").read_text()
     raw = _CatalogFile.model_validate(yaml.safe_load(text))
     out: dict[str, Architecture] = {}
     for name, fields in raw.models.items():

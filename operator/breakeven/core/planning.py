@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from breakeven import api, capacity, catalog, facts, rubric
+from breakeven.core import api, capacity, catalog, facts, rubric
 
 
 class Evaluation(BaseModel):

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 
 import prometheus_client as prom
 
-from breakeven import api
+from breakeven.core import api
 
 if TYPE_CHECKING:
-    from breakeven import planning, switching
+    from breakeven.core import planning, switching
 
 REGISTRY = prom.CollectorRegistry()
 

@@ -16,7 +16,7 @@ from typing import Any
 import pydantic
 import yaml
 
-from breakeven import api, facts
+from breakeven.core import api, facts
 
 REFERENCE_CLUSTER = "built-in reference cluster (4x8 H200 InfiniBand, 2x8 L40S PCIe Ethernet)"
 
@@ -108,7 +108,7 @@ def load_nodes(path: Path | None) -> tuple[list[dict[str, Any]], str]:
     Without a path, the built-in reference cluster, and a source string that says so.
     """
     if path is None:
-        text = resources.files("breakeven").joinpath("data/reference-cluster.yaml").read_text()
+        text = resources.files("breakeven.core").joinpath("data/reference-cluster.yaml").read_text()
         return _node_dicts(list(yaml.safe_load_all(text)), "reference cluster"), REFERENCE_CLUSTER
     return _node_dicts(_documents(path), str(path)), str(path)
 

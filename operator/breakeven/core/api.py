@@ -1,8 +1,9 @@
 """The ServingPlan API (`breakeven.dev/v1alpha1`), as pydantic models.
 
-These models are the single source of truth: `breakeven.schema` turns them into the CRD's structural
-OpenAPI schema (manifests/crd.yaml, the chart's crds/) and docs/api.md, and the CLI and the operator
-parse user input with them, so the API server and `breakeven plan` reject the same mistakes.
+These models are the single source of truth: `breakeven.tools.schema` turns them into the CRD's
+structural OpenAPI schema (manifests/crd.yaml, the chart's crds/) and docs/api.md, and the CLI and
+the operator parse user input with them, so the API server and `breakeven plan` reject the same
+mistakes.
 
 Field descriptions are user documentation: they end up in `kubectl explain` and docs/api.md.
 Rules that span fields are declared with `cel(...)` and land in `x-kubernetes-validations`; each

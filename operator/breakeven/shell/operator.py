@@ -37,21 +37,18 @@ from kubernetes.aio import client as k8s
 from kubernetes.aio import config as k8s_config
 from kubernetes.aio.client.exceptions import ApiException
 
-from breakeven import (
+from breakeven.core import (
     api,
     capacity,
     catalog,
     facts,
-    inputs,
-    kube,
-    metrics,
     planning,
-    prometheus,
     rendering,
     report,
     rubric,
     switching,
 )
+from breakeven.shell import inputs, kube, metrics, prometheus
 
 logger = logging.getLogger("breakeven")
 

@@ -1,6 +1,6 @@
 """How the operator itself is deployed: its RBAC and its Deployment, as data.
 
-`python -m breakeven.schema` writes these to manifests/ (and the chart's templates are checked
+`python -m breakeven.tools.schema` writes these to manifests/ (and the chart's templates are checked
 against the same rules by tests). The rules hold only the verbs the operator uses:
 
     servingplans          get list watch    kopf's watch; `breakeven explain` reads one
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from breakeven import api
+from breakeven.core import api
 
 NAME = "breakeven"
 IMAGE = "ghcr.io/breakeven/breakeven:0.1.0"

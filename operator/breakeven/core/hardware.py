@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from breakeven import api
+from breakeven.core import api
 
 
 class _Fact(BaseModel):
@@ -67,7 +67,7 @@ class _HardwareFile(BaseModel):
 
 @functools.cache
 def _load() -> tuple[dict[str, GPU], dict[str, Fabric]]:
-    text = resources.files("breakeven").joinpath("data/hardware.yaml").read_text()
+    text = resources.files("breakeven.core").joinpath("data/hardware.yaml").read_text()
     raw = _HardwareFile.model_validate(yaml.safe_load(text))
     gpus = {k: GPU.model_validate({"key": k, **v}) for k, v in raw.gpus.items()}
     fabrics = {k: Fabric.model_validate({"key": k, **v}) for k, v in raw.fabrics.items()}

@@ -26,8 +26,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from breakeven import api, capacity, catalog, facts
-from breakeven.rendering import errors, names, versions
+from breakeven.core import api, capacity, catalog, facts
+from breakeven.core.rendering import errors, names, versions
 
 Role = Literal["both", "prefill", "decode"]
 

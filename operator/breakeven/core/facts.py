@@ -24,7 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from breakeven import api, hardware
+from breakeven.core import api, hardware
 
 FabricKind = Literal["infiniband", "roce", "efa", "rdma", "ethernet"]
 RDMA_FABRICS: frozenset[str] = frozenset({"infiniband", "roce", "efa", "rdma"})

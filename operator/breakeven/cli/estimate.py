@@ -15,7 +15,7 @@ import json
 import sys
 from typing import Any
 
-from breakeven import api, capacity, catalog
+from breakeven.core import api, capacity, catalog
 
 _DTYPES = [d.value for d in api.Dtype]
 

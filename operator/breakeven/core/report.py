@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from breakeven import api, planning, rendering, rubric
+from breakeven.core import api, planning, rendering, rubric
 
 
 class RenderFailure(ValueError):

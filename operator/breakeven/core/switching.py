@@ -32,7 +32,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from breakeven import api, planning
+from breakeven.core import api, planning
 
 V = api.Verdict
 C = api.Criterion

@@ -21,7 +21,9 @@ from typing import Any
 
 import yaml
 
-from breakeven import catalog, cli_estimate, inputs, planning, report
+from breakeven.cli import estimate as cli_estimate
+from breakeven.core import catalog, planning, report
+from breakeven.shell import inputs
 
 
 class _Parser(argparse.ArgumentParser):
@@ -90,13 +92,13 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from breakeven import explaining  # the Kubernetes client is loaded only when needed
+    from breakeven.cli import explaining  # the Kubernetes client is loaded only when needed
 
     return explaining.main(args)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from breakeven import operator  # kopf is loaded only when needed
+    from breakeven.shell import operator  # kopf is loaded only when needed
 
     return operator.main(args)
 

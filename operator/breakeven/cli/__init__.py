@@ -1,0 +1,1 @@
+"""The `breakeven` command: a shell over the same core the operator runs."""
