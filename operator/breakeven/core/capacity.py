@@ -25,7 +25,7 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -94,6 +94,23 @@ NODE_GPUS = {"GB200": 4}
 """GPUs per node for synthetic pools (`breakeven estimate`); 8 otherwise."""
 
 FABRICS = ("nvlink", "infiniband", "roce", "efa", "ethernet", "pcie")
+
+ESTIMATE_CACHE_SIZE = 4096
+"""Estimates kept by `size_dense` and by `size_moe` (each): least recently used go first."""
+
+
+class CacheInfo(NamedTuple):
+    """One cache's figures, as functools gives them."""
+
+    hits: int
+    misses: int
+    maxsize: int | None
+    currsize: int
+
+
+class _Cached(Protocol):
+    def cache_info(self) -> tuple[int, int, int | None, int]: ...
+    def cache_clear(self) -> None: ...
 
 
 class EstimateError(ValueError):
@@ -385,6 +402,10 @@ class PoolShape(NamedTuple):
         return self.node_count * self.gpus_per_node
 
 
+def _shape(pool: facts.Pool | PoolShape) -> PoolShape:
+    return pool if isinstance(pool, PoolShape) else PoolShape.of(pool)
+
+
 # ------------------------------------------------------------------------------- roofline
 
 
@@ -644,7 +665,7 @@ def _dense_free_gb(m: _Sizing, usable_gb: float, tp: int, pp: int) -> float:
 
 def size_dense(
     arch: catalog.Architecture,
-    pool: facts.Pool,
+    pool: facts.Pool | PoolShape,
     dtype: api.Dtype,
     workload: Workload,
     hourly_cost: float | None = None,
@@ -653,11 +674,13 @@ def size_dense(
     enough) that holds the weights with room for a useful KV cache, and what it does.
 
     TP is a power of two up to the node's GPUs that divides the attention heads; PP stages are
-    whole nodes. Purely computational.
+    whole nodes. Purely computational; cached (`cache_info`), since the answer depends only on
+    the arguments, with the pool as its PoolShape.
     """
-    return _size_dense(arch, PoolShape.of(pool), dtype, workload, hourly_cost)
+    return _size_dense(arch, _shape(pool), dtype, workload, hourly_cost)
 
 
+@functools.lru_cache(maxsize=ESTIMATE_CACHE_SIZE, typed=True)
 def _size_dense(
     arch: catalog.Architecture,
     pool: PoolShape,
@@ -887,6 +910,7 @@ def moe_group_sizes(pool: facts.Pool) -> list[int]:
     return list(_moe_group_sizes(PoolShape.of(pool)))
 
 
+@functools.lru_cache(maxsize=256)
 def _moe_group_sizes(pool: PoolShape) -> tuple[int, ...]:
     total = pool.total_gpus
     per_node = pool.gpus_per_node
@@ -897,7 +921,7 @@ def _moe_group_sizes(pool: PoolShape) -> tuple[int, ...]:
 
 def size_moe(
     arch: catalog.Architecture,
-    pool: facts.Pool,
+    pool: facts.Pool | PoolShape,
     dtype: api.Dtype,
     workload: Workload,
     imbalance: float | None = None,
@@ -905,11 +929,12 @@ def size_moe(
 ) -> Estimate:
     """The smallest EP/DP group (TP1 x DP N attention, EP N experts, EPLB redundant experts
     so every rank hosts as many) that holds the model with room for a useful KV cache on every
-    rank, and what it does. Purely computational.
+    rank, and what it does. Purely computational; cached like `size_dense`.
     """
-    return _size_moe(arch, PoolShape.of(pool), dtype, workload, imbalance, hourly_cost)
+    return _size_moe(arch, _shape(pool), dtype, workload, imbalance, hourly_cost)
 
 
+@functools.lru_cache(maxsize=ESTIMATE_CACHE_SIZE, typed=True)
 def _size_moe(
     arch: catalog.Architecture,
     pool: PoolShape,
@@ -1248,6 +1273,32 @@ def _timing_inputs(t: _Target, timing: _Timing, decode_s: float) -> dict[str, fl
         "prefill_comm_ms": _r(prefill.comm_s * 1000, 3),
         "decode_ms_per_request": _r(decode_s * 1000, 3),
     }
+
+
+# ---------------------------------------------------------------------------------- caches
+
+
+def _caches() -> dict[str, _Cached]:
+    return {
+        "shape": shape,
+        "sizing": _sizing,
+        "prefill_attention_flops": _prefill_attention_flops,
+        "moe_group_sizes": _moe_group_sizes,
+        "size_dense": _size_dense,
+        "size_moe": _size_moe,
+    }
+
+
+def cache_info() -> dict[str, CacheInfo]:
+    """Hits, misses, bound and entries of each cache the capacity model keeps (all bounded
+    LRUs over pure functions of frozen inputs; none holds a clock or expires on its own)."""
+    return {name: CacheInfo(*f.cache_info()) for name, f in _caches().items()}
+
+
+def clear_caches() -> None:
+    """Empty every cache (benchmarks use it to time the work itself); results do not change."""
+    for f in _caches().values():
+        f.cache_clear()
 
 
 # ------------------------------------------------------------------------- from plain names
