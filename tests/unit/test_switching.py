@@ -10,7 +10,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from breakeven.core import api, facts, planning, switching
+from breakeven.core import api, facts, planning, statuses, switching
 from breakeven.shell import inputs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,16 +31,15 @@ def evaluation(
     )
 
 
-def status_of(step: switching.Step, ev: planning.Evaluation) -> api.ServingPlanStatus:
-    """The status the operator would write for this step (the parts step() reads back)."""
-    return api.ServingPlanStatus(
-        mode=step.mode,
-        target_mode=step.target,
-        criteria=list(step.rows),
-        switch=step.switch,
-        last_switch_time=step.last_switch_time,
-        decided_mode=ev.decision.rubric_mode,
-    )
+def status_of(
+    step: switching.Step,
+    ev: planning.Evaluation,
+    observed: dict[api.ServingMode, switching.Observed] | None = None,
+    previous: api.ServingPlanStatus | None = None,
+) -> api.ServingPlanStatus:
+    """The status the operator writes for this step, as it reads it back next time."""
+    outcome = statuses.build(ev, step, observed or {}, previous, T0)
+    return api.ServingPlanStatus.model_validate(outcome.status)
 
 
 def ready(mode: api.ServingMode, n: int = 1) -> switching.Observed:
@@ -199,7 +198,7 @@ def test_without_room_for_both_the_switch_goes_in_steps_and_keeps_endpoints() ->
     t = T0 + dt.timedelta(minutes=5)
     observed = {DENSE: ready(DENSE, 2), MOE: absent(MOE)}
     first = switching.step(ev, prev, observed, t)
-    assert first.switch and first.switch["stepwise"] is True
+    assert first.switch and first.switch.stepwise is True
     assert ("select", "both") in kinds(first)
     replicas = {a.mode: a.replicas for a in first.actions if a.kind == "apply"}
     assert replicas == {DENSE: 1, MOE: 1}  # one dense replica keeps serving
@@ -230,8 +229,8 @@ def test_one_replica_and_no_room_waits_instead_of_dropping_traffic() -> None:
 def test_conditions_move_their_transition_time_only_on_change() -> None:
     ev = evaluation()
     step = switching.step(ev, None, {}, T0)
-    first = switching.conditions(step, ev, [], 1, T0)
-    again = switching.conditions(step, ev, first, 1, T0 + dt.timedelta(hours=1))
+    first = statuses.conditions(step, ev, [], 1, T0)
+    again = statuses.conditions(step, ev, first, 1, T0 + dt.timedelta(hours=1))
     assert [c.last_transition_time for c in again] == [c.last_transition_time for c in first]
     types = [c.type for c in first]
     assert types == [
@@ -244,8 +243,6 @@ def test_conditions_move_their_transition_time_only_on_change() -> None:
 
 
 def test_the_status_patch_removes_nested_keys_that_disappear() -> None:
-    from breakeven.shell.operator import merge_patch
-
     current = {
         "mode": "MoE",
         "placements": {"Dense": {"generation": 1}, "MoE": {"g": 1}},
@@ -253,12 +250,12 @@ def test_the_status_patch_removes_nested_keys_that_disappear() -> None:
         "reason": "A",
     }
     desired = {"mode": "MoE", "placements": {"MoE": {"g": 1}}, "reason": "B"}
-    assert merge_patch(current, desired) == {
+    assert statuses.merge_patch(current, desired) == {
         "switch": None,
         "placements": {"Dense": None},
         "reason": "B",
     }
-    assert merge_patch(desired, desired) == {}
+    assert statuses.merge_patch(desired, desired) == {}
 
 
 def test_a_plan_that_lost_its_status_keeps_serving_what_is_ready() -> None:
@@ -273,12 +270,15 @@ def test_a_drained_switch_completes_even_if_the_old_workload_is_already_gone() -
     ev = evaluation()
     prev = serving_moe(ev, T0).model_copy(
         update={
-            "switch": {
-                "from": "Dense",
-                "to": "MoE",
-                "step": "Draining",
-                "drainUntil": switching.rfc3339(T0 + dt.timedelta(minutes=2)),
-            }
+            "switch": api.SwitchStatus.model_validate(
+                {
+                    "from": "Dense",
+                    "to": "MoE",
+                    "startedAt": switching.rfc3339(T0),
+                    "step": "Draining",
+                    "drainUntil": switching.rfc3339(T0 + dt.timedelta(minutes=2)),
+                }
+            )
         }
     )
     step = switching.step(
