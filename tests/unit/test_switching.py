@@ -293,3 +293,75 @@ def test_the_service_never_moves_to_a_target_with_nothing_ready_while_the_other_
     not_ready = switching.Observed(mode=DENSE, exists=True, replicas=1, ready_replicas=0)
     step = switching.step(ev, prev, {DENSE: not_ready, MOE: ready(MOE)}, T0)
     assert ("select", "both") in kinds(step) and ("delete", "MoE") not in kinds(step)
+
+
+# ------------------------------------------------------------------ clocks and Unknown (issue 10)
+
+
+def unreadable(ev: planning.Evaluation) -> planning.Evaluation:
+    """The same plan and cluster while Prometheus cannot be read."""
+    down = facts.Traffic(errors=("prometheus http://p:9090: timed out after 5s",))
+    cluster = inputs.load_cluster(ROOT / "examples/nodes/h200-infiniband.yaml", ev.plan)
+    return planning.evaluate(ev.plan, cluster, down)
+
+
+def row(step: switching.Step, name: str) -> api.CriterionRow:
+    return next(r for r in step.rows if r.name.value == name)
+
+
+def test_a_prometheus_outage_longer_than_the_grace_neither_demotes_nor_restarts_clocks() -> None:
+    good = evaluation()
+    down = unreadable(good)
+    assert row(switching.step(down, None, {}, T0), "sustainedLoad").verdict == api.Verdict.UNKNOWN
+    prev = serving_moe(good, T0)
+    now = T0 + dt.timedelta(hours=1)
+    for _ in range(6):  # an hour of outage, far past the 5m grace
+        step = switching.step(down, prev, {MOE: ready(MOE)}, now)
+        assert step.target == MOE and step.reason == "FactsUnknown", step.message
+        prev = status_of(step, down)
+        now += dt.timedelta(minutes=10)
+    back = switching.step(good, prev, {MOE: ready(MOE)}, now)
+    assert back.target == MOE
+    # Every clock still runs from T0: the outage was no news.
+    assert {r.since for r in back.rows} == {switching.rfc3339(T0)}
+
+
+def test_one_failed_read_does_not_restart_the_promotion_clock() -> None:
+    ev = evaluation(promotion_window="1h")
+    prev = status_of(switching.step(ev, None, {}, T0), ev)
+    blip = switching.step(
+        unreadable(ev), prev, {DENSE: ready(DENSE)}, T0 + dt.timedelta(minutes=30)
+    )
+    assert blip.target == DENSE
+    prev = status_of(blip, unreadable(ev))
+    later = switching.step(ev, prev, {DENSE: ready(DENSE)}, T0 + dt.timedelta(minutes=61))
+    assert later.target == MOE, later.message  # an hour of Go, the blip included
+
+
+def test_a_hot_expert_seen_through_a_flaky_prometheus_still_demotes() -> None:
+    good, hot = evaluation(), evaluation(traffic="hot-expert")
+    assert row(switching.step(hot, None, {}, T0), "expertBalance").verdict == api.Verdict.STAY_DENSE
+    down = unreadable(good)
+    prev = serving_moe(good, T0)
+    now = T0 + dt.timedelta(hours=1)
+    reasons = []
+    for i in range(10):  # hot, unreadable, hot, ... one minute each
+        ev = hot if i % 2 == 0 else down
+        step = switching.step(ev, prev, {MOE: ready(MOE)}, now)
+        reasons.append(step.reason)
+        prev = status_of(step, ev)
+        now += dt.timedelta(minutes=1)
+    assert reasons[-1] == "ExpertBalanceLapsed", reasons  # the 5m grace ran through the flips
+    assert "ExpertBalanceLapsed" not in reasons[:5]
+
+
+def test_a_row_flipping_between_stay_dense_and_unknown_keeps_its_since() -> None:
+    hot = evaluation(traffic="hot-expert")
+    down = unreadable(hot)
+    first = switching.step(hot, None, {}, T0)
+    prev = status_of(first, hot)
+    flip = switching.step(down, prev, {}, T0 + dt.timedelta(minutes=1))
+    assert row(flip, "expertBalance").verdict == api.Verdict.UNKNOWN
+    assert row(flip, "expertBalance").last_known == api.Verdict.STAY_DENSE
+    back = switching.step(hot, status_of(flip, down), {}, T0 + dt.timedelta(minutes=2))
+    assert row(back, "expertBalance").since == switching.rfc3339(T0)

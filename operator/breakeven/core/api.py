@@ -552,7 +552,18 @@ class CriterionRow(Model):
     threshold: str = Field(default="", description="What Go needs.")
     reason: str = Field(default="", description="Why this verdict, for a person.")
     since: str | None = Field(
-        default=None, description="When this row last changed verdict (RFC 3339)."
+        default=None,
+        description="When this row's known verdict last changed (RFC 3339). `Unknown` is no "
+        "verdict: a row turning Unknown keeps the clock of its last known verdict.",
+    )
+    last_known: Verdict | None = Field(
+        default=None,
+        description="While the verdict is Unknown: the last known verdict, the one `since` dates.",
+    )
+    not_go_since: str | None = Field(
+        default=None,
+        description="Since when this row has not been Go, whatever mix of non-Go verdicts it "
+        "showed (RFC 3339); the demotion clock.",
     )
 
 

@@ -112,16 +112,44 @@ class Step(BaseModel):
 # ------------------------------------------------------------------------------ hysteresis
 
 
+def known(row: api.CriterionRow) -> api.Verdict | None:
+    """The row's verdict, or for an Unknown row the last verdict it had from real facts."""
+    return row.verdict if row.verdict != V.UNKNOWN else row.last_known
+
+
 def carry_since(
     previous: Sequence[api.CriterionRow], rows: Sequence[api.CriterionRow], now: dt.datetime
 ) -> tuple[api.CriterionRow, ...]:
-    """Each row keeps its `since` while its verdict holds; a changed verdict starts now."""
+    """Carry each row's two clocks from the previous status (docs/reliability.md).
+
+    `since` dates the row's known verdict: it holds while the verdict holds, and an Unknown (a
+    failed read, facts missing) neither ends nor starts a run, so one failed Prometheus read does
+    not restart a 14-day promotion clock. `not_go_since` dates the current run of non-Go verdicts
+    of any kind, so a row flipping StayDense <-> Unknown keeps its demotion clock running.
+    """
     before = {r.name: r for r in previous}
     out = []
     for row in rows:
         old = before.get(row.name)
-        since = old.since if old is not None and old.verdict == row.verdict and old.since else None
-        out.append(row.model_copy(update={"since": since or rfc3339(now)}))
+        last = known(old) if old is not None else None
+        last_known = last if row.verdict == V.UNKNOWN else None
+        now_known = row.verdict if row.verdict != V.UNKNOWN else last
+        same_run = old is not None and old.since and (last == now_known)
+        since = old.since if same_run and old is not None else None
+        not_go = None
+        if row.verdict != V.GO:
+            if old is not None and old.verdict != V.GO:
+                not_go = old.not_go_since or old.since
+            not_go = not_go or rfc3339(now)
+        out.append(
+            row.model_copy(
+                update={
+                    "since": since or rfc3339(now),
+                    "last_known": last_known,
+                    "not_go_since": not_go,
+                }
+            )
+        )
     return tuple(out)
 
 
@@ -132,6 +160,21 @@ def held_for(row: api.CriterionRow, observed_history: float, now: dt.datetime) -
     if row.name in HISTORY_ROWS and row.verdict == V.GO:
         held = max(held, observed_history)
     return held
+
+
+def not_go_for(row: api.CriterionRow, now: dt.datetime) -> float:
+    """Seconds the row has not been Go (0 for a Go row)."""
+    if row.verdict == V.GO:
+        return 0.0
+    since = parse_time(row.not_go_since or row.since) or now
+    return (now - since).total_seconds()
+
+
+def counts_toward_demotion(row: api.CriterionRow) -> bool:
+    """A gating row that is not Go, and whose last real facts were not Go either: an Unknown
+    after Go (Prometheus down, facts missing) is no news and never demotes by itself."""
+    verdict = known(row)
+    return row.gating and row.verdict != V.GO and verdict is not None and verdict != V.GO
 
 
 def _recent_below_floor(evaluation: planning.Evaluation) -> bool:
@@ -238,16 +281,20 @@ def _demotion_cause(
     """Why MoE should end, if it should: a gating row non-Go past the grace, or quiet traffic."""
     policy = evaluation.plan.spec.policy
     grace = api.parse_duration(policy.demotion_grace)
-    lapsed = [r for r in rows if r.gating and r.verdict != V.GO and held_for(r, 0.0, now) > grace]
-    if lapsed and not _moe_possible(evaluation):
+    past_grace = [r for r in rows if r.gating and not_go_for(r, now) > grace]
+    if past_grace and not _moe_possible(evaluation):
         return Target(DENSE, "MoEInfeasible", "no GPU pool can host the EP group any more", True)
+    lapsed = [r for r in past_grace if counts_toward_demotion(r)]
     if lapsed:
         first = lapsed[0]
+        shown = first.verdict.value
+        if first.verdict == V.UNKNOWN and first.last_known is not None:
+            shown = f"{first.last_known.value} (Unknown now)"
         return Target(
             DENSE,
             first.name[0].upper() + first.name[1:] + "Lapsed",
-            f"{first.name} has been {first.verdict.value} for over {policy.demotion_grace}: "
-            f"{first.reason}",
+            f"{first.name} has not been Go for over {policy.demotion_grace}, last seen "
+            f"{shown}: {first.reason}",
         )
     if _recent_below_floor(evaluation):
         return Target(
@@ -268,7 +315,16 @@ def _demotion(
     policy = evaluation.plan.spec.policy
     cause = _demotion_cause(evaluation, rows, now)
     if cause is None:
-        pending = [r for r in rows if r.gating and r.verdict != V.GO]
+        pending = [r for r in rows if counts_toward_demotion(r)]
+        unknown = [r for r in rows if r.gating and r.verdict != V.GO and r not in pending]
+        if not pending and unknown:
+            names = ", ".join(r.name.value for r in unknown)
+            return Target(
+                MOE,
+                "FactsUnknown",
+                f"{names} Unknown ({unknown[0].reason}); missing facts never demote, MoE holds "
+                "until they return",
+            )
         if pending:
             return Target(
                 MOE,
