@@ -202,6 +202,9 @@ def test_without_room_for_both_the_switch_goes_in_steps_and_keeps_endpoints() ->
     assert ("select", "both") in kinds(first)
     replicas = {a.mode: a.replicas for a in first.actions if a.kind == "apply"}
     assert replicas == {DENSE: 1, MOE: 1}  # one dense replica keeps serving
+    # The target is applied before the active mode is scaled down: actions run in order and
+    # stop at the first failure, so a refused apply never leaves dense a replica short.
+    assert [a.mode for a in first.actions if a.kind == "apply"] == [MOE, DENSE]
     half = {
         DENSE: ready(DENSE, 1),
         MOE: switching.Observed(mode=MOE, exists=True, replicas=1, ready_replicas=1),

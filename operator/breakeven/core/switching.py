@@ -637,10 +637,12 @@ def _stepwise(s: Situation) -> Step:
         api.Phase.SWITCHING,
         message=f"{s.target.message} (stepwise, no room for both: {target.value} {t_ready}/{n} "
         f"ready, {s.active.value} kept at {want_a})",
+        # The target first: the actions are carried out in order and stop at the first that
+        # fails, so a refused apply of the target never leaves the active mode scaled down.
         actions=(
             Action(kind="select", selector="both"),
-            Action(kind="apply", mode=s.active, replicas=want_a),
             Action(kind="apply", mode=target, replicas=want_t),
+            Action(kind="apply", mode=s.active, replicas=want_a),
         ),
         switch=_progress(s, api.SwitchStep.STEPWISE, stepwise=True, targetReady=t_ready),
         fallback=False,
