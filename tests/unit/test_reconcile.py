@@ -126,3 +126,40 @@ def test_a_stepwise_switch_whose_target_is_refused_keeps_the_active_mode_whole()
     carried = run(reconciler(fake).carry_out(plan, ev, step, prev))
     assert carried.error is not None and "403" in carried.error
     assert fake.replicas("Deployment", dense) == 2, fake.log  # dense still has both replicas
+
+
+def test_a_single_group_lws_restarting_a_pod_is_not_broken_until_the_grace_passes() -> None:
+    plan, ev = plan_and_evaluation(replicas=1, nodes=4)
+    fake = FakeApi()
+    moe = f"{plan.name}-moe"
+    fake.workload("LeaderWorkerSet", moe, 1, 0)  # its one group lost its ready pods
+    served = api.ServingPlanStatus(
+        mode=MOE,
+        workloads=[
+            api.WorkloadStatus(
+                kind="LeaderWorkerSet",
+                name=moe,
+                mode=MOE,
+                replicas=1,
+                ready_replicas=1,
+                serving=True,
+            )
+        ],
+    )
+    r = reconciler(fake)
+    seen = run(r.observe(plan, served, T0))
+    assert seen[MOE].broken is None and seen[MOE].down_since == switching.rfc3339(T0)
+    step = switching.step(ev, served, seen, T0)
+    assert step.target == MOE and not step.fallback  # no move to a cold dense workload
+    grace = api.parse_duration(plan.spec.policy.demotion_grace)
+    down = served.model_copy(
+        update={
+            "workloads": [
+                served.workloads[0].model_copy(
+                    update={"ready_replicas": 0, "down_since": seen[MOE].down_since}
+                )
+            ]
+        }
+    )
+    past = run(r.observe(plan, down, T0 + dt.timedelta(seconds=grace + 1)))
+    assert past[MOE].broken is not None and "no ready pods" in past[MOE].broken

@@ -293,18 +293,24 @@ def test_an_unreadable_status_reads_as_none() -> None:
     assert statuses.previous({"metadata": {"name": "p"}, "status": {"breakeven.dev": {}}}) is None
 
 
-def test_a_workload_is_broken_by_crashing_pods_or_by_losing_every_ready_pod() -> None:
+def test_a_workload_is_broken_by_crashing_pods_or_by_no_ready_pods_past_the_grace() -> None:
     crash = {
         "metadata": {"name": "x"},
         "status": {"containerStatuses": [{"state": {"waiting": {"reason": "CrashLoopBackOff"}}}]},
     }
-    assert statuses.broken([crash], 1, MOE, None) == "pod x: CrashLoopBackOff"
-    served = api.ServingPlanStatus(
-        workloads=[
-            api.WorkloadStatus(
-                kind="Deployment", name="d", mode=DENSE, ready_replicas=1, serving=True
-            )
-        ]
+    assert statuses.broken([crash], None, 300, T0) == "pod x: CrashLoopBackOff"
+    lws = api.WorkloadStatus(
+        kind="LeaderWorkerSet", name="m", mode=MOE, ready_replicas=1, serving=True
     )
-    assert statuses.broken([], 0, DENSE, served) is not None
-    assert statuses.broken([], 0, DENSE, None) is None  # never served: still coming up
+    served = api.ServingPlanStatus(workloads=[lws])
+    # Every ready pod gone (a single-group LWS restarting a pod): the clock starts, no failure.
+    down = statuses.down_since(0, MOE, served, T0)
+    assert down == statuses.rfc3339(T0)
+    assert statuses.broken([], down, 300, T0 + dt.timedelta(minutes=4)) is None
+    assert statuses.broken([], down, 300, T0 + dt.timedelta(minutes=6)) is not None
+    # The clock is carried in status while the workload stays down, and ends when it is back.
+    still = lws.model_copy(update={"ready_replicas": 0, "down_since": down})
+    later = served.model_copy(update={"workloads": [still]})
+    assert statuses.down_since(0, MOE, later, T0 + dt.timedelta(minutes=6)) == down
+    assert statuses.down_since(1, MOE, later, T0 + dt.timedelta(minutes=6)) is None
+    assert statuses.down_since(0, MOE, None, T0) is None  # never served: still coming up

@@ -151,8 +151,26 @@ def test_min_dwell_holds_a_planned_switch_but_not_a_fallback() -> None:
     )
     fallback = switching.step(good, just_switched, {MOE: broken, DENSE: absent(DENSE)}, now)
     assert fallback.target == DENSE and fallback.fallback and fallback.reason == "MoEBroken"
-    # MoE has nothing ready: the Service moves to dense at once.
-    assert fallback.mode == DENSE and ("select", "Dense") in kinds(fallback)
+    assert ("apply", "Dense") in kinds(fallback)
+
+
+def test_a_fallback_never_moves_the_service_to_a_dense_workload_with_nothing_ready() -> None:
+    good = evaluation()
+    prev = serving_moe(good, T0)
+    now = T0 + dt.timedelta(minutes=10)
+    broken = switching.Observed(
+        mode=MOE, exists=True, replicas=1, ready_replicas=0, broken="pod x: CrashLoopBackOff"
+    )
+    cold = switching.Observed(mode=DENSE, exists=True, replicas=1, ready_replicas=0)
+    for dense in (absent(DENSE), cold):
+        step = switching.step(good, prev, {MOE: broken, DENSE: dense}, now)
+        assert step.target == DENSE and step.fallback
+        # Both selected: whichever gets ready pods first serves; nothing is deleted.
+        assert step.mode == MOE and ("select", "both") in kinds(step), kinds(step)
+        assert ("select", "Dense") not in kinds(step) and ("delete", "MoE") not in kinds(step)
+        prev = status_of(step, good)
+    warm = switching.step(good, prev, {MOE: broken, DENSE: ready(DENSE)}, now)
+    assert warm.mode == DENSE and ("select", "Dense") in kinds(warm)
 
 
 def test_traffic_below_the_floor_for_the_demotion_window_demotes() -> None:

@@ -605,6 +605,11 @@ class WorkloadStatus(Model):
     replicas: int = Field(default=0, ge=0, description="Desired replicas or groups.")
     ready_replicas: int = Field(default=0, ge=0, description="Ready replicas or groups.")
     serving: bool = Field(default=False, description="Whether the Service selects it.")
+    down_since: str | None = Field(
+        default=None,
+        description="Since when it has had no ready pods after it had served (RFC 3339); past "
+        "spec.policy.demotionGrace it counts as broken.",
+    )
 
 
 class Condition(Model):

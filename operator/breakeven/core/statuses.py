@@ -91,13 +91,31 @@ def merge_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[
 # ------------------------------------------------------------------------------ observing
 
 
+def down_since(
+    ready: int, mode: api.ServingMode, previous: api.ServingPlanStatus | None, now: dt.datetime
+) -> str | None:
+    """Since when a workload that had served has had no ready pods; None while it has some, or
+    while it never served (it is still coming up)."""
+    if ready > 0:
+        return None
+    before = [w for w in (previous.workloads if previous else []) if w.mode == mode]
+    for w in before:
+        if w.down_since:
+            return w.down_since
+    if any(w.ready_replicas > 0 and w.serving for w in before):
+        return rfc3339(now)
+    return None
+
+
 def broken(
     pods: Sequence[Mapping[str, Any]],
-    ready: int,
-    mode: api.ServingMode,
-    previous: api.ServingPlanStatus | None,
+    down: str | None,
+    grace: float,
+    now: dt.datetime,
 ) -> str | None:
-    """Why a workload is failing: crashing pods, or ready pods gone after it had served."""
+    """Why a workload is failing: crashing pods at once, or no ready pods for longer than
+    `grace` seconds after it had served. A rollout or a pod restart that takes every ready pod
+    away for a moment (a single-group LeaderWorkerSet, say) is not a failure."""
     for pod in pods:
         status = pod.get("status") or {}
         if status.get("phase") == "Failed":
@@ -106,12 +124,9 @@ def broken(
             reason = ((cs.get("state") or {}).get("waiting") or {}).get("reason")
             if reason in BAD_WAITING:
                 return f"pod {pod['metadata']['name']}: {reason}"
-    was_ready = any(
-        w.mode == mode and w.ready_replicas > 0 and w.serving
-        for w in (previous.workloads if previous else [])
-    )
-    if was_ready and ready == 0:
-        return "no ready pods left (nodes gone or pods evicted)"
+    since = switching.parse_time(down)
+    if since is not None and (now - since).total_seconds() > grace:
+        return f"no ready pods since {down} (nodes gone or pods evicted)"
     return None
 
 
@@ -310,6 +325,7 @@ def _workloads(
             replicas=obs.replicas,
             ready_replicas=obs.ready_replicas,
             serving=(mode == step.mode),
+            down_since=obs.down_since,
         )
         for mode, obs in observed.items()
         if obs.exists

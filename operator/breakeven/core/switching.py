@@ -69,6 +69,9 @@ class Observed(BaseModel):
     replicas: int = 0
     ready_replicas: int = 0
     broken: str | None = Field(default=None, description="why the workload is failing, if it is")
+    down_since: str | None = Field(
+        default=None, description="since when it has had no ready pods after it had served"
+    )
 
 
 class Action(BaseModel):
@@ -558,7 +561,7 @@ def _side_by_side(s: Situation) -> Step:
     target, n = s.target.mode, s.replicas
     new, old = s.seen(target), s.seen(s.active)
     apply = Action(kind="apply", mode=target, replicas=n)
-    if _ready(new, n) or (s.target.fallback and old.ready_replicas == 0):
+    if _ready(new, n) or (s.target.fallback and old.ready_replicas == 0 and new.ready_replicas):
         drain = s.drain_until()
         moved = Event(
             type="Warning" if s.target.fallback else "Normal",
@@ -574,11 +577,14 @@ def _side_by_side(s: Situation) -> Step:
             last_switch_time=rfc3339(s.now),
             switching=True,
         )
+    # A fallback waits with both modes selected: whichever has ready pods serves (the broken
+    # one may recover), and the Service never moves to a workload with nothing ready.
+    select = Action(kind="select", selector="both") if s.target.fallback else None
     return s.step(
         s.active,
         api.Phase.SWITCHING,
         message=f"{s.target.message} (waiting for {target.value}: {new.ready_replicas}/{n} ready)",
-        actions=(apply, Action(kind="select", mode=s.active)),
+        actions=(apply, select or Action(kind="select", mode=s.active)),
         switch=_progress(s, api.SwitchStep.WAITING_FOR_TARGET, stepwise=False),
         switching=True,
     )

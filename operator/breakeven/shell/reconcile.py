@@ -87,7 +87,7 @@ class Reconciler:
         evaluation = self.evaluate(plan, state.traffic)
         if isinstance(evaluation, Rejected):
             return await self.reject(body, previous, evaluation, now)
-        observed = await self.observe(plan, previous)
+        observed = await self.observe(plan, previous, now)
         if isinstance(observed, Rejected):
             return await self.reject(body, previous, observed, now)
         step = switching.step(evaluation, previous, observed, now)
@@ -147,9 +147,10 @@ class Reconciler:
                 return Rejected(str(exc))
 
     async def observe(
-        self, plan: api.ServingPlan, previous: api.ServingPlanStatus | None
+        self, plan: api.ServingPlan, previous: api.ServingPlanStatus | None, now: dt.datetime
     ) -> dict[api.ServingMode, switching.Observed] | Rejected:
         """Each mode's workload as the cluster shows it."""
+        grace = api.parse_duration(plan.spec.policy.demotion_grace)
         out = {}
         for mode in api.ServingMode:
             found = [
@@ -173,13 +174,15 @@ class Reconciler:
             replicas = sum(int((o.get("spec") or {}).get("replicas", 1)) for o in objs)
             ready = sum(int((o.get("status") or {}).get("readyReplicas") or 0) for o in objs)
             pods = await self.writer.pods(plan.namespace, rendering.selector_labels(plan, mode))
+            down = statuses.down_since(ready, mode, previous, now)
             out[mode] = switching.Observed(
                 mode=mode,
                 exists=True,
                 kind=str((objs or found)[0].get("kind", "")),
                 replicas=replicas,
                 ready_replicas=ready,
-                broken=statuses.broken(pods, ready, mode, previous),
+                broken=statuses.broken(pods, down, grace, now),
+                down_since=down,
             )
         return out
 
