@@ -552,7 +552,18 @@ class CriterionRow(Model):
     threshold: str = Field(default="", description="What Go needs.")
     reason: str = Field(default="", description="Why this verdict, for a person.")
     since: str | None = Field(
-        default=None, description="When this row last changed verdict (RFC 3339)."
+        default=None,
+        description="When this row's known verdict last changed (RFC 3339). `Unknown` is no "
+        "verdict: a row turning Unknown keeps the clock of its last known verdict.",
+    )
+    last_known: Verdict | None = Field(
+        default=None,
+        description="While the verdict is Unknown: the last known verdict, the one `since` dates.",
+    )
+    not_go_since: str | None = Field(
+        default=None,
+        description="Since when this row has not been Go, whatever mix of non-Go verdicts it "
+        "showed (RFC 3339); the demotion clock.",
     )
 
 
@@ -594,6 +605,11 @@ class WorkloadStatus(Model):
     replicas: int = Field(default=0, ge=0, description="Desired replicas or groups.")
     ready_replicas: int = Field(default=0, ge=0, description="Ready replicas or groups.")
     serving: bool = Field(default=False, description="Whether the Service selects it.")
+    down_since: str | None = Field(
+        default=None,
+        description="Since when it has had no ready pods after it had served (RFC 3339); past "
+        "spec.policy.demotionGrace it counts as broken.",
+    )
 
 
 class Condition(Model):
@@ -619,6 +635,53 @@ class Phase(StrEnum):
     DEGRADED = "Degraded"
 
 
+class SwitchStep(StrEnum):
+    """Where a switch stands (`status.switch.step`)."""
+
+    WAITING_FOR_TARGET = "WaitingForTarget"  # the target is applied; the Service waits for it
+    STEPWISE = "Stepwise"  # no room for both: one unit of the old released per unit ready
+    BLOCKED_NO_ROOM = "BlockedNoRoom"  # no room for both and one replica: the switch waits
+    DRAINING = "Draining"  # the Service moved; the old workload drains until drainUntil
+
+
+class SwitchStatus(Model):
+    """A switch in flight. Unknown fields (from another operator version) are kept, not refused."""
+
+    model_config = ConfigDict(extra="allow")
+
+    from_: ServingMode = Field(alias="from", description="The mode switched away from.")
+    to: ServingMode = Field(description="The mode switched to.")
+    started_at: str = Field(description="When the switch started (RFC 3339).")
+    step: SwitchStep = Field(description="Where the switch stands.")
+    stepwise: bool | None = Field(
+        default=None, description="Whether the pool is too small for both workloads at once."
+    )
+    target_ready: int | None = Field(
+        default=None, ge=0, description="Stepwise: units of the target ready so far."
+    )
+    drain_until: str | None = Field(
+        default=None, description="Draining: when the old workload is deleted (RFC 3339)."
+    )
+
+
+class Placement(Model):
+    """The pool and sizing one mode's workload was rendered from (kept as written)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    generation: int | None = Field(default=None, description="The spec generation it is for.")
+    pool: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The GPU pool.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True, "type": "object"},
+    )
+    estimate: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The capacity estimate.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True, "type": "object"},
+    )
+
+
 class ServingPlanStatus(Model):
     """What the operator observed, decided and did. Written only by the operator."""
 
@@ -641,18 +704,15 @@ class ServingPlanStatus(Model):
     workloads: list[WorkloadStatus] = Field(
         default_factory=list, description="Workloads the operator manages and their readiness."
     )
-    switch: dict[str, Any] | None = Field(
-        default=None,
-        description="Progress of a switch in flight (preserved as written by the operator).",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True, "type": "object"},
+    switch: SwitchStatus | None = Field(
+        default=None, description="Progress of a switch in flight; absent when none is."
     )
     last_switch_time: str | None = Field(default=None, description="When mode last changed.")
-    placements: dict[str, Any] | None = Field(
+    placements: dict[str, Placement] | None = Field(
         default=None,
-        description="Per mode, the pool and sizing its workload was rendered from, and the spec "
-        "generation: a running workload is re-rendered from these until the spec changes, so "
-        "new cluster or traffic facts never roll its pods (preserved as written).",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True, "type": "object"},
+        description="Per mode (Dense, MoE), the pool and sizing its workload was rendered from, "
+        "and the spec generation: a running workload is re-rendered from these until the spec "
+        "changes, so new cluster or traffic facts never roll its pods.",
     )
     rendered: list[dict[str, Any]] | None = Field(
         default=None,

@@ -17,12 +17,9 @@ import pydantic
 import yaml
 
 from breakeven.core import api, facts
+from breakeven.core.errors import InputError as InputError
 
 REFERENCE_CLUSTER = "built-in reference cluster (4x8 H200 InfiniBand, 2x8 L40S PCIe Ethernet)"
-
-
-class InputError(ValueError):
-    """Bad user input; the message names the field and what is allowed."""
 
 
 def _loc(loc: Sequence[int | str], prefix: str = "") -> str:
