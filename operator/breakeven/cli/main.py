@@ -43,8 +43,13 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         traffic = inputs.load_traffic(Path(args.traffic) if args.traffic else None)
         mapping = inputs.load_mapping(Path(args.label_mapping) if args.label_mapping else None)
         evaluations = []
+        warned: set[str] = set()
         for plan in plans:
             cluster = inputs.load_cluster(Path(args.nodes) if args.nodes else None, plan, mapping)
+            for warning in cluster.warnings:
+                if warning not in warned:  # a bad node is named once, not once per plan
+                    warned.add(warning)
+                    print(f"breakeven plan: warning: {cluster.source}: {warning}", file=sys.stderr)
             evaluations.append(planning.evaluate(plan, cluster, traffic))
         rendered = (
             [report.render_manifests(e, both=args.both) for e in evaluations]
