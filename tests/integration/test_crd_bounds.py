@@ -1,7 +1,6 @@
 """The real API server, with the generated CRD, rejects each out-of-bounds value the operator
 could not handle, naming the field (issue 10, item 1); the Python model rejects the same."""
 
-# ruff: noqa: E501
 
 from __future__ import annotations
 
@@ -43,7 +42,9 @@ def test_a_valid_plan_is_accepted(crd_installed: ClusterHandle, namespace: str) 
     assert dry_run_create(crd_installed, namespace, plan_object(VALID_SPEC)) is None
 
 
-@pytest.mark.parametrize(("fragment", "field"), [(f, p) for _, f, p in BAD_SPECS], ids=[i for i, _, _ in BAD_SPECS])
+@pytest.mark.parametrize(
+    ("fragment", "field"), [(f, p) for _, f, p in BAD_SPECS], ids=[i for i, _, _ in BAD_SPECS]
+)
 def test_the_api_server_rejects_out_of_bounds_values_naming_the_field(
     crd_installed: ClusterHandle, namespace: str, fragment: dict[str, Any], field: str
 ) -> None:

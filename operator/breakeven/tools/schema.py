@@ -32,6 +32,8 @@ API_DOC_PATH = ROOT / "docs" / "api.md"
 RBAC_PATH = ROOT / "manifests" / "rbac.yaml"
 OPERATOR_PATH = ROOT / "manifests" / "operator.yaml"
 CHART_RULES_PATH = ROOT / "charts" / "breakeven" / "files" / "rules.yaml"
+PEERING_PATH = ROOT / "manifests" / "peering.yaml"
+CHART_PEERING_CRD_PATH = ROOT / "charts" / "breakeven" / "crds" / "kopfpeerings.yaml"
 
 Schema = dict[str, Any]
 
@@ -288,7 +290,12 @@ def outputs() -> dict[Path, str]:
         CHART_CRD_PATH: text,
         API_DOC_PATH: api_markdown(),
         RBAC_PATH: _generated(deploy.rbac()),
-        OPERATOR_PATH: _generated([namespace, deploy.operator_deployment()]),
+        # The peering object goes with the Deployment, after its CRD (manifests/peering.yaml) is in.
+        OPERATOR_PATH: _generated(
+            [namespace, deploy.peering_object(), deploy.operator_deployment()]
+        ),
+        PEERING_PATH: _generated(deploy.peering_crds()),
+        CHART_PEERING_CRD_PATH: _generated(deploy.peering_crds()),
         CHART_RULES_PATH: _generated([]).splitlines()[0]
         + "\n"
         + yaml.safe_dump(deploy.RULES, sort_keys=False, width=100),
