@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from breakeven.core import api, facts
+from breakeven.core import api, facts, traffic
 from breakeven.shell import prometheus as prom
 
 URL = "http://prometheus.monitoring:9090"
@@ -40,8 +40,8 @@ def plan(
     )
 
 
-def query(key: str, model: str, namespace: str = "team", **fields: Any) -> prom.TrafficQuery:
-    return prom.TrafficQuery(
+def query(key: str, model: str, namespace: str = "team", **fields: Any) -> traffic.TrafficQuery:
+    return traffic.TrafficQuery(
         key=key,
         url=fields.pop("url", URL),
         selector=fields.pop("selector", {"model_name": model, "namespace": namespace}),
@@ -62,7 +62,7 @@ def unquote(literal: str) -> str:
 
 
 def test_query_for_defaults_to_the_model_and_namespace() -> None:
-    q = prom.query_for(plan(), URL + "/")
+    q = traffic.query_for(plan(), URL + "/")
     assert q is not None
     assert q.key == "team/chat"
     assert q.url == URL  # trailing slash dropped, so equal URLs batch together
@@ -79,7 +79,7 @@ def test_query_for_takes_the_plan_s_settings_over_the_operator_s() -> None:
         expertLoadMetric="sglang:expert_tokens_total",
         expertLabel="expert_id",
     )
-    q = prom.query_for(p, URL)
+    q = traffic.query_for(p, URL)
     assert q is not None
     assert q.url == "https://thanos.example/prom"
     assert q.selector == {"service": "chat-v3"}
@@ -88,14 +88,61 @@ def test_query_for_takes_the_plan_s_settings_over_the_operator_s() -> None:
 
 
 def test_query_for_without_any_url_is_none() -> None:
-    assert prom.query_for(plan(), None) is None
-    assert prom.query_for(plan(), "") is None
+    assert traffic.query_for(plan(), None) is None
+    assert traffic.query_for(plan(), "") is None
 
 
 @pytest.mark.parametrize("label", ["model-name", "0day", "__name__", "le", "a b", ""])
 def test_a_label_name_promql_cannot_match_is_rejected(label: str) -> None:
     with pytest.raises(ValueError, match="label"):
-        prom.query_for(plan(selector={label: "x"}), URL)
+        traffic.query_for(plan(selector={label: "x"}), URL)
+
+
+# ------------------------------------------------------------------------------------ allowlist
+
+
+def test_the_allowlist_is_the_operator_url_and_the_allowed_ones_without_slashes() -> None:
+    allowed = traffic.allowed_urls(URL + "/", ["https://thanos.example/prom/", URL])
+    assert allowed == {URL, "https://thanos.example/prom"}
+    assert traffic.allowed_urls(None, []) == frozenset()
+
+
+def test_a_plan_may_read_an_allowed_prometheus() -> None:
+    p = plan(prometheusUrl="https://thanos.example/prom/")
+    q = traffic.plan_query(p, URL, traffic.allowed_urls(URL, ["https://thanos.example/prom"]))
+    assert isinstance(q, traffic.TrafficQuery) and q.url == "https://thanos.example/prom"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data",  # the cloud metadata service
+        "http://prometheus.monitoring:9090.evil.example",  # a prefix of an allowed URL
+        "http://prometheus.monitoring:9091",
+        "https://prometheus.monitoring:9090",  # another scheme is another URL
+    ],
+)
+def test_a_plan_cannot_point_the_operator_at_any_other_url(url: str) -> None:
+    result = traffic.plan_query(plan(prometheusUrl=url), URL, traffic.allowed_urls(URL, []))
+    assert isinstance(result, facts.Traffic)
+    assert result.source == "not read"
+    assert result.errors and result.errors[0].startswith("spec.traffic.prometheusUrl: ")
+
+
+def test_without_any_prometheus_the_facts_say_so() -> None:
+    result = traffic.plan_query(plan(), None, traffic.allowed_urls(None, []))
+    assert isinstance(result, facts.Traffic) and result.source == "no Prometheus"
+    assert "--prometheus-url" in result.errors[0]
+
+
+def test_a_selector_promql_cannot_match_becomes_an_error_not_an_exception() -> None:
+    # The API rejects such a selector; a plan built around it (an older CRD) still must not raise.
+    p = plan()
+    bad = p.spec.traffic.model_copy(update={"selector": {"le": "x"}})
+    p = p.model_copy(update={"spec": p.spec.model_copy(update={"traffic": bad})})
+    result = traffic.plan_query(p, URL, traffic.allowed_urls(URL, []))
+    assert isinstance(result, facts.Traffic) and result.source == "invalid query"
+    assert "label" in result.errors[0]
 
 
 # ------------------------------------------------------------------------------------- escaping
@@ -115,7 +162,7 @@ NASTY = [
 
 @pytest.mark.parametrize("value", NASTY)
 def test_quote_round_trips_and_cannot_end_the_literal_early(value: str) -> None:
-    literal = prom.quote(value)
+    literal = traffic.quote(value)
     assert unquote(literal) == value
     # Every quote inside the literal is escaped: the literal ends only at its last character.
     assert re.fullmatch(r'"([^"\\\n]|\\.)*"', literal), literal
@@ -123,7 +170,7 @@ def test_quote_round_trips_and_cannot_end_the_literal_early(value: str) -> None:
 
 @pytest.mark.parametrize("value", NASTY)
 def test_regex_escape_matches_exactly_the_value(value: str) -> None:
-    pattern = prom.regex_escape(value)
+    pattern = traffic.regex_escape(value)
     assert re.fullmatch(pattern, value, re.DOTALL)
     for other in ("a", "b", value + "x", "x" + value):
         if other != value:
@@ -132,19 +179,19 @@ def test_regex_escape_matches_exactly_the_value(value: str) -> None:
 
 def test_an_injection_attempt_stays_inside_its_matcher() -> None:
     evil = '"} or vector(1) or up{a="'
-    batch = prom.batches([query("t/a", evil), query("t/b", "org/b")])[0]
+    batch = traffic.batches([query("t/a", evil), query("t/b", "org/b")])[0]
     matchers = batch.matchers
     m = re.fullmatch(r'\{model_name=~("(?:[^"\\]|\\.)*"),namespace="team"\}', matchers)
     assert m, matchers
     alternatives = unquote(m.group(1))
     assert re.fullmatch(alternatives, evil) and re.fullmatch(alternatives, "org/b")
     assert not re.fullmatch(alternatives, "org/c")
-    single = prom.batches([query("t/a", evil)])[0].matchers
+    single = traffic.batches([query("t/a", evil)])[0].matchers
     assert single == '{model_name="\\"} or vector(1) or up{a=\\"",namespace="team"}'
 
 
 def test_regex_values_do_not_match_each_other_s_prefixes() -> None:
-    batch = prom.batches([query("t/a", "org/m.1"), query("t/b", "org/m")])[0]
+    batch = traffic.batches([query("t/a", "org/m.1"), query("t/b", "org/m")])[0]
     m = re.search(r'model_name=~("(?:[^"\\]|\\.)*")', batch.matchers)
     assert m
     alternatives = unquote(m.group(1))
@@ -168,7 +215,7 @@ def test_plans_that_share_url_labels_window_and_expert_metric_share_a_batch() ->
         query("e/v", "org/v", selector={"service": "v"}),
         query("f/u", "org/u", "f", expert_metric="experts_total"),
     ]
-    groups = prom.batches(queries)
+    groups = traffic.batches(queries)
     assert sorted(sorted(q.key for q in b.queries) for b in groups) == [
         ["a/x", "b/y"],
         ["c/z"],
@@ -182,14 +229,14 @@ def test_plans_that_share_url_labels_window_and_expert_metric_share_a_batch() ->
 
 
 def test_series_go_back_to_their_plan_by_label_values() -> None:
-    batch = prom.batches([query("a/x", "org/x", "a"), query("b/y", "org/y", "b")])[0]
+    batch = traffic.batches([query("a/x", "org/x", "a"), query("b/y", "org/y", "b")])[0]
     assert [q.key for q in batch.plans_of({"model_name": "org/x", "namespace": "a"})] == ["a/x"]
     # The regex matchers also select org/x in namespace b: that series belongs to nobody.
     assert batch.plans_of({"model_name": "org/x", "namespace": "b"}) == []
 
 
 def test_two_plans_with_the_same_selector_both_get_its_series() -> None:
-    batch = prom.batches([query("a/one", "org/x"), query("a/two", "org/x")])[0]
+    batch = traffic.batches([query("a/one", "org/x"), query("a/two", "org/x")])[0]
     assert [q.key for q in batch.plans_of({"model_name": "org/x", "namespace": "team"})] == [
         "a/one",
         "a/two",
@@ -200,21 +247,21 @@ def test_two_plans_with_the_same_selector_both_get_its_series() -> None:
     ("window_s", "step_s"), [(3600, 60), (DAY, 60), (14 * DAY, 303), (30 * DAY, 648)]
 )
 def test_step_keeps_a_range_query_under_the_point_budget(window_s: int, step_s: int) -> None:
-    assert prom.step_for(window_s) == step_s
-    assert window_s / step_s + 1 <= prom.MAX_POINTS + 1
+    assert traffic.step_for(window_s) == step_s
+    assert window_s / step_s + 1 <= traffic.MAX_POINTS + 1
 
 
 def test_the_promql_of_a_batch() -> None:
-    batch = prom.batches([query("team/a", "org/a"), query("team/b", "org/b")])[0]
+    batch = traffic.batches([query("team/a", "org/a"), query("team/b", "org/b")])[0]
     m = '{model_name=~"org/a|org/b",namespace="team"}'
     prompt = f"sum by (model_name, namespace) (rate(vllm:prompt_tokens_total{m}[5m]))"
     gen = f"sum by (model_name, namespace) (rate(vllm:generation_tokens_total{m}[5m]))"
     # A plan exporting only one of the two counters still counts: `+` alone would drop it.
-    assert prom.tokens_promql(batch) == f"({prompt} + {gen}) or {prompt} or {gen}"
+    assert traffic.tokens_promql(batch) == f"({prompt} + {gen}) or {prompt} or {gen}"
     buckets = (
         f"sum by (model_name, namespace, le) (rate(vllm:request_prompt_tokens_bucket{m}[1209600s]))"
     )
-    assert prom.length_promql(batch, prom.PROMPT_LENGTH) == (
+    assert traffic.length_promql(batch, traffic.PROMPT_LENGTH) == (
         f'label_replace(histogram_quantile(0.5, {buckets}), "breakeven_quantile", "0.5", "", "")'
         f' or label_replace(histogram_quantile(0.9, {buckets}), "breakeven_quantile", "0.9", '
         '"", "")'
@@ -222,7 +269,7 @@ def test_the_promql_of_a_batch() -> None:
     per_expert = (
         f"sum by (model_name, namespace, expert) (rate(moe_expert_tokens_total{m}[1209600s]))"
     )
-    assert prom.expert_promql(batch) == (
+    assert traffic.expert_promql(batch) == (
         f"max by (model_name, namespace) ({per_expert}) "
         f"/ avg by (model_name, namespace) ({per_expert})"
     )
@@ -261,33 +308,33 @@ B = {"model_name": "org/b", "namespace": "team"}
 def test_percentile_interpolates_like_numpy() -> None:
     values = [float(v) for v in range(1, 101)]
     inclusive = statistics.quantiles(values, n=20, method="inclusive")
-    assert prom.percentile(values, 10) == pytest.approx(inclusive[1])
-    assert prom.percentile(values, 50) == pytest.approx(50.5)
-    assert prom.percentile(values, 95) == pytest.approx(inclusive[18])
-    assert prom.percentile([7.0], 95) == 7.0
+    assert traffic.percentile(values, 10) == pytest.approx(inclusive[1])
+    assert traffic.percentile(values, 50) == pytest.approx(50.5)
+    assert traffic.percentile(values, 95) == pytest.approx(inclusive[18])
+    assert traffic.percentile([7.0], 95) == 7.0
 
 
 def test_answers_reduce_to_each_plan_s_traffic() -> None:
-    batch = prom.batches([query("team/a", "org/a"), query("team/b", "org/b")])[0]
+    batch = traffic.batches([query("team/a", "org/a"), query("team/b", "org/b")])[0]
     start = NOW - 14 * DAY
     # Plan a: 100 points, rates 1..100; one NaN (dropped). Plan b: bursty, with a gap.
     a_points: list[tuple[float, float | str]] = [(start + i * 303, i + 1) for i in range(100)]
     a_points.insert(50, (start + 50.5 * 303, "NaN"))
     b_points: list[tuple[float, float | str]] = [(start + i * 303, 10) for i in range(90)]
     b_points += [(start + (1000 + i) * 303, 1000) for i in range(10)]
-    answers = prom.Answers(
-        tokens=prom.parse(matrix((A, a_points), (B, b_points))),
-        prompt=prom.parse(
+    answers = traffic.Answers(
+        tokens=traffic.parse(matrix((A, a_points), (B, b_points))),
+        prompt=traffic.parse(
             vector(
                 ({**A, "breakeven_quantile": "0.5"}, 900),
                 ({**A, "breakeven_quantile": "0.9"}, 1800),
                 ({**B, "breakeven_quantile": "0.5"}, "NaN"),
             )
         ),
-        output=prom.parse(vector()),
-        experts=prom.parse(vector((A, 2.5), (B, 0.9999999))),
+        output=traffic.parse(vector()),
+        experts=traffic.parse(vector((A, 2.5), (B, 0.9999999))),
     )
-    got = prom.reduce(batch, answers)
+    got = traffic.reduce(batch, answers)
     a, b = got["team/a"], got["team/b"]
     assert a.tokens_per_second == facts.Percentiles(p10=10.9, p50=50.5, p90=90.1, p95=95.05)
     # From the first point's 5-minute rate (which starts 5 minutes earlier) to the last one.
@@ -305,14 +352,14 @@ def test_answers_reduce_to_each_plan_s_traffic() -> None:
 
 
 def test_a_plan_without_series_says_so_and_others_are_unaffected() -> None:
-    batch = prom.batches([query("team/a", "org/a"), query("team/b", "org/b")])[0]
-    answers = prom.Answers(
-        tokens=prom.parse(matrix((A, [(NOW, 5.0)]))),
+    batch = traffic.batches([query("team/a", "org/a"), query("team/b", "org/b")])[0]
+    answers = traffic.Answers(
+        tokens=traffic.parse(matrix((A, [(NOW, 5.0)]))),
         prompt=[],
         output=[],
         experts=[],
     )
-    got = prom.reduce(batch, answers)
+    got = traffic.reduce(batch, answers)
     assert got["team/a"].has_volume and got["team/a"].errors == ()
     assert got["team/a"].expert_load_max_over_mean is None  # no telemetry, not an error
     b = got["team/b"]
@@ -324,15 +371,15 @@ def test_a_plan_without_series_says_so_and_others_are_unaffected() -> None:
 
 
 def test_a_failed_metric_keeps_the_others_and_names_the_failure() -> None:
-    batch = prom.batches([query("team/a", "org/a")])[0]
-    failed = prom.Failed(f"prometheus {URL}: execution: query timed out", "execution")
-    answers = prom.Answers(
+    batch = traffic.batches([query("team/a", "org/a")])[0]
+    failed = traffic.Failed(f"prometheus {URL}: execution: query timed out", "execution")
+    answers = traffic.Answers(
         tokens=failed,
-        prompt=prom.parse(vector(({**A, "breakeven_quantile": "0.5"}, 1000))),
+        prompt=traffic.parse(vector(({**A, "breakeven_quantile": "0.5"}, 1000))),
         output=failed,
         experts=failed,
     )
-    a = prom.reduce(batch, answers)["team/a"]
+    a = traffic.reduce(batch, answers)["team/a"]
     assert not a.has_volume
     assert a.prompt_tokens.p50 == 1000
     assert a.errors == (failed.message,)  # once, and no "no series" guess on top
@@ -351,7 +398,7 @@ def test_a_failed_metric_keeps_the_others_and_names_the_failure() -> None:
 )
 def test_parse_rejects_what_is_not_a_vector_or_matrix(body: Any) -> None:
     with pytest.raises(ValueError):
-        prom.parse(body)
+        traffic.parse(body)
 
 
 # ------------------------------------------------------------------------------- I/O (mocked)
@@ -423,12 +470,12 @@ async def test_the_range_query_covers_the_window_in_aligned_steps() -> None:
     async with client_for(fake) as client:
         a = await prom.read_one(client, query("team/a", "org/a"), now=NOW + 17, settings=FAST)
     ranged = next(r for r in fake.requests if r["path"].endswith("/query_range"))
-    step = prom.step_for(14 * DAY)
+    step = traffic.step_for(14 * DAY)
     end, start = float(ranged["end"]), float(ranged["start"])
     assert ranged["step"] == f"{step}s"
     assert end % step == 0 and NOW + 17 - step < end <= NOW + 17
     assert end - start == 14 * DAY
-    assert (end - start) / step <= prom.MAX_POINTS
+    assert (end - start) / step <= traffic.MAX_POINTS
     instants = [r for r in fake.requests if r["path"].endswith("/query")]
     recent = [r for r in instants if r["query"].startswith("max_over_time(")]
     assert {float(r["time"]) for r in instants if r not in recent} == {end}
@@ -447,11 +494,11 @@ async def test_an_unreachable_prometheus_yields_errors_not_exceptions() -> None:
         got = await prom.read_traffic(
             client, queries, now=NOW, settings=FAST, on_error=lambda u, r: calls.append((u, r))
         )
-    for traffic in got.values():
-        assert not traffic.has_volume
-        assert traffic.prompt_tokens == facts.Percentiles()
-        assert traffic.expert_load_max_over_mean is None
-        assert traffic.errors == (
+    for facts_ in got.values():
+        assert not facts_.has_volume
+        assert facts_.prompt_tokens == facts.Percentiles()
+        assert facts_.expert_load_max_over_mean is None
+        assert facts_.errors == (
             f"prometheus {URL}: unreachable (ConnectError: [Errno 111] Connection refused) "
             "(after 3 attempts)",
         )
@@ -533,10 +580,10 @@ async def test_the_url_path_prefix_is_kept() -> None:
 def test_the_request_body_carries_the_query_verbatim() -> None:
     # POSTed as a form, so a long batch regex and any user value survive URL-encoding intact.
     evil = 'x"} or vector(1)'
-    batch = prom.batches([query("team/a", evil)])[0]
-    encoded = httpx.Request("POST", URL, data={"query": prom.tokens_promql(batch)}).content
-    assert parse_qs(encoded.decode())["query"] == [prom.tokens_promql(batch)]
-    assert json.dumps(evil) in prom.tokens_promql(batch)  # the same escapes JSON would use
+    batch = traffic.batches([query("team/a", evil)])[0]
+    encoded = httpx.Request("POST", URL, data={"query": traffic.tokens_promql(batch)}).content
+    assert parse_qs(encoded.decode())["query"] == [traffic.tokens_promql(batch)]
+    assert json.dumps(evil) in traffic.tokens_promql(batch)  # the same escapes JSON would use
 
 
 async def test_a_url_httpx_cannot_use_is_an_error_too() -> None:

@@ -10,7 +10,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from breakeven.core import api, facts, planning, switching
+from breakeven.core import api, facts, planning, statuses, switching
 from breakeven.shell import inputs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,16 +31,15 @@ def evaluation(
     )
 
 
-def status_of(step: switching.Step, ev: planning.Evaluation) -> api.ServingPlanStatus:
-    """The status the operator would write for this step (the parts step() reads back)."""
-    return api.ServingPlanStatus(
-        mode=step.mode,
-        target_mode=step.target,
-        criteria=list(step.rows),
-        switch=step.switch,
-        last_switch_time=step.last_switch_time,
-        decided_mode=ev.decision.rubric_mode,
-    )
+def status_of(
+    step: switching.Step,
+    ev: planning.Evaluation,
+    observed: dict[api.ServingMode, switching.Observed] | None = None,
+    previous: api.ServingPlanStatus | None = None,
+) -> api.ServingPlanStatus:
+    """The status the operator writes for this step, as it reads it back next time."""
+    outcome = statuses.build(ev, step, observed or {}, previous, T0)
+    return api.ServingPlanStatus.model_validate(outcome.status)
 
 
 def ready(mode: api.ServingMode, n: int = 1) -> switching.Observed:
@@ -152,8 +151,26 @@ def test_min_dwell_holds_a_planned_switch_but_not_a_fallback() -> None:
     )
     fallback = switching.step(good, just_switched, {MOE: broken, DENSE: absent(DENSE)}, now)
     assert fallback.target == DENSE and fallback.fallback and fallback.reason == "MoEBroken"
-    # MoE has nothing ready: the Service moves to dense at once.
-    assert fallback.mode == DENSE and ("select", "Dense") in kinds(fallback)
+    assert ("apply", "Dense") in kinds(fallback)
+
+
+def test_a_fallback_never_moves_the_service_to_a_dense_workload_with_nothing_ready() -> None:
+    good = evaluation()
+    prev = serving_moe(good, T0)
+    now = T0 + dt.timedelta(minutes=10)
+    broken = switching.Observed(
+        mode=MOE, exists=True, replicas=1, ready_replicas=0, broken="pod x: CrashLoopBackOff"
+    )
+    cold = switching.Observed(mode=DENSE, exists=True, replicas=1, ready_replicas=0)
+    for dense in (absent(DENSE), cold):
+        step = switching.step(good, prev, {MOE: broken, DENSE: dense}, now)
+        assert step.target == DENSE and step.fallback
+        # Both selected: whichever gets ready pods first serves; nothing is deleted.
+        assert step.mode == MOE and ("select", "both") in kinds(step), kinds(step)
+        assert ("select", "Dense") not in kinds(step) and ("delete", "MoE") not in kinds(step)
+        prev = status_of(step, good)
+    warm = switching.step(good, prev, {MOE: broken, DENSE: ready(DENSE)}, now)
+    assert warm.mode == DENSE and ("select", "Dense") in kinds(warm)
 
 
 def test_traffic_below_the_floor_for_the_demotion_window_demotes() -> None:
@@ -199,10 +216,13 @@ def test_without_room_for_both_the_switch_goes_in_steps_and_keeps_endpoints() ->
     t = T0 + dt.timedelta(minutes=5)
     observed = {DENSE: ready(DENSE, 2), MOE: absent(MOE)}
     first = switching.step(ev, prev, observed, t)
-    assert first.switch and first.switch["stepwise"] is True
+    assert first.switch and first.switch.stepwise is True
     assert ("select", "both") in kinds(first)
     replicas = {a.mode: a.replicas for a in first.actions if a.kind == "apply"}
     assert replicas == {DENSE: 1, MOE: 1}  # one dense replica keeps serving
+    # The target is applied before the active mode is scaled down: actions run in order and
+    # stop at the first failure, so a refused apply never leaves dense a replica short.
+    assert [a.mode for a in first.actions if a.kind == "apply"] == [MOE, DENSE]
     half = {
         DENSE: ready(DENSE, 1),
         MOE: switching.Observed(mode=MOE, exists=True, replicas=1, ready_replicas=1),
@@ -230,8 +250,8 @@ def test_one_replica_and_no_room_waits_instead_of_dropping_traffic() -> None:
 def test_conditions_move_their_transition_time_only_on_change() -> None:
     ev = evaluation()
     step = switching.step(ev, None, {}, T0)
-    first = switching.conditions(step, ev, [], 1, T0)
-    again = switching.conditions(step, ev, first, 1, T0 + dt.timedelta(hours=1))
+    first = statuses.conditions(step, ev, [], 1, T0)
+    again = statuses.conditions(step, ev, first, 1, T0 + dt.timedelta(hours=1))
     assert [c.last_transition_time for c in again] == [c.last_transition_time for c in first]
     types = [c.type for c in first]
     assert types == [
@@ -244,8 +264,6 @@ def test_conditions_move_their_transition_time_only_on_change() -> None:
 
 
 def test_the_status_patch_removes_nested_keys_that_disappear() -> None:
-    from breakeven.shell.operator import merge_patch
-
     current = {
         "mode": "MoE",
         "placements": {"Dense": {"generation": 1}, "MoE": {"g": 1}},
@@ -253,12 +271,12 @@ def test_the_status_patch_removes_nested_keys_that_disappear() -> None:
         "reason": "A",
     }
     desired = {"mode": "MoE", "placements": {"MoE": {"g": 1}}, "reason": "B"}
-    assert merge_patch(current, desired) == {
+    assert statuses.merge_patch(current, desired) == {
         "switch": None,
         "placements": {"Dense": None},
         "reason": "B",
     }
-    assert merge_patch(desired, desired) == {}
+    assert statuses.merge_patch(desired, desired) == {}
 
 
 def test_a_plan_that_lost_its_status_keeps_serving_what_is_ready() -> None:
@@ -273,12 +291,15 @@ def test_a_drained_switch_completes_even_if_the_old_workload_is_already_gone() -
     ev = evaluation()
     prev = serving_moe(ev, T0).model_copy(
         update={
-            "switch": {
-                "from": "Dense",
-                "to": "MoE",
-                "step": "Draining",
-                "drainUntil": switching.rfc3339(T0 + dt.timedelta(minutes=2)),
-            }
+            "switch": api.SwitchStatus.model_validate(
+                {
+                    "from": "Dense",
+                    "to": "MoE",
+                    "startedAt": switching.rfc3339(T0),
+                    "step": "Draining",
+                    "drainUntil": switching.rfc3339(T0 + dt.timedelta(minutes=2)),
+                }
+            )
         }
     )
     step = switching.step(
@@ -293,3 +314,75 @@ def test_the_service_never_moves_to_a_target_with_nothing_ready_while_the_other_
     not_ready = switching.Observed(mode=DENSE, exists=True, replicas=1, ready_replicas=0)
     step = switching.step(ev, prev, {DENSE: not_ready, MOE: ready(MOE)}, T0)
     assert ("select", "both") in kinds(step) and ("delete", "MoE") not in kinds(step)
+
+
+# ------------------------------------------------------------------ clocks and Unknown (issue 10)
+
+
+def unreadable(ev: planning.Evaluation) -> planning.Evaluation:
+    """The same plan and cluster while Prometheus cannot be read."""
+    down = facts.Traffic(errors=("prometheus http://p:9090: timed out after 5s",))
+    cluster = inputs.load_cluster(ROOT / "examples/nodes/h200-infiniband.yaml", ev.plan)
+    return planning.evaluate(ev.plan, cluster, down)
+
+
+def row(step: switching.Step, name: str) -> api.CriterionRow:
+    return next(r for r in step.rows if r.name.value == name)
+
+
+def test_a_prometheus_outage_longer_than_the_grace_neither_demotes_nor_restarts_clocks() -> None:
+    good = evaluation()
+    down = unreadable(good)
+    assert row(switching.step(down, None, {}, T0), "sustainedLoad").verdict == api.Verdict.UNKNOWN
+    prev = serving_moe(good, T0)
+    now = T0 + dt.timedelta(hours=1)
+    for _ in range(6):  # an hour of outage, far past the 5m grace
+        step = switching.step(down, prev, {MOE: ready(MOE)}, now)
+        assert step.target == MOE and step.reason == "FactsUnknown", step.message
+        prev = status_of(step, down)
+        now += dt.timedelta(minutes=10)
+    back = switching.step(good, prev, {MOE: ready(MOE)}, now)
+    assert back.target == MOE
+    # Every clock still runs from T0: the outage was no news.
+    assert {r.since for r in back.rows} == {switching.rfc3339(T0)}
+
+
+def test_one_failed_read_does_not_restart_the_promotion_clock() -> None:
+    ev = evaluation(promotion_window="1h")
+    prev = status_of(switching.step(ev, None, {}, T0), ev)
+    blip = switching.step(
+        unreadable(ev), prev, {DENSE: ready(DENSE)}, T0 + dt.timedelta(minutes=30)
+    )
+    assert blip.target == DENSE
+    prev = status_of(blip, unreadable(ev))
+    later = switching.step(ev, prev, {DENSE: ready(DENSE)}, T0 + dt.timedelta(minutes=61))
+    assert later.target == MOE, later.message  # an hour of Go, the blip included
+
+
+def test_a_hot_expert_seen_through_a_flaky_prometheus_still_demotes() -> None:
+    good, hot = evaluation(), evaluation(traffic="hot-expert")
+    assert row(switching.step(hot, None, {}, T0), "expertBalance").verdict == api.Verdict.STAY_DENSE
+    down = unreadable(good)
+    prev = serving_moe(good, T0)
+    now = T0 + dt.timedelta(hours=1)
+    reasons = []
+    for i in range(10):  # hot, unreadable, hot, ... one minute each
+        ev = hot if i % 2 == 0 else down
+        step = switching.step(ev, prev, {MOE: ready(MOE)}, now)
+        reasons.append(step.reason)
+        prev = status_of(step, ev)
+        now += dt.timedelta(minutes=1)
+    assert reasons[-1] == "ExpertBalanceLapsed", reasons  # the 5m grace ran through the flips
+    assert "ExpertBalanceLapsed" not in reasons[:5]
+
+
+def test_a_row_flipping_between_stay_dense_and_unknown_keeps_its_since() -> None:
+    hot = evaluation(traffic="hot-expert")
+    down = unreadable(hot)
+    first = switching.step(hot, None, {}, T0)
+    prev = status_of(first, hot)
+    flip = switching.step(down, prev, {}, T0 + dt.timedelta(minutes=1))
+    assert row(flip, "expertBalance").verdict == api.Verdict.UNKNOWN
+    assert row(flip, "expertBalance").last_known == api.Verdict.STAY_DENSE
+    back = switching.step(hot, status_of(flip, down), {}, T0 + dt.timedelta(minutes=2))
+    assert row(back, "expertBalance").since == switching.rfc3339(T0)

@@ -78,6 +78,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.set_defaults(func=run)
 
 
+# capacity.estimate's arguments, as this command's flags.
+FLAGS = {f: f"--{f}" for f in ("model", "gpu", "gpus", "mode", "dtype", "fabric")}
+
+
 def _fail(flag: str, message: str) -> int:
     print(f"breakeven estimate: error: {flag}: {message}", file=sys.stderr)
     return 2
@@ -116,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
             args.gpu_hourly_cost,
         )
     except capacity.EstimateError as err:
-        return _fail(err.flag, str(err))
+        return _fail(FLAGS.get(err.field, err.field), str(err))
     if not est.feasible:
         arch = catalog.get(args.model)
         flag = "--mode" if args.mode == "moe" and arch is not None and not arch.is_moe else "--gpus"

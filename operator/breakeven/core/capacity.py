@@ -30,6 +30,7 @@ from typing import Literal, NamedTuple, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from breakeven.core import api, catalog, facts, hardware
+from breakeven.core.errors import EstimateError as EstimateError
 
 Bound = Literal["memory", "compute", "communication"]
 
@@ -111,14 +112,6 @@ class CacheInfo(NamedTuple):
 class _Cached(Protocol):
     def cache_info(self) -> tuple[int, int, int | None, int]: ...
     def cache_clear(self) -> None: ...
-
-
-class EstimateError(ValueError):
-    """Invalid input to `estimate`; `flag` names the CLI option to blame."""
-
-    def __init__(self, flag: str, message: str) -> None:
-        super().__init__(message)
-        self.flag = flag
 
 
 # ------------------------------------------------------------------------------------- models
@@ -1314,16 +1307,14 @@ def synthetic_pool(gpu: str, gpus: int, fabric: str | None = None) -> facts.Pool
     try:
         hw = hardware.gpu(gpu)
     except KeyError as err:
-        raise EstimateError("--gpu", str(err.args[0])) from None
+        raise EstimateError("gpu", str(err.args[0])) from None
     if gpus < 1:
-        raise EstimateError("--gpus", f"must be at least 1, not {gpus}")
+        raise EstimateError("gpus", f"must be at least 1, not {gpus}")
     if fabric is not None and fabric not in FABRICS:
-        raise EstimateError("--fabric", f"unknown fabric {fabric!r}; known: {', '.join(FABRICS)}")
+        raise EstimateError("fabric", f"unknown fabric {fabric!r}; known: {', '.join(FABRICS)}")
     per_node = NODE_GPUS.get(hw.key, 8)
     if gpus > per_node and gpus % per_node:
-        raise EstimateError(
-            "--gpus", f"{gpus} x {hw.key} do not fill whole nodes of {per_node} GPUs"
-        )
+        raise EstimateError("gpus", f"{gpus} x {hw.key} do not fill whole nodes of {per_node} GPUs")
     per_node = min(per_node, gpus)
     nodes = gpus // per_node
     between = {"nvlink": "infiniband", "pcie": "ethernet", None: "infiniband"}.get(fabric, fabric)
@@ -1354,22 +1345,22 @@ def estimate(
 ) -> Estimate:
     """Size one mode of a catalog model on `gpus` GPUs of one type; purely computational.
 
-    Raises EstimateError (naming the CLI flag) for an unknown model, GPU, mode or dtype; a model
+    Raises EstimateError (naming the argument) for an unknown model, GPU, mode or dtype; a model
     that does not fit comes back as an infeasible Estimate with the reason in `note`.
     """
     arch = catalog.get(model)
     if arch is None:
         raise EstimateError(
-            "--model", f"{model!r} is not in the catalog; known: {', '.join(catalog.names())}"
+            "model", f"{model!r} is not in the catalog; known: {', '.join(catalog.names())}"
         )
     try:
         serving = _mode(mode)
     except ValueError:
-        raise EstimateError("--mode", f"unknown mode {mode!r}; use dense or moe") from None
+        raise EstimateError("mode", f"unknown mode {mode!r}; use dense or moe") from None
     try:
         chosen = api.Dtype(dtype) if dtype is not None else arch.native_dtype
     except ValueError:
-        raise EstimateError("--dtype", f"unknown dtype {dtype!r}") from None
+        raise EstimateError("dtype", f"unknown dtype {dtype!r}") from None
     pool = synthetic_pool(gpu, gpus, fabric)
     work = workload or Workload()
     if serving == api.ServingMode.MOE:

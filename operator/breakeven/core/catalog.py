@@ -18,10 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from breakeven.core import api
-
-
-class CatalogError(ValueError):
-    """The model cannot be resolved to architecture facts."""
+from breakeven.core.errors import CatalogError as CatalogError
 
 
 class _Fact(BaseModel):

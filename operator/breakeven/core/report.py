@@ -12,10 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from breakeven.core import api, planning, rendering, rubric
-
-
-class RenderFailure(ValueError):
-    """The decided mode cannot be rendered (no pool fits it, or an unsupported vLLM combination)."""
+from breakeven.core.errors import RenderFailure as RenderFailure
 
 
 def columns(rows: Sequence[Sequence[str]], gap: str = "  ") -> str:

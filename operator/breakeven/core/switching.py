@@ -22,13 +22,18 @@ becomes ready, the Service selecting both meanwhile); with a single replica and 
 planned switch waits and says so.
 
 Purely computational: the operator observes the workloads and carries out the actions.
+
+`step` reads as its situations: the plan runs what it should (`_steady`), or a switch is in
+flight and the pool has room for both workloads (`_side_by_side`), or has not and there is one
+replica (`_blocked`), or several (`_stepwise`). Each returns a `Step`; the switch's progress is a
+typed `api.SwitchStatus` whose `step` is an `api.SwitchStep`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -64,6 +69,9 @@ class Observed(BaseModel):
     replicas: int = 0
     ready_replicas: int = 0
     broken: str | None = Field(default=None, description="why the workload is failing, if it is")
+    down_since: str | None = Field(
+        default=None, description="since when it has had no ready pods after it had served"
+    )
 
 
 class Action(BaseModel):
@@ -98,7 +106,7 @@ class Step(BaseModel):
     rows: tuple[api.CriterionRow, ...]
     actions: tuple[Action, ...]
     events: tuple[Event, ...] = ()
-    switch: dict[str, str | int | bool] | None = None
+    switch: api.SwitchStatus | None = None
     last_switch_time: str | None = None
     fallback: bool = False
     switching: bool = False  # a switch is moving: the operator polls the plan fast
@@ -107,16 +115,44 @@ class Step(BaseModel):
 # ------------------------------------------------------------------------------ hysteresis
 
 
+def known(row: api.CriterionRow) -> api.Verdict | None:
+    """The row's verdict, or for an Unknown row the last verdict it had from real facts."""
+    return row.verdict if row.verdict != V.UNKNOWN else row.last_known
+
+
 def carry_since(
     previous: Sequence[api.CriterionRow], rows: Sequence[api.CriterionRow], now: dt.datetime
 ) -> tuple[api.CriterionRow, ...]:
-    """Each row keeps its `since` while its verdict holds; a changed verdict starts now."""
+    """Carry each row's two clocks from the previous status (docs/reliability.md).
+
+    `since` dates the row's known verdict: it holds while the verdict holds, and an Unknown (a
+    failed read, facts missing) neither ends nor starts a run, so one failed Prometheus read does
+    not restart a 14-day promotion clock. `not_go_since` dates the current run of non-Go verdicts
+    of any kind, so a row flipping StayDense <-> Unknown keeps its demotion clock running.
+    """
     before = {r.name: r for r in previous}
     out = []
     for row in rows:
         old = before.get(row.name)
-        since = old.since if old is not None and old.verdict == row.verdict and old.since else None
-        out.append(row.model_copy(update={"since": since or rfc3339(now)}))
+        last = known(old) if old is not None else None
+        last_known = last if row.verdict == V.UNKNOWN else None
+        now_known = row.verdict if row.verdict != V.UNKNOWN else last
+        same_run = old is not None and old.since and (last == now_known)
+        since = old.since if same_run and old is not None else None
+        not_go = None
+        if row.verdict != V.GO:
+            if old is not None and old.verdict != V.GO:
+                not_go = old.not_go_since or old.since
+            not_go = not_go or rfc3339(now)
+        out.append(
+            row.model_copy(
+                update={
+                    "since": since or rfc3339(now),
+                    "last_known": last_known,
+                    "not_go_since": not_go,
+                }
+            )
+        )
     return tuple(out)
 
 
@@ -127,6 +163,21 @@ def held_for(row: api.CriterionRow, observed_history: float, now: dt.datetime) -
     if row.name in HISTORY_ROWS and row.verdict == V.GO:
         held = max(held, observed_history)
     return held
+
+
+def not_go_for(row: api.CriterionRow, now: dt.datetime) -> float:
+    """Seconds the row has not been Go (0 for a Go row)."""
+    if row.verdict == V.GO:
+        return 0.0
+    since = parse_time(row.not_go_since or row.since) or now
+    return (now - since).total_seconds()
+
+
+def counts_toward_demotion(row: api.CriterionRow) -> bool:
+    """A gating row that is not Go, and whose last real facts were not Go either: an Unknown
+    after Go (Prometheus down, facts missing) is no news and never demotes by itself."""
+    verdict = known(row)
+    return row.gating and row.verdict != V.GO and verdict is not None and verdict != V.GO
 
 
 def _recent_below_floor(evaluation: planning.Evaluation) -> bool:
@@ -142,6 +193,154 @@ def _recent_below_floor(evaluation: planning.Evaluation) -> bool:
     return peak < floor
 
 
+class Target(NamedTuple):
+    """What hysteresis aims for, and why."""
+
+    mode: api.ServingMode
+    reason: str
+    message: str
+    fallback: bool = False
+
+
+def _moe_possible(evaluation: planning.Evaluation) -> bool:
+    moe = evaluation.decision.moe
+    return moe is not None and moe.estimate.feasible
+
+
+def _dwell_ok(
+    evaluation: planning.Evaluation, last_switch: dt.datetime | None, now: dt.datetime
+) -> bool:
+    min_dwell = api.parse_duration(evaluation.plan.spec.policy.min_dwell)
+    return last_switch is None or (now - last_switch).total_seconds() >= min_dwell
+
+
+def _as_decided(evaluation: planning.Evaluation, mode: api.ServingMode) -> Target:
+    decision = evaluation.decision
+    return Target(mode, decision.reason, decision.message)
+
+
+def _pinned(evaluation: planning.Evaluation, moe_broken: str | None) -> Target:
+    """`spec.mode` pins a mode: it runs, unless MoE cannot be hosted or is broken."""
+    pinned = api.ServingMode(evaluation.plan.spec.mode.value)
+    if pinned == MOE and not _moe_possible(evaluation):
+        return Target(
+            DENSE,
+            "PinnedMoEInfeasible",
+            "spec.mode pins MoE but no GPU pool can host an EP group; serving dense",
+            True,
+        )
+    if pinned == MOE and moe_broken:
+        return Target(
+            DENSE,
+            "MoEBroken",
+            f"the MoE workload is broken ({moe_broken}); dense comes up while it is",
+            True,
+        )
+    return _as_decided(evaluation, pinned)
+
+
+def _promotion(
+    evaluation: planning.Evaluation,
+    rows: Sequence[api.CriterionRow],
+    active: api.ServingMode | None,
+    dwell_ok: bool,
+    moe_broken: str | None,
+    now: dt.datetime,
+) -> Target:
+    """Dense (or nothing yet) runs: MoE once every gating row has held Go for the window."""
+    policy = evaluation.plan.spec.policy
+    decision = evaluation.decision
+    if decision.rubric_mode != MOE or not _moe_possible(evaluation):
+        return _as_decided(evaluation, DENSE)
+    if moe_broken:
+        return Target(
+            DENSE,
+            "MoEBroken",
+            f"the MoE workload is failing ({moe_broken}); staying dense until it is fixed or "
+            "deleted",
+        )
+    traffic = evaluation.traffic
+    history = traffic.observed_seconds if traffic.has_volume else 0.0
+    window = api.parse_duration(policy.promotion_window)
+    waiting = [r for r in rows if r.gating and held_for(r, history, now) < window]
+    if waiting:
+        names = ", ".join(r.name.value for r in waiting)
+        return Target(
+            DENSE,
+            "PromotionPending",
+            f"every gating row is Go, but {names} must hold Go for {policy.promotion_window} "
+            "before the move to MoE",
+        )
+    if active == DENSE and not dwell_ok:
+        return Target(
+            DENSE, "MinDwell", f"MoE is due, but the last switch was under {policy.min_dwell} ago"
+        )
+    return _as_decided(evaluation, MOE)
+
+
+def _demotion_cause(
+    evaluation: planning.Evaluation, rows: Sequence[api.CriterionRow], now: dt.datetime
+) -> Target | None:
+    """Why MoE should end, if it should: a gating row non-Go past the grace, or quiet traffic."""
+    policy = evaluation.plan.spec.policy
+    grace = api.parse_duration(policy.demotion_grace)
+    past_grace = [r for r in rows if r.gating and not_go_for(r, now) > grace]
+    if past_grace and not _moe_possible(evaluation):
+        return Target(DENSE, "MoEInfeasible", "no GPU pool can host the EP group any more", True)
+    lapsed = [r for r in past_grace if counts_toward_demotion(r)]
+    if lapsed:
+        first = lapsed[0]
+        shown = first.verdict.value
+        if first.verdict == V.UNKNOWN and first.last_known is not None:
+            shown = f"{first.last_known.value} (Unknown now)"
+        return Target(
+            DENSE,
+            first.name[0].upper() + first.name[1:] + "Lapsed",
+            f"{first.name} has not been Go for over {policy.demotion_grace}, last seen "
+            f"{shown}: {first.reason}",
+        )
+    if _recent_below_floor(evaluation):
+        return Target(
+            DENSE,
+            "TrafficBelowFloor",
+            f"traffic over the last {policy.demotion_window} stayed under the sustainedLoad floor",
+        )
+    return None
+
+
+def _demotion(
+    evaluation: planning.Evaluation,
+    rows: Sequence[api.CriterionRow],
+    dwell_ok: bool,
+    now: dt.datetime,
+) -> Target:
+    """MoE runs: dense once a demotion cause holds (after min dwell, unless a fallback)."""
+    policy = evaluation.plan.spec.policy
+    cause = _demotion_cause(evaluation, rows, now)
+    if cause is None:
+        pending = [r for r in rows if counts_toward_demotion(r)]
+        unknown = [r for r in rows if r.gating and r.verdict != V.GO and r not in pending]
+        if not pending and unknown:
+            names = ", ".join(r.name.value for r in unknown)
+            return Target(
+                MOE,
+                "FactsUnknown",
+                f"{names} Unknown ({unknown[0].reason}); missing facts never demote, MoE holds "
+                "until they return",
+            )
+        if pending:
+            return Target(
+                MOE,
+                "DemotionGrace",
+                f"{pending[0].name} is {pending[0].verdict.value}; demotion after "
+                f"{policy.demotion_grace}",
+            )
+        return _as_decided(evaluation, MOE)
+    if cause.fallback or dwell_ok:
+        return cause
+    return Target(MOE, "MinDwell", f"{cause.message}; waiting for min dwell {policy.min_dwell}")
+
+
 def hysteresis(
     evaluation: planning.Evaluation,
     rows: Sequence[api.CriterionRow],
@@ -149,111 +348,21 @@ def hysteresis(
     last_switch: dt.datetime | None,
     moe_broken: str | None,
     now: dt.datetime,
-) -> tuple[api.ServingMode, str, str, bool]:
-    """The mode to aim for: (target, reason, message, fallback). Purely computational."""
-    plan = evaluation.plan
-    policy = plan.spec.policy
-    decision = evaluation.decision
-    moe_possible = decision.moe is not None and decision.moe.estimate.feasible
-
-    if plan.spec.mode != api.Mode.AUTO:
-        pinned = api.ServingMode(plan.spec.mode.value)
-        if pinned == MOE and not moe_possible:
-            return (
-                DENSE,
-                "PinnedMoEInfeasible",
-                ("spec.mode pins MoE but no GPU pool can host an EP group; serving dense"),
-                True,
-            )
-        if pinned == MOE and moe_broken:
-            return (
-                DENSE,
-                "MoEBroken",
-                f"the MoE workload is broken ({moe_broken}); dense comes up while it is",
-                True,
-            )
-        return pinned, decision.reason, decision.message, False
-
+) -> Target:
+    """The mode to aim for. Purely computational."""
+    if evaluation.plan.spec.mode != api.Mode.AUTO:
+        return _pinned(evaluation, moe_broken)
     if active == MOE and moe_broken:
-        return (
+        return Target(
             DENSE,
             "MoEBroken",
             f"the MoE workload is broken ({moe_broken}); falling back to dense",
             True,
         )
-
-    history = evaluation.traffic.observed_seconds if evaluation.traffic.has_volume else 0.0
-    gating = [r for r in rows if r.gating]
-    dwell_ok = last_switch is None or (
-        (now - last_switch).total_seconds() >= api.parse_duration(policy.min_dwell)
-    )
+    dwell_ok = _dwell_ok(evaluation, last_switch, now)
     if active in (None, DENSE):
-        if decision.rubric_mode != MOE or not moe_possible:
-            return DENSE, decision.reason, decision.message, False
-        if moe_broken:
-            return (
-                DENSE,
-                "MoEBroken",
-                f"the MoE workload is failing ({moe_broken}); staying dense "
-                "until it is fixed or deleted",
-                False,
-            )
-        window = api.parse_duration(policy.promotion_window)
-        waiting = [r for r in gating if held_for(r, history, now) < window]
-        if waiting:
-            names = ", ".join(r.name.value for r in waiting)
-            return (
-                DENSE,
-                "PromotionPending",
-                (
-                    f"every gating row is Go, but {names} must hold Go for "
-                    f"{policy.promotion_window} before the move to MoE"
-                ),
-                False,
-            )
-        if active == DENSE and not dwell_ok:
-            return (
-                DENSE,
-                "MinDwell",
-                f"MoE is due, but the last switch was under {policy.min_dwell} ago",
-                False,
-            )
-        return MOE, decision.reason, decision.message, False
-
-    # active == MoE
-    grace = api.parse_duration(policy.demotion_grace)
-    lapsed = [r for r in gating if r.verdict != V.GO and held_for(r, 0.0, now) > grace]
-    if lapsed and not moe_possible:
-        return DENSE, "MoEInfeasible", "no GPU pool can host the EP group any more", True
-    reason = message = ""
-    if lapsed:
-        first = lapsed[0]
-        reason = first.name[0].upper() + first.name[1:] + "Lapsed"
-        message = (
-            f"{first.name} has been {first.verdict.value} for over "
-            f"{policy.demotion_grace}: {first.reason}"
-        )
-    elif _recent_below_floor(evaluation):
-        reason = "TrafficBelowFloor"
-        message = (
-            f"traffic over the last {policy.demotion_window} stayed under the sustainedLoad floor"
-        )
-    if not reason:
-        pending = [r for r in gating if r.verdict != V.GO]
-        if pending:
-            return (
-                MOE,
-                "DemotionGrace",
-                (
-                    f"{pending[0].name} is {pending[0].verdict.value}; demotion after "
-                    f"{policy.demotion_grace}"
-                ),
-                False,
-            )
-        return MOE, decision.reason, decision.message, False
-    if not dwell_ok:
-        return MOE, "MinDwell", f"{message}; waiting for min dwell {policy.min_dwell}", False
-    return DENSE, reason, message, False
+        return _promotion(evaluation, rows, active, dwell_ok, moe_broken, now)
+    return _demotion(evaluation, rows, dwell_ok, now)
 
 
 # ------------------------------------------------------------------------------ switching
@@ -274,6 +383,50 @@ def _other(mode: api.ServingMode) -> api.ServingMode:
     return DENSE if mode == MOE else MOE
 
 
+def _ready(o: Observed, want: int) -> bool:
+    return o.exists and o.replicas >= want and o.ready_replicas >= want
+
+
+class Situation(NamedTuple):
+    """What every situation of `step` reads: the inputs, and what hysteresis made of them."""
+
+    evaluation: planning.Evaluation
+    prev: api.ServingPlanStatus
+    observed: Mapping[api.ServingMode, Observed]
+    now: dt.datetime
+    rows: tuple[api.CriterionRow, ...]
+    active: api.ServingMode | None
+    target: Target
+    events: tuple[Event, ...]  # those already due (a changed target)
+
+    @property
+    def replicas(self) -> int:
+        return self.evaluation.plan.spec.serving.replicas
+
+    def seen(self, mode: api.ServingMode) -> Observed:
+        return self.observed.get(mode, Observed(mode=mode))
+
+    def step(self, mode: api.ServingMode | None, phase: api.Phase, **fields: object) -> Step:
+        """A Step with this situation's defaults; `fields` override them."""
+        base: dict[str, object] = {
+            "mode": mode,
+            "target": self.target.mode,
+            "phase": phase,
+            "reason": self.target.reason,
+            "message": self.target.message,
+            "rows": self.rows,
+            "actions": (),
+            "events": self.events,
+            "last_switch_time": self.prev.last_switch_time,
+            "fallback": self.target.fallback,
+        }
+        return Step.model_validate({**base, **fields})
+
+    def drain_until(self) -> str:
+        drain = api.parse_duration(self.evaluation.plan.spec.policy.drain_period)
+        return rfc3339(self.now + dt.timedelta(seconds=drain))
+
+
 def step(
     evaluation: planning.Evaluation,
     previous: api.ServingPlanStatus | None,
@@ -281,10 +434,23 @@ def step(
     now: dt.datetime,
 ) -> Step:
     """One reconcile's worth of progress. Purely computational; the operator acts on it."""
-    plan = evaluation.plan
-    policy = plan.spec.policy
-    n = plan.spec.serving.replicas
-    prev = previous or api.ServingPlanStatus()
+    s = _situation(evaluation, previous or api.ServingPlanStatus(), observed, now)
+    if s.active is None or s.active == s.target.mode:
+        return _steady(s)
+    s = _switch_started(s)
+    if room_for_both(evaluation, s.replicas) or s.target.fallback:
+        return _side_by_side(s)
+    if s.replicas < 2:
+        return _blocked(s)
+    return _stepwise(s)
+
+
+def _situation(
+    evaluation: planning.Evaluation,
+    prev: api.ServingPlanStatus,
+    observed: Mapping[api.ServingMode, Observed],
+    now: dt.datetime,
+) -> Situation:
     rows = carry_since(prev.criteria, evaluation.decision.rows, now)
     active = prev.mode
     if active is None:
@@ -294,272 +460,197 @@ def step(
             (m for m in (MOE, DENSE) if (o := observed.get(m)) and o.exists and o.ready_replicas),
             None,
         )
-    last_switch = parse_time(prev.last_switch_time)
-    moe_obs = observed.get(MOE, Observed(mode=MOE))
-    moe_broken = moe_obs.broken if moe_obs.exists else None
-    target, reason, message, fallback = hysteresis(
-        evaluation, rows, active, last_switch, moe_broken, now
+    moe = observed.get(MOE, Observed(mode=MOE))
+    moe_broken = moe.broken if moe.exists else None
+    target = hysteresis(
+        evaluation, rows, active, parse_time(prev.last_switch_time), moe_broken, now
     )
-    events: list[Event] = []
-    if prev.target_mode is not None and prev.target_mode != target:
-        events.append(
+    events: tuple[Event, ...] = ()
+    if prev.target_mode is not None and prev.target_mode != target.mode:
+        events = (
             Event(
-                type="Warning" if fallback else "Normal",
+                type="Warning" if target.fallback else "Normal",
                 reason="TargetChanged",
-                message=f"target mode {prev.target_mode.value} -> {target.value}: {message}",
-            )
+                message=f"target mode {prev.target_mode.value} -> {target.mode.value}: "
+                f"{target.message}",
+            ),
         )
-    switch = dict(prev.switch or {})
-    obs_t = observed.get(target, Observed(mode=target))
+    return Situation(evaluation, prev, observed, now, rows, active, target, events)
 
-    def ready(o: Observed, want: int) -> bool:
-        return o.exists and o.replicas >= want and o.ready_replicas >= want
 
-    # First placement, or steady state: run the target, point the Service at it, clean up.
-    if active is None or active == target:
+def _steady(s: Situation) -> Step:
+    """First placement, or the target runs: apply it, point the Service at it, clean up."""
+    target, n = s.target.mode, s.replicas
+    switch = s.prev.switch
+    events = list(s.events)
+    actions = [Action(kind="apply", mode=target, replicas=n), Action(kind="select", mode=target)]
+    old, new = s.seen(_other(target)), s.seen(target)
+    drain_until = parse_time(switch.drain_until) if switch else None
+    if old.exists and old.ready_replicas > 0 and new.ready_replicas == 0:
+        # The target has nothing ready yet but the other mode does (an aborted stepwise
+        # switch, say): keep both selected and delete nothing until the target serves.
         actions = [
             Action(kind="apply", mode=target, replicas=n),
-            Action(kind="select", mode=target),
+            Action(kind="select", selector="both"),
         ]
-        drain_until = parse_time(str(switch.get("drainUntil", ""))) if switch else None
-        old = observed.get(_other(target), Observed(mode=_other(target)))
-        if old.exists and old.ready_replicas > 0 and obs_t.ready_replicas == 0:
-            # The target has nothing ready yet but the other mode does (an aborted stepwise
-            # switch, say): keep both selected and delete nothing until the target serves.
-            actions = [
-                Action(kind="apply", mode=target, replicas=n),
-                Action(kind="select", selector="both"),
-            ]
-        elif drain_until is None or now >= drain_until:
-            if old.exists:
-                actions.append(Action(kind="delete", mode=_other(target)))
-                if switch:
-                    events.append(
-                        Event(
-                            type="Normal",
-                            reason="Drained",
-                            message=f"deleted the {_other(target).value} workload "
-                            "after the drain period",
-                        )
+    elif drain_until is None or s.now >= drain_until:
+        if old.exists:
+            actions.append(Action(kind="delete", mode=_other(target)))
+            if switch:
+                events.append(
+                    Event(
+                        type="Normal",
+                        reason="Drained",
+                        message=f"deleted the {_other(target).value} workload after the drain "
+                        "period",
                     )
-            switch = {}
-        phase = api.Phase.SERVING if ready(obs_t, n) else api.Phase.DEPLOYING
-        if switch:
-            phase = api.Phase.SWITCHING  # the old workload is still draining
-        if obs_t.broken:
-            phase = api.Phase.DEGRADED
-        if active is None:
-            events.append(
-                Event(
-                    type="Normal",
-                    reason="Deploying",
-                    message=f"deploying {target.value}: {message}",
                 )
-            )
-        return Step(
-            mode=target,
-            target=target,
-            phase=phase,
-            reason=reason,
-            message=message,
-            rows=rows,
-            actions=tuple(actions),
-            events=tuple(events),
-            switch=switch or None,
-            last_switch_time=prev.last_switch_time,
-            fallback=fallback,
-            switching=bool(switch),
-        )
-
-    # A switch from `active` to `target`.
-    obs_a = observed.get(active, Observed(mode=active))
-    started = str(switch.get("startedAt") or rfc3339(now))
-    if switch.get("to") != target.value:
-        events.append(
-            Event(
-                type="Warning" if fallback else "Normal",
-                reason="SwitchStarted",
-                message=f"switching {active.value} -> {target.value}: {message}",
-            )
-        )
-        started = rfc3339(now)
-    roomy = room_for_both(evaluation, n)
-    base = {"from": active.value, "to": target.value, "startedAt": started}
-
-    if roomy or fallback:
-        actions = [Action(kind="apply", mode=target, replicas=n)]
-        if ready(obs_t, n) or (fallback and obs_a.ready_replicas == 0):
-            drain = rfc3339(now + dt.timedelta(seconds=api.parse_duration(policy.drain_period)))
-            actions.append(Action(kind="select", mode=target))
-            events.append(
-                Event(
-                    type="Warning" if fallback else "Normal",
-                    reason="Switched",
-                    message=f"Service moved to {target.value}; {active.value} drains until {drain}",
-                )
-            )
-            return Step(
-                mode=target,
-                target=target,
-                phase=api.Phase.SWITCHING,
-                reason=reason,
-                message=message,
-                rows=rows,
-                actions=tuple(actions),
-                events=tuple(events),
-                switch={**base, "step": "Draining", "drainUntil": drain},
-                last_switch_time=rfc3339(now),
-                fallback=fallback,
-                switching=True,
-            )
-        actions.append(Action(kind="select", mode=active))
-        return Step(
-            mode=active,
-            target=target,
-            phase=api.Phase.SWITCHING,
-            reason=reason,
-            message=f"{message} (waiting for {target.value}: {obs_t.ready_replicas}/{n} ready)",
-            rows=rows,
-            actions=tuple(actions),
-            events=tuple(events),
-            switch={**base, "step": "WaitingForTarget", "stepwise": False},
-            last_switch_time=prev.last_switch_time,
-            fallback=fallback,
-            switching=True,
-        )
-
-    if n < 2:
-        return Step(
-            mode=active,
-            target=target,
-            phase=api.Phase.SWITCHING,
-            reason="NoRoomForSwitch",
-            message=f"{message}; but the pool cannot run both workloads and there is "
-            "one replica, so a switch would drop traffic: add GPUs or replicas",
-            rows=rows,
-            actions=(
-                Action(kind="apply", mode=active, replicas=n),
-                Action(kind="select", mode=active),
-            ),
-            events=tuple(events),
-            switch={**base, "step": "BlockedNoRoom", "stepwise": True},
-            last_switch_time=prev.last_switch_time,
-            # Nothing moves until the facts change: re-evaluate on the normal interval, not the
-            # fast switch poll.
-            switching=False,
-        )
-
-    # Stepwise: release one unit of the old per unit of the new that is ready.
-    t_ready = min(obs_t.ready_replicas, n) if obs_t.exists else 0
-    if t_ready >= n:
-        drain = rfc3339(now + dt.timedelta(seconds=api.parse_duration(policy.drain_period)))
+        switch = None
+    phase = api.Phase.SERVING if _ready(new, n) else api.Phase.DEPLOYING
+    if switch:
+        phase = api.Phase.SWITCHING  # the old workload is still draining
+    if new.broken:
+        phase = api.Phase.DEGRADED
+    if s.active is None:
         events.append(
             Event(
                 type="Normal",
-                reason="Switched",
-                message=f"stepwise switch done: Service on {target.value}",
+                reason="Deploying",
+                message=f"deploying {target.value}: {s.target.message}",
             )
         )
-        return Step(
-            mode=target,
-            target=target,
-            phase=api.Phase.SWITCHING,
-            reason=reason,
-            message=message,
-            rows=rows,
-            actions=(
-                Action(kind="apply", mode=target, replicas=n),
-                Action(kind="select", mode=target),
-            ),
-            events=tuple(events),
-            switch={**base, "step": "Draining", "drainUntil": drain, "stepwise": True},
-            last_switch_time=rfc3339(now),
+    return s.step(
+        target,
+        phase,
+        actions=tuple(actions),
+        events=tuple(events),
+        switch=switch,
+        switching=switch is not None,
+    )
+
+
+def _switch_started(s: Situation) -> Situation:
+    """A switch from the active mode to the target: announced once, when it starts."""
+    assert s.active is not None
+    switch = s.prev.switch
+    if switch is not None and switch.to == s.target.mode:
+        return s
+    started = Event(
+        type="Warning" if s.target.fallback else "Normal",
+        reason="SwitchStarted",
+        message=f"switching {s.active.value} -> {s.target.mode.value}: {s.target.message}",
+    )
+    return s._replace(events=(*s.events, started))
+
+
+def _progress(s: Situation, stage: api.SwitchStep, **fields: object) -> api.SwitchStatus:
+    assert s.active is not None
+    switch = s.prev.switch
+    if switch is not None and switch.to == s.target.mode:
+        started = switch.started_at
+    else:
+        started = rfc3339(s.now)
+    return api.SwitchStatus.model_validate(
+        {"from": s.active, "to": s.target.mode, "startedAt": started, "step": stage, **fields}
+    )
+
+
+def _side_by_side(s: Situation) -> Step:
+    """Room for both (or a fallback): the target comes up; the Service moves once it is ready."""
+    assert s.active is not None
+    target, n = s.target.mode, s.replicas
+    new, old = s.seen(target), s.seen(s.active)
+    apply = Action(kind="apply", mode=target, replicas=n)
+    if _ready(new, n) or (s.target.fallback and old.ready_replicas == 0 and new.ready_replicas):
+        drain = s.drain_until()
+        moved = Event(
+            type="Warning" if s.target.fallback else "Normal",
+            reason="Switched",
+            message=f"Service moved to {target.value}; {s.active.value} drains until {drain}",
+        )
+        return s.step(
+            target,
+            api.Phase.SWITCHING,
+            actions=(apply, Action(kind="select", mode=target)),
+            events=(*s.events, moved),
+            switch=_progress(s, api.SwitchStep.DRAINING, drainUntil=drain),
+            last_switch_time=rfc3339(s.now),
             switching=True,
         )
-    want_t = min(n, t_ready + 1)
-    want_a = max(n - 1 - t_ready, 0)
-    return Step(
-        mode=active,
-        target=target,
-        phase=api.Phase.SWITCHING,
-        reason=reason,
-        message=f"{message} (stepwise, no room for both: {target.value} {t_ready}/{n} "
-        f"ready, {active.value} kept at {want_a})",
-        rows=rows,
-        actions=(
-            Action(kind="select", selector="both"),
-            Action(kind="apply", mode=active, replicas=want_a),
-            Action(kind="apply", mode=target, replicas=want_t),
-        ),
-        events=tuple(events),
-        switch={**base, "step": "Stepwise", "stepwise": True, "targetReady": t_ready},
-        last_switch_time=prev.last_switch_time,
+    # A fallback waits with both modes selected: whichever has ready pods serves (the broken
+    # one may recover), and the Service never moves to a workload with nothing ready.
+    select = Action(kind="select", selector="both") if s.target.fallback else None
+    return s.step(
+        s.active,
+        api.Phase.SWITCHING,
+        message=f"{s.target.message} (waiting for {target.value}: {new.ready_replicas}/{n} ready)",
+        actions=(apply, select or Action(kind="select", mode=s.active)),
+        switch=_progress(s, api.SwitchStep.WAITING_FOR_TARGET, stepwise=False),
         switching=True,
     )
 
 
-# ------------------------------------------------------------------------------ conditions
+def _blocked(s: Situation) -> Step:
+    """No room for both and one replica: a switch would drop traffic, so it waits."""
+    assert s.active is not None
+    return s.step(
+        s.active,
+        api.Phase.SWITCHING,
+        reason="NoRoomForSwitch",
+        message=f"{s.target.message}; but the pool cannot run both workloads and there is "
+        "one replica, so a switch would drop traffic: add GPUs or replicas",
+        actions=(
+            Action(kind="apply", mode=s.active, replicas=s.replicas),
+            Action(kind="select", mode=s.active),
+        ),
+        switch=_progress(s, api.SwitchStep.BLOCKED_NO_ROOM, stepwise=True),
+        # Nothing moves until the facts change: re-evaluate on the normal interval, not the
+        # fast switch poll.
+        fallback=False,
+        switching=False,
+    )
 
 
-def conditions(
-    step_: Step,
-    evaluation: planning.Evaluation,
-    previous: Sequence[api.Condition],
-    generation: int | None,
-    now: dt.datetime,
-) -> list[api.Condition]:
-    """Conditions per the Kubernetes API conventions; transition time moves only on change."""
-    before = {c.type: c for c in previous}
-    decision = evaluation.decision
-    blocking = [r for r in step_.rows if r.gating and r.verdict != V.GO]
-    wanted = [
-        (
-            "RubricEvaluated",
-            "True",
-            "Evaluated",
-            f"{len(step_.rows)} criteria evaluated; rubric says {decision.rubric_mode.value}",
-        ),
-        (
-            "MoEPrerequisitesMet",
-            "True" if not blocking else "False",
-            "AllGatesGo" if not blocking else blocking[0].name[0].upper() + blocking[0].name[1:],
-            "every gating criterion is Go"
-            if not blocking
-            else "; ".join(f"{r.name}: {r.reason}" for r in blocking),
-        ),
-        (
-            "Ready",
-            "True" if step_.phase == api.Phase.SERVING else "False",
-            step_.phase.value,
-            step_.message,
-        ),
-        (
-            "Switching",
-            "True" if step_.switch else "False",
-            str(step_.switch.get("step")) if step_.switch else "Idle",
-            step_.message if step_.switch else "no switch in progress",
-        ),
-        (
-            "FallbackActive",
-            "True" if step_.fallback else "False",
-            step_.reason if step_.fallback else "NoFallback",
-            step_.message if step_.fallback else "not falling back",
-        ),
-    ]
-    out = []
-    for type_, status, reason, message in wanted:
-        old = before.get(type_)
-        changed = old is None or old.status != status
-        out.append(
-            api.Condition(
-                type=type_,
-                status=status,
-                reason=reason,
-                message=message[:1024],
-                last_transition_time=rfc3339(now)
-                if changed or old is None
-                else old.last_transition_time,
-                observed_generation=generation,
-            )
+def _stepwise(s: Situation) -> Step:
+    """No room for both: release one unit of the old per unit of the new that is ready."""
+    assert s.active is not None
+    target, n = s.target.mode, s.replicas
+    new = s.seen(target)
+    t_ready = min(new.ready_replicas, n) if new.exists else 0
+    if t_ready >= n:
+        done = Event(
+            type="Normal",
+            reason="Switched",
+            message=f"stepwise switch done: Service on {target.value}",
         )
-    return out
+        return s.step(
+            target,
+            api.Phase.SWITCHING,
+            actions=(
+                Action(kind="apply", mode=target, replicas=n),
+                Action(kind="select", mode=target),
+            ),
+            events=(*s.events, done),
+            switch=_progress(s, api.SwitchStep.DRAINING, drainUntil=s.drain_until(), stepwise=True),
+            last_switch_time=rfc3339(s.now),
+            fallback=False,
+            switching=True,
+        )
+    want_t = min(n, t_ready + 1)
+    want_a = max(n - 1 - t_ready, 0)
+    return s.step(
+        s.active,
+        api.Phase.SWITCHING,
+        message=f"{s.target.message} (stepwise, no room for both: {target.value} {t_ready}/{n} "
+        f"ready, {s.active.value} kept at {want_a})",
+        # The target first: the actions are carried out in order and stop at the first that
+        # fails, so a refused apply of the target never leaves the active mode scaled down.
+        actions=(
+            Action(kind="select", selector="both"),
+            Action(kind="apply", mode=target, replicas=want_t),
+            Action(kind="apply", mode=s.active, replicas=want_a),
+        ),
+        switch=_progress(s, api.SwitchStep.STEPWISE, stepwise=True, targetReady=t_ready),
+        fallback=False,
+        switching=True,
+    )

@@ -1,6 +1,6 @@
 """The one error rendering raises.
 
-    ValueError
+    ValueError > BreakevenError (breakeven.core.errors, the whole tree)
      └── RenderError   the plan, the version and the sizing cannot be rendered together;
                        the message starts with the field to change (`spec.serving.vllmVersion: ...`)
 
@@ -9,6 +9,6 @@ Pure.
 
 from __future__ import annotations
 
+from breakeven.core.errors import RenderError
 
-class RenderError(ValueError):
-    """An unsupported combination: a validation error for the plan, never a broken pod."""
+__all__ = ["RenderError"]

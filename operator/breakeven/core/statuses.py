@@ -1,0 +1,466 @@
+"""Everything a plan's status, conditions and Events are built from. Pure: no I/O, no clock.
+
+The reconcile (breakeven.shell.reconcile) gathers facts and observes the cluster; this module
+turns what it found into what it writes:
+
+    body.status ──previous──> ServingPlanStatus ──┐
+    pods ──broken──> Observed.broken              │
+                                                  ├─ switching.step ──> Step
+    Step ──writes──> objects to apply, modes to delete, placements
+    Step + apply outcome ──build──> Outcome(status, events, step)   ──merge_patch──> the patch
+    invalid spec ──invalid──> Outcome (status kept, Ready=False InvalidSpec)
+
+`build` is the one place status is made: what the cluster runs now, the rubric's rows, the
+conditions, and which Events to post (a changed decision, the step's own events, a pinned MoE
+whose prerequisites are not met, a failed apply), each posted once, not on every reconcile.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pydantic
+
+from breakeven.core import api, capacity, facts, planning, rendering, report, rubric, switching
+
+MESSAGE_LIMIT = 1024
+# Container waiting reasons that mean the workload will not come up by itself.
+BAD_WAITING = frozenset(
+    {
+        "CrashLoopBackOff",
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "InvalidImageName",
+    }
+)
+KEPT_BY_KOPF = "breakeven.dev"  # kopf's bookkeeping under status; never ours to write
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one reconcile writes: the status, the Events to post, and the step it reports."""
+
+    status: dict[str, Any]
+    events: tuple[switching.Event, ...]
+    step: switching.Step | None = None
+
+
+# ------------------------------------------------------------------------------ reading back
+
+
+def current(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The status as written, without kopf's bookkeeping."""
+    return {k: v for k, v in (body.get("status") or {}).items() if k != KEPT_BY_KOPF}
+
+
+def previous(body: Mapping[str, Any]) -> api.ServingPlanStatus | None:
+    """The status the operator wrote last, or None when there is none or it cannot be read
+    (then the caller says so: every clock restarts)."""
+    raw = current(body)
+    if not raw:
+        return None
+    try:
+        return api.ServingPlanStatus.model_validate(raw)
+    except pydantic.ValidationError:
+        return None
+
+
+def merge_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns `current` into `desired`.
+
+    A merge patch merges nested objects, so a key that disappears (a placement dropped, a
+    switch step's field no longer there) must be sent as null, at every depth.
+    """
+    patch: dict[str, Any] = {k: None for k in current if k not in desired}
+    for key, value in desired.items():
+        old = current.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            nested = merge_patch(old, value)
+            if nested:
+                patch[key] = nested
+        elif old != value:
+            patch[key] = value
+    return patch
+
+
+# ------------------------------------------------------------------------------ observing
+
+
+def down_since(
+    ready: int, mode: api.ServingMode, previous: api.ServingPlanStatus | None, now: dt.datetime
+) -> str | None:
+    """Since when a workload that had served has had no ready pods; None while it has some, or
+    while it never served (it is still coming up)."""
+    if ready > 0:
+        return None
+    before = [w for w in (previous.workloads if previous else []) if w.mode == mode]
+    for w in before:
+        if w.down_since:
+            return w.down_since
+    if any(w.ready_replicas > 0 and w.serving for w in before):
+        return rfc3339(now)
+    return None
+
+
+def broken(
+    pods: Sequence[Mapping[str, Any]],
+    down: str | None,
+    grace: float,
+    now: dt.datetime,
+) -> str | None:
+    """Why a workload is failing: crashing pods at once, or no ready pods for longer than
+    `grace` seconds after it had served. A rollout or a pod restart that takes every ready pod
+    away for a moment (a single-group LeaderWorkerSet, say) is not a failure."""
+    for pod in pods:
+        status = pod.get("status") or {}
+        if status.get("phase") == "Failed":
+            return f"pod {pod['metadata']['name']} failed"
+        for cs in status.get("containerStatuses") or []:
+            reason = ((cs.get("state") or {}).get("waiting") or {}).get("reason")
+            if reason in BAD_WAITING:
+                return f"pod {pod['metadata']['name']}: {reason}"
+    since = switching.parse_time(down)
+    if since is not None and (now - since).total_seconds() > grace:
+        return f"no ready pods since {down} (nodes gone or pods evicted)"
+    return None
+
+
+# ------------------------------------------------------------------------------ what to write
+
+
+@dataclass(frozen=True)
+class Writes:
+    """A step's actions as objects: applied in order, then the modes deleted."""
+
+    writes: tuple[tuple[Literal["apply", "delete"], Any], ...]
+    placements: dict[str, api.Placement]
+
+
+def placement(candidate: rubric.Candidate, plan: api.ServingPlan) -> api.Placement:
+    return api.Placement(
+        generation=plan.metadata.generation,
+        pool=candidate.pool.model_dump(by_alias=True, mode="json"),
+        estimate=candidate.estimate.model_dump(mode="json"),
+    )
+
+
+def pinned(record: api.Placement | None, plan: api.ServingPlan) -> rubric.Candidate | None:
+    """The pool and sizing a mode was rendered from, while the spec has not changed since.
+    None when there is no record, the spec changed, or the record cannot be read."""
+    if record is None or record.generation != plan.metadata.generation:
+        return None
+    try:
+        return rubric.Candidate(
+            pool=facts.Pool.model_validate(record.pool),
+            estimate=capacity.Estimate.model_validate(record.estimate),
+        )
+    except pydantic.ValidationError:
+        return None
+
+
+def with_replicas(obj: dict[str, Any], replicas: int | None) -> dict[str, Any]:
+    """A workload scaled to `replicas` (None: as rendered); other kinds untouched."""
+    if replicas is None or obj.get("kind") not in ("Deployment", "LeaderWorkerSet"):
+        return obj
+    return {**obj, "spec": {**obj["spec"], "replicas": replicas}}
+
+
+def service(plan: api.ServingPlan, mode: api.ServingMode, both: bool) -> dict[str, Any]:
+    """The plan's Service selecting `mode`, or both modes' pods while a switch goes in steps."""
+    svc = rendering.service(plan, mode)
+    if both:
+        svc["spec"]["selector"].pop("breakeven.dev/mode", None)
+    return svc
+
+
+def writes(
+    plan: api.ServingPlan,
+    evaluation: planning.Evaluation,
+    step: switching.Step,
+    previous: api.ServingPlanStatus | None,
+) -> Writes:
+    """Render everything a step asks for (raising report.RenderFailure before anything is
+    written), and the placements to record: each applied mode's pool and sizing, pinned until the
+    spec changes, without the modes deleted."""
+    out: list[tuple[Literal["apply", "delete"], Any]] = []
+    placements = dict(previous.placements or {}) if previous else {}
+    for action in step.actions:
+        if action.kind == "apply" and action.mode is not None:
+            candidate = pinned(placements.get(action.mode.value), plan)
+            candidate = candidate or evaluation.candidate(action.mode)
+            main = rendering.workload_name(plan, action.mode)
+            for obj in report.manifests_for(evaluation, action.mode, candidate):
+                # Only the serving workload is scaled; a P/D prefill set keeps its own count.
+                if obj["metadata"]["name"] == main:
+                    obj = with_replicas(obj, action.replicas)
+                out.append(("apply", obj))
+            if candidate is not None:
+                placements[action.mode.value] = placement(candidate, plan)
+        elif action.kind == "select":
+            mode = action.mode or step.mode or step.target
+            out.append(("apply", service(plan, mode, action.selector == "both")))
+        elif action.kind == "delete" and action.mode is not None:
+            out.append(("delete", action.mode))
+            placements.pop(action.mode.value, None)
+    return Writes(tuple(out), placements)
+
+
+# ------------------------------------------------------------------------------ conditions
+
+
+def _upper(name: str) -> str:
+    return name[0].upper() + name[1:]
+
+
+def conditions(
+    step: switching.Step,
+    evaluation: planning.Evaluation,
+    previous: Sequence[api.Condition],
+    generation: int | None,
+    now: dt.datetime,
+) -> list[api.Condition]:
+    """Conditions per the Kubernetes API conventions; transition time moves only on change."""
+    blocking = [r for r in step.rows if r.gating and r.verdict != api.Verdict.GO]
+    rubric_mode = evaluation.decision.rubric_mode.value
+    wanted: list[tuple[str, Literal["True", "False"], str, str]] = [
+        (
+            "RubricEvaluated",
+            "True",
+            "Evaluated",
+            f"{len(step.rows)} criteria evaluated; rubric says {rubric_mode}",
+        ),
+        (
+            "MoEPrerequisitesMet",
+            "True" if not blocking else "False",
+            "AllGatesGo" if not blocking else _upper(blocking[0].name),
+            "every gating criterion is Go"
+            if not blocking
+            else "; ".join(f"{r.name}: {r.reason}" for r in blocking),
+        ),
+        (
+            "Ready",
+            "True" if step.phase == api.Phase.SERVING else "False",
+            step.phase.value,
+            step.message,
+        ),
+        (
+            "Switching",
+            "True" if step.switch else "False",
+            step.switch.step.value if step.switch else "Idle",
+            step.message if step.switch else "no switch in progress",
+        ),
+        (
+            "FallbackActive",
+            "True" if step.fallback else "False",
+            step.reason if step.fallback else "NoFallback",
+            step.message if step.fallback else "not falling back",
+        ),
+    ]
+    return [
+        _condition(previous, type_, status, reason, message, generation, now)
+        for type_, status, reason, message in wanted
+    ]
+
+
+def _condition(
+    previous: Sequence[api.Condition],
+    type_: str,
+    status: Literal["True", "False", "Unknown"],
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: dt.datetime,
+) -> api.Condition:
+    old = next((c for c in previous if c.type == type_), None)
+    unchanged = old is not None and old.status == status
+    return api.Condition(
+        type=type_,
+        status=status,
+        reason=reason,
+        message=message[:MESSAGE_LIMIT],
+        last_transition_time=old.last_transition_time if old and unchanged else rfc3339(now),
+        observed_generation=generation,
+    )
+
+
+def rfc3339(moment: dt.datetime) -> str:
+    return switching.rfc3339(moment)
+
+
+# ------------------------------------------------------------------------------ the status
+
+
+def _apply_failed(
+    step: switching.Step, previous: api.ServingPlanStatus | None, message: str
+) -> switching.Step:
+    """Nothing (or not all) was applied: report the state the cluster is still in."""
+    return step.model_copy(
+        update={
+            "mode": previous.mode if previous else None,
+            "switch": previous.switch if previous else None,
+            "last_switch_time": previous.last_switch_time if previous else None,
+            "events": (),
+            "phase": api.Phase.DEGRADED,
+            "reason": "ApplyFailed",
+            "message": message,
+        }
+    )
+
+
+def _workloads(
+    plan: api.ServingPlan,
+    step: switching.Step,
+    observed: Mapping[api.ServingMode, switching.Observed],
+) -> list[api.WorkloadStatus]:
+    return [
+        api.WorkloadStatus(
+            kind=obs.kind or "Deployment",
+            name=rendering.workload_name(plan, mode),
+            mode=mode,
+            replicas=obs.replicas,
+            ready_replicas=obs.ready_replicas,
+            serving=(mode == step.mode),
+            down_since=obs.down_since,
+        )
+        for mode, obs in observed.items()
+        if obs.exists
+    ]
+
+
+def build(
+    evaluation: planning.Evaluation,
+    step: switching.Step,
+    observed: Mapping[api.ServingMode, switching.Observed],
+    previous: api.ServingPlanStatus | None,
+    now: dt.datetime,
+    *,
+    rendered: list[dict[str, Any]] | None = None,
+    applied_error: str | None = None,
+    placements: Mapping[str, api.Placement] | None = None,
+    decided_before: api.ServingMode | None = None,
+) -> Outcome:
+    """The status to write after a reconcile and the Events to post.
+
+    `applied_error`: why carrying out the step failed (then status reports what the cluster still
+    runs); `placements`: what the carried-out step recorded; `decided_before`: the rubric's mode
+    at this plan's previous reconcile in this process, so a change is announced once.
+    """
+    plan = evaluation.plan
+    dry = plan.spec.dry_run
+    if applied_error and not dry:
+        step = _apply_failed(step, previous, applied_error)
+    generation = plan.metadata.generation
+    serving = observed.get(step.mode) if step.mode else None
+    status = api.ServingPlanStatus(
+        observed_generation=generation,
+        mode=(previous.mode if previous else None) if dry else step.mode,
+        target_mode=step.target,
+        decided_mode=evaluation.decision.rubric_mode,
+        phase=api.Phase.PLANNED if dry else step.phase,
+        reason="ApplyFailed" if applied_error else step.reason,
+        message=(applied_error or step.message)[:MESSAGE_LIMIT],
+        ready=f"{serving.ready_replicas}/{serving.replicas}" if serving and not dry else None,
+        criteria=list(step.rows),
+        estimates=evaluation.estimates(),
+        workloads=_workloads(plan, step, observed),
+        switch=None if dry else step.switch,
+        last_switch_time=step.last_switch_time,
+        rendered=rendered,
+        conditions=conditions(
+            step, evaluation, previous.conditions if previous else [], generation, now
+        ),
+    )
+    out = status.model_dump(by_alias=True, mode="json", exclude_none=True)
+    if placements:
+        out["placements"] = {
+            mode: p.model_dump(by_alias=True, mode="json") for mode, p in placements.items()
+        }
+    events = _events(evaluation, step, previous, applied_error, decided_before)
+    return Outcome(out, events, step)
+
+
+def _events(
+    evaluation: planning.Evaluation,
+    step: switching.Step,
+    previous: api.ServingPlanStatus | None,
+    applied_error: str | None,
+    decided_before: api.ServingMode | None,
+) -> tuple[switching.Event, ...]:
+    """The Events a reconcile posts; each says something new, never the same thing twice."""
+    plan, decision = evaluation.plan, evaluation.decision
+    decided = decision.rubric_mode
+    out = []
+    if (decided_before is not None and decided_before != decided) or (
+        previous is not None and previous.decided_mode not in (None, decided)
+    ):
+        out.append(
+            switching.Event(
+                type="Normal",
+                reason="DecisionChanged",
+                message=f"rubric now says {decided.value}: {decision.message}",
+            )
+        )
+    if not plan.spec.dry_run:
+        out.extend(step.events)
+    if (
+        plan.spec.mode == api.Mode.MOE
+        and not decision.prerequisites_met
+        and (previous is None or previous.reason != step.reason or previous.decided_mode != decided)
+    ):
+        blocking = [r.name.value for r in step.rows if r.gating and r.verdict != api.Verdict.GO]
+        out.append(
+            switching.Event(
+                type="Warning",
+                reason="PinnedMoEPrerequisitesNotMet",
+                message=f"spec.mode pins MoE but {', '.join(blocking)} not Go",
+            )
+        )
+    if applied_error and (previous is None or previous.message != applied_error):
+        out.append(
+            switching.Event(type="Warning", reason="ApplyFailed", message=applied_error[:1024])
+        )
+    return tuple(out)
+
+
+def invalid(
+    body: Mapping[str, Any],
+    previous: api.ServingPlanStatus | None,
+    message: str,
+    now: dt.datetime,
+) -> Outcome:
+    """The status of a plan whose spec cannot be acted on: Ready=False InvalidSpec, and
+    everything else (the serving mode, placements, `since` clocks) kept: the workloads keep
+    running untouched while the spec is invalid."""
+    message = message[:MESSAGE_LIMIT]
+    generation = body["metadata"].get("generation")
+    old = {c.type: c for c in (previous.conditions if previous else [])}
+    ready = old.get("Ready")
+    condition = api.Condition(
+        type="Ready",
+        status="False",
+        reason="InvalidSpec",
+        message=message,
+        last_transition_time=ready.last_transition_time
+        if ready and ready.status == "False"
+        else rfc3339(now),
+        observed_generation=generation,
+    )
+    kept = current(body)
+    others = [c for c in kept.get("conditions") or [] if c.get("type") != "Ready"]
+    status = {
+        **kept,
+        "observedGeneration": generation,
+        "phase": api.Phase.INVALID.value,
+        "reason": "InvalidSpec",
+        "message": message,
+        "conditions": [*others, condition.model_dump(by_alias=True, exclude_none=True)],
+    }
+    events: tuple[switching.Event, ...] = ()
+    if not previous or previous.message != message:
+        events = (switching.Event(type="Warning", reason="InvalidSpec", message=message),)
+    return Outcome(status, events)

@@ -1,0 +1,273 @@
+"""One plan's reconcile, as a short script of named steps, each with one job:
+
+    gather facts ─> evaluate ─> observe children ─> step ─> carry out ─> build status and events
+                                                                          ─> write ─> emit
+
+The decisions are the pure core's (planning.evaluate, switching.step, statuses.build); this module
+reads the cluster and writes to it. A step that cannot go on returns `Rejected` (an invalid spec,
+a model the catalog cannot resolve, a name held by an object this plan does not own); carrying
+out a step returns `Carried`, its error included: no exception leaves a step for a reason the
+plan author can fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pydantic
+from kubernetes.aio.client.exceptions import ApiException
+
+from breakeven.core import api, facts, planning, rendering, report, statuses, switching
+from breakeven.core.errors import CatalogError, RenderFailure
+from breakeven.shell import inputs, kube, metrics
+from breakeven.shell.publish import Publisher
+
+if TYPE_CHECKING:
+    from breakeven.shell.runtime import Config, PlanState
+
+logger = logging.getLogger("breakeven")
+
+WORKLOAD_KINDS = ("Deployment", "LeaderWorkerSet")
+
+
+@dataclasses.dataclass(frozen=True)
+class Rejected:
+    """Why the plan cannot be acted on; reported as Ready=False InvalidSpec, nothing touched."""
+
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Carried:
+    """What carrying out a step did: the placements recorded, a dry run's manifests, or why
+    it failed (then status reports what the cluster still runs)."""
+
+    placements: dict[str, api.Placement]
+    rendered: list[dict[str, Any]] | None = None
+    error: str | None = None
+
+
+class Reconciler:
+    """Reconciles one plan at a time (the scheduler calls it)."""
+
+    def __init__(self, config: Config, nodes: Callable[[], Mapping[str, Any] | None]) -> None:
+        self.config = config
+        self.nodes = nodes
+        self._writer: kube.Writer | None = None
+        self._publisher: Publisher | None = None
+
+    def connect(self, writer: kube.Writer) -> None:
+        self._writer = writer
+        self._publisher = Publisher(writer)
+
+    @property
+    def writer(self) -> kube.Writer:
+        assert self._writer is not None, "connect() first"
+        return self._writer
+
+    @property
+    def publisher(self) -> Publisher:
+        assert self._publisher is not None, "connect() first"
+        return self._publisher
+
+    async def reconcile(self, state: PlanState) -> bool:
+        """Reconcile one plan. Returns whether a switch is moving (the plan is polled fast)."""
+        started = time.perf_counter()
+        body, now = state.body, dt.datetime.now(dt.UTC)
+        previous = self.previous(body)
+        plan = self.gather(body)
+        if isinstance(plan, Rejected):
+            return await self.reject(body, previous, plan, now)
+        evaluation = self.evaluate(plan, state.traffic)
+        if isinstance(evaluation, Rejected):
+            return await self.reject(body, previous, evaluation, now)
+        observed = await self.observe(plan, previous, now)
+        if isinstance(observed, Rejected):
+            return await self.reject(body, previous, observed, now)
+        step = switching.step(evaluation, previous, observed, now)
+        carried = await self.carry_out(plan, evaluation, step, previous)
+        outcome = statuses.build(
+            evaluation,
+            step,
+            observed,
+            previous,
+            now,
+            rendered=carried.rendered,
+            applied_error=carried.error,
+            placements=carried.placements,
+            decided_before=state.decided,
+        )
+        state.decided = evaluation.decision.rubric_mode
+        await self.publisher.write(body, outcome.status)
+        self.publisher.emit(body, plan, outcome, evaluation.decision.rubric_mode)
+        assert outcome.step is not None
+        metrics.record(f"{plan.namespace}/{plan.name}", evaluation, outcome.step)
+        metrics.RECONCILE.observe(time.perf_counter() - started)
+        return outcome.step.switching and not plan.spec.dry_run
+
+    # ------------------------------------------------------------------------- the steps
+
+    @staticmethod
+    def previous(body: Mapping[str, Any]) -> api.ServingPlanStatus | None:
+        """The status written last; an unreadable one is said in the log and read as none."""
+        previous = statuses.previous(body)
+        if previous is None and statuses.current(body):
+            logger.warning("ignoring an unreadable status on %s", body["metadata"].get("name"))
+        return previous
+
+    @staticmethod
+    def gather(body: Mapping[str, Any]) -> api.ServingPlan | Rejected:
+        """The plan as the API defines it."""
+        try:
+            return api.ServingPlan.model_validate(body)
+        except pydantic.ValidationError as exc:
+            return Rejected(inputs.describe(exc, "spec"))
+
+    def evaluate(
+        self, plan: api.ServingPlan, traffic: facts.Traffic | None
+    ) -> planning.Evaluation | Rejected:
+        """The rubric on this cluster's GPU nodes and the plan's traffic facts."""
+        nodes = self.nodes()
+        cluster = facts.Cluster.from_nodes(
+            list(nodes.get("gpu", ())) if nodes else [],
+            self.config.mapping,
+            node_selector=plan.spec.serving.node_selector,
+            source="cluster",
+        )
+        with metrics.EVALUATION.time():
+            try:
+                return planning.evaluate(plan, cluster, traffic or facts.Traffic())
+            except CatalogError as exc:  # a model the catalog cannot resolve
+                return Rejected(str(exc))
+
+    async def observe(
+        self, plan: api.ServingPlan, previous: api.ServingPlanStatus | None, now: dt.datetime
+    ) -> dict[api.ServingMode, switching.Observed] | Rejected:
+        """Each mode's workload as the cluster shows it."""
+        grace = api.parse_duration(plan.spec.policy.demotion_grace)
+        out = {}
+        for mode in api.ServingMode:
+            found = [
+                o
+                for name in rendering.workload_names(plan, mode)
+                for kind in WORKLOAD_KINDS
+                if (o := await self._get(kind, plan.namespace, name)) is not None
+            ]
+            foreign = [o for o in found if not _owned_by(o, plan)]
+            if foreign:
+                meta = foreign[0]["metadata"]
+                return Rejected(
+                    f"metadata.name: {foreign[0]['kind']} {meta['name']} already exists in "
+                    f"{plan.namespace} and is not owned by this plan; rename the plan or the object"
+                )
+            if not found:
+                out[mode] = switching.Observed(mode=mode)
+                continue
+            main = rendering.workload_name(plan, mode)
+            objs = [o for o in found if o["metadata"]["name"] == main]  # what serves traffic
+            replicas = sum(int((o.get("spec") or {}).get("replicas", 1)) for o in objs)
+            ready = sum(int((o.get("status") or {}).get("readyReplicas") or 0) for o in objs)
+            pods = await self.writer.pods(plan.namespace, rendering.selector_labels(plan, mode))
+            down = statuses.down_since(ready, mode, previous, now)
+            out[mode] = switching.Observed(
+                mode=mode,
+                exists=True,
+                kind=str((objs or found)[0].get("kind", "")),
+                replicas=replicas,
+                ready_replicas=ready,
+                broken=statuses.broken(pods, down, grace, now),
+                down_since=down,
+            )
+        return out
+
+    async def carry_out(
+        self,
+        plan: api.ServingPlan,
+        evaluation: planning.Evaluation,
+        step: switching.Step,
+        previous: api.ServingPlanStatus | None,
+    ) -> Carried:
+        """Render everything first, then apply in order: a render failure applies nothing.
+        A dry run renders the decided mode's manifests into status instead."""
+        kept = dict(previous.placements or {}) if previous else {}
+        if plan.spec.dry_run:
+            try:
+                return Carried(kept, rendered=report.render_manifests(evaluation))
+            except RenderFailure as exc:
+                return Carried(kept, error=str(exc))
+        try:
+            writes = statuses.writes(plan, evaluation, step, previous)
+        except RenderFailure as exc:
+            return Carried(kept, error=str(exc))
+        try:
+            clash = await self._service_clash(plan)
+            if clash:
+                return Carried(kept, error=clash)
+            for verb, what in writes.writes:
+                if verb == "apply":
+                    await self.writer.apply(kube.owned(what, plan))
+                else:
+                    await self._delete_mode(plan, what, previous)
+        except ApiException as exc:
+            logger.warning("%s/%s: apply failed: %s", plan.namespace, plan.name, exc.body)
+            return Carried(kept, error=f"API server refused: {exc.status} {exc.reason}")
+        return Carried(writes.placements)
+
+    async def reject(
+        self,
+        body: Mapping[str, Any],
+        previous: api.ServingPlanStatus | None,
+        rejected: Rejected,
+        now: dt.datetime,
+    ) -> bool:
+        """Report a plan that cannot be acted on; its workloads keep running untouched."""
+        outcome = statuses.invalid(body, previous, rejected.message, now)
+        await self.publisher.write(body, outcome.status)
+        self.publisher.post(body, outcome.events)
+        return False
+
+    # ------------------------------------------------------------------------- reading, deleting
+
+    async def _get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await self.writer.get(kind, namespace, name)
+        except ApiException as exc:
+            if exc.status == 404:  # LWS CRD not installed
+                return None
+            raise
+
+    async def _service_clash(self, plan: api.ServingPlan) -> str | None:
+        name = rendering.service_name(plan)
+        existing = await self.writer.get("Service", plan.namespace, name)
+        if existing is not None and not _owned_by(existing, plan):
+            return (
+                f"metadata.name: Service {name} already exists in {plan.namespace} and is not "
+                "owned by this plan; rename the plan or the Service"
+            )
+        return None
+
+    async def _delete_mode(
+        self,
+        plan: api.ServingPlan,
+        mode: api.ServingMode,
+        previous: api.ServingPlanStatus | None,
+    ) -> None:
+        known = {
+            (w.kind, w.name) for w in (previous.workloads if previous else []) if w.mode == mode
+        }
+        for name in rendering.workload_names(plan, mode):
+            known |= {(kind, name) for kind in WORKLOAD_KINDS}
+        for kind, obj_name in sorted(known):
+            with contextlib.suppress(ApiException):
+                await self.writer.delete(kind, plan.namespace, obj_name)
+
+
+def _owned_by(obj: Mapping[str, Any], plan: api.ServingPlan) -> bool:
+    owners = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(o.get("uid") == plan.metadata.uid for o in owners)

@@ -1,0 +1,165 @@
+"""The reconcile's I/O steps (shell/reconcile.py) against an in-memory API server.
+
+`FakeApi` keeps objects by (kind, namespace, name) and can refuse chosen writes, so a test sees
+what the operator writes, in which order, and what it leaves behind when a write fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from kubernetes.aio.client.exceptions import ApiException
+
+from breakeven.core import api, facts, planning, switching
+from breakeven.shell import inputs
+from breakeven.shell.reconcile import Reconciler
+from breakeven.shell.runtime import Config
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+MOE, DENSE = api.ServingMode.MOE, api.ServingMode.DENSE
+Key = tuple[str, str, str]
+
+
+class FakeApi:
+    """The parts of kube.Writer the reconcile uses."""
+
+    def __init__(self) -> None:
+        self.objects: dict[Key, dict[str, Any]] = {}
+        self.pod_list: list[dict[str, Any]] = []
+        self.log: list[tuple[str, str, str]] = []
+        self.refuse: Callable[[Mapping[str, Any]], bool] = lambda obj: False
+        self.status: dict[str, Any] = {}
+        self.events: list[str] = []
+
+    async def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        if self.refuse(obj):
+            self.log.append(("refused", obj["kind"], meta["name"]))
+            raise ApiException(status=403, reason="Forbidden")
+        self.log.append(("apply", obj["kind"], meta["name"]))
+        key = (obj["kind"], meta["namespace"], meta["name"])
+        old = self.objects.get(key, {})
+        self.objects[key] = {**old, **dict(obj), "status": old.get("status", {})}
+        return self.objects[key]
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.objects.get((kind, namespace, name))
+
+    async def delete(self, kind: str, namespace: str, name: str) -> bool:
+        self.log.append(("delete", kind, name))
+        return self.objects.pop((kind, namespace, name), None) is not None
+
+    async def pods(self, namespace: str, selector: Mapping[str, str]) -> list[dict[str, Any]]:
+        return list(self.pod_list)
+
+    async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        self.status = {**self.status, **status}
+
+    async def post_event(
+        self, plan: Mapping[str, Any], type: str, reason: str, message: str
+    ) -> None:
+        self.events.append(reason)
+
+    def workload(self, kind: str, name: str, replicas: int, ready: int) -> None:
+        """An object the plan owns, as the cluster shows it."""
+        self.objects[(kind, "default", name)] = {
+            "kind": kind,
+            "metadata": {"name": name, "namespace": "default", "ownerReferences": [{"uid": "u"}]},
+            "spec": {"replicas": replicas},
+            "status": {"readyReplicas": ready},
+        }
+
+    def replicas(self, kind: str, name: str) -> int | None:
+        obj = self.objects.get((kind, "default", name))
+        return None if obj is None else int(obj["spec"]["replicas"])
+
+
+def plan_and_evaluation(
+    replicas: int = 2, nodes: int = 2
+) -> tuple[api.ServingPlan, planning.Evaluation]:
+    plan = inputs.load_plans(ROOT / "examples/plans/deepseek-v3-sustained.yaml")[0]
+    serving = plan.spec.serving.model_copy(update={"replicas": replicas})
+    plan = plan.model_copy(
+        update={
+            "spec": plan.spec.model_copy(update={"serving": serving}),
+            "metadata": plan.metadata.model_copy(
+                update={"uid": "u", "generation": 1, "namespace": "default"}
+            ),
+        }
+    )
+    all_nodes = inputs.load_nodes(ROOT / "examples/nodes/h200-infiniband.yaml")[0][:nodes]
+    cluster = facts.Cluster.from_nodes(all_nodes)
+    ev = planning.evaluate(
+        plan, cluster, inputs.load_traffic(ROOT / "examples/traffic/sustained.yaml")
+    )
+    return plan, ev
+
+
+def reconciler(fake: FakeApi) -> Reconciler:
+    r = Reconciler(Config(), lambda: None)
+    r.connect(fake)  # type: ignore[arg-type]  # the fake has the methods the reconcile calls
+    return r
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_a_stepwise_switch_whose_target_is_refused_keeps_the_active_mode_whole() -> None:
+    plan, ev = plan_and_evaluation(replicas=2, nodes=2)
+    assert not switching.room_for_both(ev, 2)
+    fake = FakeApi()
+    dense, moe = f"{plan.name}-dense", f"{plan.name}-moe"
+    fake.workload("Deployment", dense, 2, 2)
+    month_ago = switching.rfc3339(T0 - dt.timedelta(days=30))
+    rows = [r.model_copy(update={"since": month_ago}) for r in ev.decision.rows]
+    prev = api.ServingPlanStatus(mode=DENSE, target_mode=DENSE, criteria=rows)
+    seen = {DENSE: switching.Observed(mode=DENSE, exists=True, replicas=2, ready_replicas=2)}
+    step = switching.step(ev, prev, seen, T0)
+    assert step.switch is not None and step.switch.step == api.SwitchStep.STEPWISE
+    fake.refuse = lambda obj: obj["metadata"]["name"] == moe  # the target's apply is refused
+    carried = run(reconciler(fake).carry_out(plan, ev, step, prev))
+    assert carried.error is not None and "403" in carried.error
+    assert fake.replicas("Deployment", dense) == 2, fake.log  # dense still has both replicas
+
+
+def test_a_single_group_lws_restarting_a_pod_is_not_broken_until_the_grace_passes() -> None:
+    plan, ev = plan_and_evaluation(replicas=1, nodes=4)
+    fake = FakeApi()
+    moe = f"{plan.name}-moe"
+    fake.workload("LeaderWorkerSet", moe, 1, 0)  # its one group lost its ready pods
+    served = api.ServingPlanStatus(
+        mode=MOE,
+        workloads=[
+            api.WorkloadStatus(
+                kind="LeaderWorkerSet",
+                name=moe,
+                mode=MOE,
+                replicas=1,
+                ready_replicas=1,
+                serving=True,
+            )
+        ],
+    )
+    r = reconciler(fake)
+    seen = run(r.observe(plan, served, T0))
+    assert seen[MOE].broken is None and seen[MOE].down_since == switching.rfc3339(T0)
+    step = switching.step(ev, served, seen, T0)
+    assert step.target == MOE and not step.fallback  # no move to a cold dense workload
+    grace = api.parse_duration(plan.spec.policy.demotion_grace)
+    down = served.model_copy(
+        update={
+            "workloads": [
+                served.workloads[0].model_copy(
+                    update={"ready_replicas": 0, "down_since": seen[MOE].down_since}
+                )
+            ]
+        }
+    )
+    past = run(r.observe(plan, down, T0 + dt.timedelta(seconds=grace + 1)))
+    assert past[MOE].broken is not None and "no ready pods" in past[MOE].broken
