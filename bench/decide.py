@@ -13,14 +13,17 @@ Prints the best and median of a few repeats (time.perf_counter); tests never ass
 
 from __future__ import annotations
 
+import gc
 import random
 import statistics
 import time
+import tracemalloc
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
+from unittest import mock
 
-from breakeven.core import api, catalog, facts, planning
+from breakeven.core import api, catalog, facts, planning, rubric
 
 PLANS = 1000
 REPEAT = 5
@@ -125,15 +128,47 @@ def both(
     return [planning.evaluate(p, cluster, t) for p, t in work]
 
 
-def timed(run: Callable[[], object]) -> tuple[float, float]:
-    """Best and median wall time of REPEAT runs, in seconds (after one warm-up run)."""
+Timing = tuple[float, float, float, float]
+
+
+def timed(run: Callable[[], object], before: Callable[[], object] | None = None) -> Timing:
+    """Best and median wall time, then best and median CPU time (time.process_time), of REPEAT
+    runs in seconds, after one warm-up run. `before` runs untimed ahead of each run."""
     run()
-    runs = []
+    walls, cpus = [], []
     for _ in range(REPEAT):
-        start = time.perf_counter()
+        if before is not None:
+            before()
+        start, cpu = time.perf_counter(), time.process_time()
         run()
-        runs.append(time.perf_counter() - start)
-    return min(runs), statistics.median(runs)
+        cpus.append(time.process_time() - cpu)
+        walls.append(time.perf_counter() - start)
+    return min(walls), statistics.median(walls), min(cpus), statistics.median(cpus)
+
+
+def rubric_inputs(
+    work: list[tuple[api.ServingPlan, facts.Traffic]], cluster: facts.Cluster
+) -> list[tuple[Any, ...]]:
+    """The arguments planning.evaluate passes to rubric.decide for each plan (recorded)."""
+    with mock.patch.object(rubric, "decide", wraps=rubric.decide) as spy:
+        for plan, traffic in work:
+            planning.evaluate(plan, cluster, traffic)
+    return [tuple(call.args) for call in spy.call_args_list]
+
+
+def cache_memory(run: Callable[[], object]) -> float:
+    """Bytes the decision caches hold after `run` from empty caches (tracemalloc)."""
+    planning.clear_caches()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        run()
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    return float(sum(d.size_diff for d in after.compare_to(before, "filename")))
 
 
 def main() -> None:
@@ -142,31 +177,58 @@ def main() -> None:
     cluster = facts.Cluster.from_nodes(raw, source="bench")
     infos = [facts.node_info(n) for n in raw]
 
-    def decide_all() -> list[planning.Evaluation]:
-        return [planning.evaluate(p, cluster, t) for p, t in work]
+    def decide_all() -> None:
+        for p, t in work:
+            planning.evaluate(p, cluster, t)
 
-    modes = Counter(e.decision.mode.value for e in decide_all())
+    modes = Counter(planning.evaluate(p, cluster, t).decision.mode.value for p, t in work)
     pools = ", ".join(
         f"{p.node_count}x{p.gpus_per_node} {p.gpu} ({p.fabric})" for p in cluster.pools
     )
+    recorded = rubric_inputs(work, cluster)
     print(f"cluster: {len(raw)} nodes -> {pools}")
     print(f"plans:   {len(work)} over {len(catalog.names())} catalog models -> {dict(modes)}")
-    print(f"{'step':<52}{'best':>10}{'median':>10}   (of {REPEAT})")
-    rows = [
-        ("nodes: Cluster.from_nodes(1,000 Node dicts)", lambda: facts.Cluster.from_nodes(raw)),
+    print(f"{'step':<56}{'wall best':>10}{'median':>9}{'CPU best':>10}{'median':>9}")
+    rows: list[tuple[str, Callable[[], object], Callable[[], object] | None]] = [
+        (
+            "nodes: Cluster.from_nodes(1,000 Node dicts)",
+            lambda: facts.Cluster.from_nodes(raw),
+            None,
+        ),
         (
             "nodes: node_info x 1,000 (the operator's index)",
             lambda: [facts.node_info(n) for n in raw],
+            None,
         ),
-        ("nodes: Cluster.from_nodes(1,000 NodeInfo)", lambda: facts.Cluster.from_nodes(infos)),
-        ("decide: planning.evaluate x 1,000 plans", decide_all),
-        ("both: from_nodes once + evaluate x 1,000", lambda: both(raw, work)),
+        (
+            "nodes: Cluster.from_nodes(1,000 NodeInfo)",
+            lambda: facts.Cluster.from_nodes(infos),
+            None,
+        ),
+        ("decide: planning.evaluate x 1,000 plans", decide_all, None),
+        ("  the same, caches emptied before each run", decide_all, planning.clear_caches),
+        (
+            "  of it, rubric.decide x 1,000 (same inputs)",
+            lambda: [rubric.decide(*a) for a in recorded],
+            None,
+        ),
+        ("both: from_nodes once + evaluate x 1,000", lambda: both(raw, work), None),
     ]
-    for label, run in rows:
-        best, median = timed(run)
-        print(f"{label:<52}{best * 1000:>8.1f}ms{median * 1000:>8.1f}ms")
-    best, _ = timed(decide_all)
-    print(f"per plan: {best / len(work) * 1e6:.0f} us ({len(cluster.pools)} pools, both modes)")
+    figures: dict[str, Timing] = {}
+    for label, run, before in rows:
+        figures[label] = timed(run, before)
+        wall, wall_med, cpu, cpu_med = (x * 1000 for x in figures[label])
+        print(f"{label:<56}{wall:>8.1f}ms{wall_med:>7.1f}ms{cpu:>8.1f}ms{cpu_med:>7.1f}ms")
+    wall, _, cpu, _ = figures["decide: planning.evaluate x 1,000 plans"]
+    print(
+        f"per plan: {wall / len(work) * 1e6:.0f} us wall, {cpu / len(work) * 1e6:.0f} us CPU "
+        f"({len(cluster.pools)} pools, both modes): {len(work) / wall:,.0f} decisions/s "
+        f"({len(work) / cpu:,.0f} per CPU second)"
+    )
+    held = cache_memory(decide_all)
+    info = planning.cache_info()
+    print(f"caches after one sweep from empty: {held / 1e6:.1f} MB held (tracemalloc)")
+    print("  " + ", ".join(f"{k} {v.currsize}/{v.maxsize}" for k, v in info.items()))
 
 
 if __name__ == "__main__":

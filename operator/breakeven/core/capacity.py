@@ -96,8 +96,9 @@ NODE_GPUS = {"GB200": 4}
 
 FABRICS = ("nvlink", "infiniband", "roce", "efa", "ethernet", "pcie")
 
-ESTIMATE_CACHE_SIZE = 4096
-"""Estimates kept by `size_dense` and by `size_moe` (each): least recently used go first."""
+ESTIMATE_CACHE_SIZE = 2048
+"""Estimates kept by `size_dense` and by `size_moe` (each; about 5.5 kB an estimate, measured
+with tracemalloc by bench/decide.py): least recently used go first."""
 
 
 class CacheInfo(NamedTuple):

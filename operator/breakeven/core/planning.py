@@ -18,9 +18,11 @@ from pydantic import BaseModel, ConfigDict
 
 from breakeven.core import api, capacity, catalog, facts, rubric
 
-SIZING_CACHE_SIZE = 2048
+SIZING_CACHE_SIZE = 1024
 """Entries kept by `_sized`: both modes' estimates on every pool of a cluster for one model,
-dtype, workload, imbalance and price (each entry holds at most two estimates per pool)."""
+dtype, workload, imbalance and price (each entry holds at most two estimates per pool, about
+5.5 kB each, mostly shared with the capacity model's own caches). At least the 1,000 plans of
+the fleet the operator is sized for: a cyclic sweep over more keys than an LRU holds never hits."""
 WORKLOAD_CACHE_SIZE = 1024
 """Workloads kept by `_workload`, so that equal request shapes are one object."""
 
