@@ -19,7 +19,7 @@ import yaml
 
 from e2e import image
 from e2e.fixtures import ClusterHandle, wait_for
-from e2e.tools import CHART, helm
+from e2e.tools import CHART, helm, tool
 
 pytestmark = pytest.mark.integration
 
@@ -151,7 +151,7 @@ def test_operator_runs_from_the_image_under_the_chart_service_account(
     try:
         with cluster.api_client() as k8s:
             custom = client.CustomObjectsApi(k8s)
-            custom.create_namespaced_custom_object(
+            created = custom.create_namespaced_custom_object(
                 plan_api.GROUP, plan_api.VERSION, namespace, plan_api.PLURAL, plan
             )
 
@@ -170,6 +170,19 @@ def test_operator_runs_from_the_image_under_the_chart_service_account(
                 ) from None
             deployment = client.AppsV1Api(k8s).read_namespaced_deployment("img-dense", namespace)
             assert deployment.metadata.labels["app.kubernetes.io/managed-by"] == "breakeven"
+            # The operator wrote status only: spec, labels, annotations, finalizers as created.
+            now = custom.get_namespaced_custom_object(
+                plan_api.GROUP, plan_api.VERSION, namespace, plan_api.PLURAL, "img"
+            )
+            assert now["spec"] == created["spec"]
+            for field in ("generation", "labels", "annotations", "finalizers"):
+                assert now["metadata"].get(field) == created["metadata"].get(field), field
+        waited = subprocess.run(
+            [str(tool("kubectl")), "--kubeconfig", str(cluster.kubeconfig), "wait",
+             "--for=condition=Ready", "servingplan/img", "-n", namespace, "--timeout=60s"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert waited.returncode == 0, waited.stdout + waited.stderr
     finally:
         image.run([image.engine(), "stop", "--time", "10", container_id])
         image.run([image.engine(), "rm", "--force", container_id])
