@@ -1,7 +1,6 @@
 """The real API server, with the generated CRD, rejects each out-of-bounds value the operator
 could not handle, naming the field (issue 10, item 1); the Python model rejects the same."""
 
-
 from __future__ import annotations
 
 from typing import Any
