@@ -341,3 +341,46 @@ traffic_documents = st.fixed_dictionaries(
         "recentPeakTokensPerSecond": traffic_figures,
     },
 )
+
+
+# ----------------------------------------------------------------- Prometheus-like answers
+
+# Timestamps are JSON numbers: finite floats here. A JSON integer too large for a float is the
+# separate, deterministic case in tests/unit/test_fuzz_prometheus.py.
+_timestamps = st.floats(min_value=-1e12, max_value=1e12, allow_nan=False)
+_sample_values = mostly(
+    st.floats(min_value=0, max_value=1e6).map(repr),
+    st.one_of(
+        st.sampled_from(["NaN", "+Inf", "-Inf", "1e400", "-1", "x", ""]),
+        st.builds(lambda n: "9" * n, st.integers(1, 500)),
+        st.integers(),
+        st.none(),
+    ),
+)
+_points = mostly(st.tuples(_timestamps, _sample_values).map(list), junk)
+
+
+def prometheus_answers(labels: dict[str, str]) -> st.SearchStrategy[Any]:
+    """Bodies of Prometheus query answers: mostly well formed, series labelled for the plan."""
+    metric = mostly(
+        st.builds(lambda q: {**labels, "quantile": q}, st.sampled_from(["0.5", "0.9", "0.99"])),
+        st.one_of(st.just({}), junk, st.dictionaries(st.text(max_size=3), junk, max_size=2)),
+    )
+    vector = st.fixed_dictionaries({"metric": metric, "value": _points})
+    matrix = st.fixed_dictionaries(
+        {"metric": metric, "values": mostly(st.lists(_points, max_size=30), junk)}
+    )
+    data = mostly(
+        st.one_of(
+            st.fixed_dictionaries(
+                {"resultType": st.just("vector"), "result": st.lists(vector, max_size=4)}
+            ),
+            st.fixed_dictionaries(
+                {"resultType": st.just("matrix"), "result": st.lists(matrix, max_size=4)}
+            ),
+        ),
+        st.one_of(junk, st.fixed_dictionaries({"resultType": junk, "result": junk})),
+    )
+    return st.fixed_dictionaries(
+        {"status": mostly(st.just("success"), st.sampled_from(["error", ""])), "data": data}
+    )
