@@ -202,7 +202,10 @@ LabelValue = Annotated[str, Field(max_length=63)]
 
 
 class Model(BaseModel):
-    """Base for the API: camelCase on the wire, unknown fields are an error (a typo is caught)."""
+    """Base for the API: camelCase on the wire, unknown fields are an error (a typo is caught).
+
+    Every number of the spec has a minimum and a maximum, which `.inf` and `.nan` (valid YAML
+    floats) both fail (tests/unit/test_bad_input.py)."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -210,8 +213,6 @@ class Model(BaseModel):
         extra="forbid",
         frozen=True,
         use_enum_values=False,
-        # `.inf` and `.nan` are valid YAML floats; no field of the API means either.
-        allow_inf_nan=False,
     )
 
 
