@@ -109,14 +109,21 @@ _CEL_DURATION_SECONDS = (
     "p.endsWith('h') ? double(p.substring(0, p.size() - 1)) * 3600.0 : "
     "double(p.substring(0, p.size() - 1)) * 86400.0).sum()"
 )
-# The CEL twin of parse_parameters (the pattern has already bounded the digits).
-_CEL_PARAMETERS = (
-    "(self.endsWith('K') ? double(self.substring(0, self.size() - 1)) * 1e3 : "
-    "self.endsWith('M') ? double(self.substring(0, self.size() - 1)) * 1e6 : "
-    "self.endsWith('B') ? double(self.substring(0, self.size() - 1)) * 1e9 : "
-    "self.endsWith('T') ? double(self.substring(0, self.size() - 1)) * 1e12 : "
-    "double(self))"
-)
+
+
+def cel_parameters(field: str = "self") -> str:
+    """The CEL twin of parse_parameters for `field` (the pattern has already bounded the digits)."""
+    f = field
+    return (
+        f"({f}.endsWith('K') ? double({f}.substring(0, {f}.size() - 1)) * 1e3 : "
+        f"{f}.endsWith('M') ? double({f}.substring(0, {f}.size() - 1)) * 1e6 : "
+        f"{f}.endsWith('B') ? double({f}.substring(0, {f}.size() - 1)) * 1e9 : "
+        f"{f}.endsWith('T') ? double({f}.substring(0, {f}.size() - 1)) * 1e12 : "
+        f"double({f}))"
+    )
+
+
+_CEL_PARAMETERS = cel_parameters()
 
 
 def _duration_field(maximum: float) -> Any:
@@ -195,7 +202,10 @@ LabelValue = Annotated[str, Field(max_length=63)]
 
 
 class Model(BaseModel):
-    """Base for the API: camelCase on the wire, unknown fields are an error (a typo is caught)."""
+    """Base for the API: camelCase on the wire, unknown fields are an error (a typo is caught).
+
+    Every number of the spec has a minimum and a maximum, which `.inf` and `.nan` (valid YAML
+    floats) both fail (tests/unit/test_bad_input.py)."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -203,8 +213,6 @@ class Model(BaseModel):
         extra="forbid",
         frozen=True,
         use_enum_values=False,
-        # `.inf` and `.nan` are valid YAML floats; no field of the API means either.
-        allow_inf_nan=False,
     )
 
 
@@ -297,17 +305,27 @@ class ModelSpec(Model):
             and parse_parameters(self.active_parameters) > parse_parameters(self.total_parameters)
         ):
             raise ValueError("activeParameters must not exceed totalParameters")
-        if (self.experts or 0) > 0 and not self.experts_per_token:
-            raise ValueError("expertsPerToken is required when experts is set")
-        if self.experts_per_token and self.experts and self.experts_per_token > self.experts:
+        if (self.experts or 0) > 0 and (self.experts_per_token or 0) < 1:
+            raise ValueError("expertsPerToken (at least 1) is required when experts is set")
+        if (
+            self.experts_per_token is not None
+            and self.experts is not None
+            and self.experts_per_token > self.experts
+        ):
             raise ValueError("expertsPerToken must not exceed experts")
         return self
 
 
 MODEL_SPEC_RULES = [
     cel(
-        "!has(self.experts) || self.experts == 0 || has(self.expertsPerToken)",
-        "expertsPerToken is required when experts is set",
+        "!has(self.totalParameters) || !has(self.activeParameters) || "
+        f"{cel_parameters('self.activeParameters')} <= {cel_parameters('self.totalParameters')}",
+        "activeParameters must not exceed totalParameters",
+    ),
+    cel(
+        "!has(self.experts) || self.experts == 0 || "
+        "(has(self.expertsPerToken) && self.expertsPerToken >= 1)",
+        "expertsPerToken (at least 1) is required when experts is set",
     ),
     cel(
         "!has(self.experts) || !has(self.expertsPerToken) || self.expertsPerToken <= self.experts",
@@ -505,10 +523,17 @@ class Policy(Model):
 
 POLICY_RULES = [
     cel(
+        "!has(self.modelScale) || !has(self.modelScale.denseBelow) || "
+        "!has(self.modelScale.moeFrom) || "
+        f"{cel_parameters('self.modelScale.denseBelow')} <= "
+        f"{cel_parameters('self.modelScale.moeFrom')}",
+        "modelScale.denseBelow must not exceed modelScale.moeFrom",
+    ),
+    cel(
         "!has(self.gating) || self.gating.all(g, self.gating.exists_one(h, h == g))",
         "gating must not name a criterion twice",
         ".gating",
-    )
+    ),
 ]
 
 
