@@ -14,7 +14,8 @@ import rendering_cases as cases
 
 @pytest.mark.parametrize("name", sorted(cases.CASES))
 def test_render_matches_golden(name: str) -> None:
-    rendered = cases.dump(cases.CASES[name]().render())
+    case = cases.CASES[name]()
+    rendered = cases.dump(case.render(), case.note)
     path = cases.golden_path(name)
     if os.environ.get(cases.UPDATE_ENV) == "1":
         path.write_text(rendered)
@@ -30,3 +31,14 @@ def test_no_stray_golden_files() -> None:
 @pytest.mark.parametrize("name", sorted(cases.CASES))
 def test_render_is_deterministic(name: str) -> None:
     assert cases.CASES[name]().render() == cases.CASES[name]().render()
+
+
+def test_goldens_have_no_yaml_anchors() -> None:
+    for path in cases.GOLDEN.glob("*.yaml"):
+        text = path.read_text()
+        assert "&id0" not in text and "*id0" not in text, path.name
+
+
+@pytest.mark.parametrize("name", ["gke-a3-ultra", "gke-a4x", "eks-p5", "gb200-multi-node"])
+def test_platform_goldens_name_their_upstream_guide(name: str) -> None:
+    assert cases.golden_path(name).read_text().startswith("# Reviewed against ")

@@ -18,7 +18,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "breakeven.dev"
@@ -76,7 +76,21 @@ def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str
 
 
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN)]
-Parameters = Annotated[str, Field(pattern=PARAMETERS_PATTERN)]
+
+
+def _count_as_text(value: object) -> object:
+    """An integer count (`480000000000`, as Kubernetes users write quantities) as its text."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+# A parameter count: an integer or a string such as `671B` (x-kubernetes-int-or-string in the CRD).
+Parameters = Annotated[
+    str,
+    Field(pattern=PARAMETERS_PATTERN, json_schema_extra={"x-kubernetes-int-or-string": True}),
+    BeforeValidator(_count_as_text),
+]
 
 
 class Model(BaseModel):
@@ -124,6 +138,7 @@ class Criterion(StrEnum):
     EXPERT_BALANCE = "expertBalance"
     TRAFFIC_REGULARITY = "trafficRegularity"
     MEMORY_BANDWIDTH_PRESSURE = "memoryBandwidthPressure"
+    RUNTIME_SUPPORT = "runtimeSupport"
 
 
 class Verdict(StrEnum):
@@ -331,9 +346,9 @@ class Policy(Model):
     gating: list[Criterion] = Field(
         default_factory=_default_gating,
         json_schema_extra={"default": [c.value for c in _default_gating()]},
-        max_length=7,
+        max_length=8,
         description="Criteria that must all be Go for MoE. The others are advisory: reported, "
-        "never deciding.",
+        "never deciding. runtimeSupport gates whether listed or not.",
     )
     model_scale: ModelScalePolicy = Field(
         default_factory=ModelScalePolicy, description="Thresholds of the modelScale row."
@@ -438,7 +453,7 @@ class Serving(Model):
     """How the workloads are rendered (image, vLLM version, resources, placement)."""
 
     image: str = Field(
-        default="vllm/vllm-openai:v0.12.0",
+        default="vllm/vllm-openai:v0.33.0",
         max_length=512,
         pattern=r"^[^\s]+$",
         description="vLLM server image.",

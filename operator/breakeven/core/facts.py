@@ -144,7 +144,17 @@ def _quantity(text: str | None) -> float:
     """A Kubernetes quantity as a number (enough for counts such as `8`, `1k`)."""
     if not text:
         return 0.0
-    suffixes = {"k": 1e3, "M": 1e6, "G": 1e9, "Ki": 1024.0, "Mi": 1024.0**2, "Gi": 1024.0**3}
+    suffixes = {
+        "m": 1e-3,
+        "k": 1e3,
+        "M": 1e6,
+        "G": 1e9,
+        "T": 1e12,
+        "Ki": 1024.0,
+        "Mi": 1024.0**2,
+        "Gi": 1024.0**3,
+        "Ti": 1024.0**4,
+    }
     for suffix, factor in sorted(suffixes.items(), key=lambda kv: -len(kv[0])):
         if text.endswith(suffix):
             return float(text[: -len(suffix)]) * factor
@@ -172,7 +182,8 @@ def node_info(node: Mapping[str, Any], mapping: LabelMapping | None = None) -> N
         *mapping.fabric_labels,
     }
     labels = {k: str(v) for k, v in (metadata.get("labels") or {}).items() if k in wanted}
-    resources = {mapping.gpu_resource, *mapping.rdma_resources}
+    # cpu and memory size the serving pods' requests (rendering.workloads).
+    resources = {mapping.gpu_resource, *mapping.rdma_resources, "cpu", "memory"}
     allocatable = {
         k: str(v) for k, v in (status.get("allocatable") or {}).items() if k in resources
     }
@@ -234,6 +245,18 @@ class Pool(_Facts):
     partitioned: bool = Field(default=False, description="MIG or time-sliced GPUs")
     rdma_resource: str | None = Field(
         default=None, description="RDMA extended resource every node offers, if any"
+    )
+    rdma_devices: int = Field(
+        default=0, description="the fewest rdma_resource devices a node of the pool offers"
+    )
+    cpu_per_node: float = Field(
+        default=0, description="the smallest allocatable CPU of a node, cores (0: unknown)"
+    )
+    memory_per_node: float = Field(
+        default=0, description="the smallest allocatable memory of a node, bytes (0: unknown)"
+    )
+    gke_accelerator: str = Field(
+        default="", description="GKE's cloud.google.com/gke-accelerator value, on GKE"
     )
 
     @property
@@ -338,6 +361,11 @@ class Cluster(_Facts):
                 None,
             )
             product = products.most_common(1)[0][0]
+
+            def least(resource: str, group: list[Any] = members) -> float:
+                return min(_quantity(n.allocatable.get(resource)) for n, _, _ in group)
+
+            gke = {n.labels.get("cloud.google.com/gke-accelerator", "") for n, _, _ in members}
             pools.append(
                 Pool(
                     gpu=key,
@@ -355,6 +383,10 @@ class Cluster(_Facts):
                         "-MIG-" in p.upper() or p.upper().endswith("-SHARED") for p in products
                     ),
                     rdma_resource=rdma_resource,
+                    rdma_devices=int(least(rdma_resource)) if rdma_resource else 0,
+                    cpu_per_node=least("cpu"),
+                    memory_per_node=least("memory"),
+                    gke_accelerator=gke.pop() if len(gke) == 1 else "",
                 )
             )
         return cls(pools=tuple(pools), source=source)
