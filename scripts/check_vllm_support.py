@@ -49,6 +49,7 @@ FLAG_SOURCES = (
     "vllm/engine/arg_utils.py",
     "vllm/entrypoints/openai/cli_args.py",
     "vllm/entrypoints/common/cli_args.py",
+    "vllm/entrypoints/launchers/cli_args.py",
     "vllm/entrypoints/cli/serve.py",
 )
 
