@@ -285,6 +285,7 @@ for _v in (
     "v0.11.2",
     "v0.13.0",
     "v0.16.0",
+    "v0.19.0",
     "v0.33.0",
 ):
     CASES[f"moe-two-node-lws-{_v}"] = functools.partial(_moe_two_node, _v)
