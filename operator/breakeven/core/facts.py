@@ -88,8 +88,11 @@ def _default_gpu_labels() -> list[str]:
         "nvidia.com/gpu.product",
         "cloud.google.com/gke-accelerator",
         "gpu.nvidia.com/class",
-        "karpenter.k8s.aws/instance-gpu-name",
+        # Instance types before the bare GPU names: `a100` names both a 40 and an 80 GB part.
         "node.kubernetes.io/instance-type",
+        "karpenter.k8s.aws/instance-gpu-name",
+        "eks.amazonaws.com/instance-gpu-name",
+        "karpenter.azure.com/sku-gpu-name",
     ]
 
 
