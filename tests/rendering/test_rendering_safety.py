@@ -264,3 +264,26 @@ def test_service_selects_exactly_the_endpoint_pods(name: str) -> None:
             container = template["spec"]["containers"][0]
             if selector.items() <= template["metadata"]["labels"].items():
                 assert "readinessProbe" in container  # the Service routes only to HTTP servers
+
+
+def test_decode_pods_of_a_pd_pair_run_llm_ds_routing_sidecar_in_front_of_vllm() -> None:
+    prefill, decode, service = cases.load_golden("moe-pd")
+    (prefill_pod,) = cases.pod_templates(prefill)
+    (decode_pod,) = cases.pod_templates(decode)
+    assert "initContainers" not in prefill_pod["spec"]
+    (sidecar,) = decode_pod["spec"]["initContainers"]
+    assert sidecar["restartPolicy"] == "Always"  # a native sidecar: runs beside vLLM
+    assert sidecar["args"] == [
+        "--port=8000",
+        "--vllm-port=8200",
+        "--connector=nixlv2",
+        "--secure-proxy=false",
+    ]
+    (vllm,) = decode_pod["spec"]["containers"]
+    assert vllm["args"][vllm["args"].index("--port") + 1] == "8200"
+    assert {p["name"]: p["containerPort"] for p in vllm["ports"]}["vllm"] == 8200
+    assert vllm["readinessProbe"]["httpGet"]["port"] == "vllm"
+    # The Service's `http` target port is the sidecar's on decode pods, vLLM's on prefill pods.
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert sidecar["ports"][0]["name"] == "http"
+    assert decode_pod["metadata"]["labels"]["llm-d.ai/role"] == "decode"

@@ -32,6 +32,13 @@ from breakeven.core.rendering import errors, names, versions
 Role = Literal["both", "prefill", "decode"]
 
 HTTP_PORT = 8000
+# Prefill/decode: llm-d's routing sidecar takes the decode pod's HTTP port and forwards to vLLM on
+# this one, running the prefill step first on the prefill pod the scheduler named in the request
+# header (llm-d guides/wide-ep-lws/manifests/modelserver/base/decode.yaml: an init container with
+# restartPolicy Always, `--port=8000 --vllm-port=8200 --connector=nixlv2 --secure-proxy=false`).
+VLLM_BEHIND_SIDECAR_PORT = 8200
+ROUTING_SIDECAR_IMAGE = "ghcr.io/llm-d/llm-d-routing-sidecar:v0.3.0"
+SIDECAR_UID = 65532
 SERVICE_PORT = 80
 DP_RPC_PORT = 29550  # vLLM's default --data-parallel-rpc-port, written out for clarity
 MASTER_PORT = 29501  # vLLM's default --master-port (multi-node TP/PP without Ray)
@@ -361,11 +368,11 @@ def _pod_labels(ctx: _Ctx, workload: str, role: Role, endpoint: bool) -> dict[st
 # ---------------------------------------------------------------------------- vllm args
 
 
-def _base_args(ctx: _Ctx) -> list[str]:
+def _base_args(ctx: _Ctx, port: int = HTTP_PORT) -> list[str]:
     serving = ctx.serving
     args = [
         _literal(ctx.model),
-        *ctx.flag("--port", str(HTTP_PORT)),
+        *ctx.flag("--port", str(port)),
         *ctx.flag("--served-model-name", _literal(ctx.served_name)),
     ]
     if serving.max_model_len is not None:
@@ -555,12 +562,12 @@ def _uses_deepep(ctx: _Ctx) -> bool:
     return any(_all2all_backend(ctx, r).startswith("deepep") for r in roles)
 
 
-def _probes(serves_http: bool) -> dict[str, Any]:
+def _probes(serves_http: bool, port: str = "http") -> dict[str, Any]:
     if not serves_http:
         return {}
 
     def get(path: str) -> dict[str, Any]:
-        return {"path": path, "port": "http"}
+        return {"path": path, "port": port}
 
     return {
         "startupProbe": {
@@ -699,8 +706,15 @@ def _group_affinity(ctx: _Ctx, workload: str) -> dict[str, Any]:
     return {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": preferred}}
 
 
-def _ports(ctx: _Ctx, serves_http: bool, extra: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    ports = [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}] if serves_http else []
+def _ports(
+    ctx: _Ctx, serves_http: bool, extra: list[dict[str, Any]], sidecar: bool = False
+) -> list[dict[str, Any]]:
+    http = (
+        {"name": "vllm", "containerPort": VLLM_BEHIND_SIDECAR_PORT, "protocol": "TCP"}
+        if sidecar
+        else {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}
+    )
+    ports = [http] if serves_http else []
     if ctx.disaggregated:
         ports.append({"name": "nixl", "containerPort": NIXL_PORT, "protocol": "TCP"})
     return ports + extra
@@ -713,6 +727,32 @@ class _Container:
     env: list[dict[str, Any]]
     serves_http: bool = True
     ports: tuple[dict[str, Any], ...] = ()
+    routing_sidecar: bool = False  # decode of a P/D pair: llm-d's routing sidecar in front
+
+
+def _routing_sidecar() -> dict[str, Any]:
+    """llm-d's routing sidecar as a native sidecar (an init container that keeps running)."""
+    return {
+        "name": "routing-proxy",
+        "image": ROUTING_SIDECAR_IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        "restartPolicy": "Always",
+        "args": [
+            f"--port={HTTP_PORT}",
+            f"--vllm-port={VLLM_BEHIND_SIDECAR_PORT}",
+            "--connector=nixlv2",
+            "--secure-proxy=false",
+        ],
+        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+            "runAsUser": SIDECAR_UID,
+            "runAsGroup": SIDECAR_UID,
+        },
+    }
 
 
 def _pod_template(
@@ -730,11 +770,11 @@ def _pod_template(
         "command": _command(ctx, spec.command),
         "args": spec.args,
         "env": _with_user_env(ctx, spec.env),
-        "ports": _ports(ctx, spec.serves_http, list(spec.ports)),
+        "ports": _ports(ctx, spec.serves_http, list(spec.ports), spec.routing_sidecar),
         "resources": _resources(ctx),
         "volumeMounts": mounts,
         "securityContext": container_security,
-        **_probes(spec.serves_http),
+        **_probes(spec.serves_http, "vllm" if spec.routing_sidecar else "http"),
     }
     pod: dict[str, Any] = {
         # vLLM needs no API access, and Service links would inject VLLM_PORT-style variables
@@ -748,6 +788,8 @@ def _pod_template(
         "containers": [container],
         "volumes": volumes,
     }
+    if spec.routing_sidecar:
+        pod["initContainers"] = [_routing_sidecar()]
     if affinity:
         pod["affinity"] = affinity
     if ctx.serving.priority_class_name:
@@ -941,7 +983,9 @@ def _render_dense(ctx: _Ctx) -> list[dict[str, Any]]:
 def _moe_role(ctx: _Ctx, role: Role, name: str, replicas: int) -> list[dict[str, Any]]:
     est = ctx.estimate
     backend = _all2all_backend(ctx, role)
-    args = _base_args(ctx) + ctx.flag("--enable-expert-parallel")
+    sidecar = ctx.disaggregated and role == "decode"
+    port = VLLM_BEHIND_SIDECAR_PORT if sidecar else HTTP_PORT
+    args = _base_args(ctx, port) + ctx.flag("--enable-expert-parallel")
     args += ctx.flag("--tensor-parallel-size", str(est.tp))
     args += ctx.flag("--data-parallel-size", str(est.dp))
     env = _base_env(ctx)
@@ -959,7 +1003,12 @@ def _moe_role(ctx: _Ctx, role: Role, name: str, replicas: int) -> list[dict[str,
     env += _network_env(ctx, backend)
     endpoint = role != "prefill"
     if not ctx.multi_node:
-        spec = _Container(command=["vllm", "serve"], args=args + _extra_args(ctx), env=env)
+        spec = _Container(
+            command=["vllm", "serve"],
+            args=args + _extra_args(ctx),
+            env=env,
+            routing_sidecar=sidecar,
+        )
         return [_deployment(ctx, name, role, replicas, spec, endpoint)]
     # One pod per node, each running its local DP ranks with its own API server (hybrid load
     # balancing); LWS numbers the pods, the script turns that into the first DP rank.
@@ -976,6 +1025,7 @@ def _moe_role(ctx: _Ctx, role: Role, name: str, replicas: int) -> list[dict[str,
         args=args + _extra_args(ctx),
         env=env,
         ports=rpc,
+        routing_sidecar=sidecar,
     )
     lws = _leader_worker_set(ctx, name, role, replicas, spec, None, endpoint)
     return _with_domain(ctx, name, role, replicas, lws)
