@@ -243,8 +243,9 @@ def _eks_p5() -> Case:
              rdma_resource="vpc.amazonaws.com/efa", rdma_devices=32, cpu=188, memory_gib=1900),
         arch(DEEPSEEK),
         note="Reviewed against llm-d/llm-d guides/pd-disaggregation/modelserver/gpu/vllm/aws/"
-        "patch-decode.yaml (EFA devices requested per pod) and guides/wide-ep-lws "
-        "base/decode.yaml; EFA has no IBGDA, so no DeepEP.",
+        "kustomization.yaml (vpc.amazonaws.com/efa requested per pod: 8 for a TP4 decode pod on "
+        "a p5en.48xlarge, its share of the node's devices) and guides/wide-ep-lws/manifests/"
+        "modelserver/base/decode.yaml; EFA has no IBGDA, so no DeepEP.",
     )  # fmt: skip
 
 

@@ -42,3 +42,22 @@ def test_goldens_have_no_yaml_anchors() -> None:
 @pytest.mark.parametrize("name", ["gke-a3-ultra", "gke-a4x", "eks-p5", "gb200-multi-node"])
 def test_platform_goldens_name_their_upstream_guide(name: str) -> None:
     assert cases.golden_path(name).read_text().startswith("# Reviewed against ")
+
+
+def test_the_render_pasted_in_docs_rendering_is_current(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/rendering.md pastes a real `breakeven plan --render`; regenerate it when this fails."""
+    import shlex
+
+    from breakeven.cli import main as cli
+
+    root = cases.GOLDEN.parents[2]
+    doc = (root / "docs" / "rendering.md").read_text()
+    section = doc.split("## A multi-node MoE plan, rendered", 1)[1]
+    block = section.split("```console\n", 1)[1].split("```", 1)[0]
+    command, _, printed = block.partition("--render\n")
+    argv = shlex.split(command.removeprefix("$ breakeven ").replace("\\\n", " ") + " --render")
+    monkeypatch.chdir(root)
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().out == printed

@@ -168,12 +168,13 @@ class ModelSpec(Model):
     )
     total_parameters: Parameters | None = Field(
         default=None,
-        description="Total parameter count (e.g. 671B) for a model outside the catalog; "
-        "overrides the catalog.",
+        description="Total parameter count for a model outside the catalog, as an integer "
+        "(480000000000) or a string (671B, 8e9); overrides the catalog.",
     )
     active_parameters: Parameters | None = Field(
         default=None,
-        description="Parameters active per token (e.g. 37B); equals the total for a dense model.",
+        description="Parameters active per token, an integer or a string such as 37B; equals "
+        "the total for a dense model.",
     )
     experts: int | None = Field(
         default=None, ge=0, le=4096, description="Routed experts per MoE layer; 0 for dense."

@@ -312,6 +312,15 @@ def _check(ctx: _Ctx) -> None:
         )
     if est.ep < 2:
         raise errors.RenderError("estimate.ep: EPLB needs at least two expert-parallel ranks")
+    if ctx.disaggregated and ctx.pool.fabric == "efa":
+        # llm-d's AWS P/D guide runs NIXL with kv_connector_extra_config backends [LIBFABRIC] on
+        # an EFA-enabled image (guides/pd-disaggregation/modelserver/gpu/vllm/aws/); NIXL's
+        # default UCX backend has no EFA transport.
+        raise errors.RenderError(
+            "spec.serving.disaggregation.enabled: KV transfer over EFA needs NIXL's LIBFABRIC "
+            "backend and an EFA-enabled image, which Breakeven does not render; disable "
+            "prefill/decode disaggregation on this pool"
+        )
     if ctx.gpus_per_pod % est.tp:
         raise errors.RenderError(
             f"estimate.tp: tp {est.tp} does not divide the {ctx.gpus_per_pod} GPUs of a node"
