@@ -287,3 +287,14 @@ def test_decode_pods_of_a_pd_pair_run_llm_ds_routing_sidecar_in_front_of_vllm() 
     assert service["spec"]["ports"][0]["targetPort"] == "http"
     assert sidecar["ports"][0]["name"] == "http"
     assert decode_pod["metadata"]["labels"]["llm-d.ai/role"] == "decode"
+
+
+def test_the_compute_domain_spec_does_not_change_with_replicas() -> None:
+    """ComputeDomain.spec is immutable (a CEL rule in its CRD): scaling must not touch it."""
+
+    def domain(replicas: int) -> dict[str, Any]:
+        objects = _with_serving("gb200-multi-node", replicas=replicas).render()
+        (found,) = [o for o in objects if o["kind"] == "ComputeDomain"]
+        return dict(found["spec"])
+
+    assert domain(1) == domain(3)

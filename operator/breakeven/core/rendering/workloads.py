@@ -912,31 +912,32 @@ def _imex_template(workload: str) -> str:
     return f"{workload}-imex"
 
 
-def _compute_domain(ctx: _Ctx, name: str, role: Role, replicas: int) -> dict[str, Any]:
+def _compute_domain(ctx: _Ctx, name: str, role: Role) -> dict[str, Any]:
     """The NVIDIA DRA driver's ComputeDomain for a group spanning nodes of one NVLink domain.
 
     The driver's controller creates the ResourceClaimTemplate named in `channel`; each pod's
     claim on it gives the pod an IMEX channel, which multi-node NVLink (MNNVL) memory sharing
-    needs. numNodes counts every node the workload's groups use (required by drivers before the
-    IMEXDaemonsWithDNSNames default, informational after).
+    needs. `numNodes: 0`, as the CRD recommends with the driver's IMEXDaemonsWithDNSNames
+    feature gate (on by default): the spec is immutable, so a count that followed
+    spec.serving.replicas would make every later apply fail.
     """
     return {
         "apiVersion": "resource.nvidia.com/v1beta1",
         "kind": "ComputeDomain",
         "metadata": _metadata(ctx, name, role),
         "spec": {
-            "numNodes": ctx.nodes * replicas,
+            "numNodes": 0,
             "channel": {"resourceClaimTemplate": {"name": _imex_template(name)}},
         },
     }
 
 
 def _with_domain(
-    ctx: _Ctx, name: str, role: Role, replicas: int, workload: dict[str, Any]
+    ctx: _Ctx, name: str, role: Role, workload: dict[str, Any]
 ) -> list[dict[str, Any]]:
     if not ctx.one_nvlink_domain:
         return [workload]
-    return [_compute_domain(ctx, name, role, replicas), workload]
+    return [_compute_domain(ctx, name, role), workload]
 
 
 # --------------------------------------------------------------------------------- dense
@@ -983,7 +984,7 @@ def _render_dense(ctx: _Ctx) -> list[dict[str, Any]]:
         serves_http=False,
     )
     lws = _leader_worker_set(ctx, name, "both", ctx.serving.replicas, worker, leader, True)
-    return _with_domain(ctx, name, "both", ctx.serving.replicas, lws)
+    return _with_domain(ctx, name, "both", lws)
 
 
 # ----------------------------------------------------------------------------------- MoE
@@ -1037,7 +1038,7 @@ def _moe_role(ctx: _Ctx, role: Role, name: str, replicas: int) -> list[dict[str,
         routing_sidecar=sidecar,
     )
     lws = _leader_worker_set(ctx, name, role, replicas, spec, None, endpoint)
-    return _with_domain(ctx, name, role, replicas, lws)
+    return _with_domain(ctx, name, role, lws)
 
 
 def _render_moe(ctx: _Ctx) -> list[dict[str, Any]]:
