@@ -231,8 +231,12 @@ def check(version: str, root: Path, table: dict, catalog: dict) -> list[str]:
             out.append(f"EPLB {arch}: data {want}, wheel {got}")
     for model, facts in catalog["models"].items():
         arch = facts.get("hfArchitecture")
-        if arch and arch not in registry:
-            out.append(f"model {model}: architecture {arch} not in the wheel's registry")
+        if not arch:
+            continue
+        want = has({"since": facts.get("minVllm") or "0"}, version)
+        got = arch in registry
+        if want != got:
+            out.append(f"model {model}: {arch} in the registry: data {want}, wheel {got}")
     fmt = eplb_log_format(root)
     want_fmt = next(
         (e["format"] for e in table["eplb_log_formats"] if has(e, version)), None

@@ -279,6 +279,7 @@ CASES: dict[str, Callable[[], Case]] = {
 }
 for _v in (
     "v0.10.0",
+    "v0.10.1",
     "v0.10.1.1",
     "v0.10.2",
     "v0.11.0",

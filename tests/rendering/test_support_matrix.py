@@ -107,9 +107,14 @@ def test_every_model_and_pool_renders_only_what_the_matrix_allows(version: str) 
         for pool_name, (pool, gpus, nodes, repository) in POOLS.items():
             plan = _plan(model, version, repository)
             image = plan.spec.serving.image
-            # Dense always renders (a single-node tensor-parallel replica).
+            # Dense renders (a single-node tensor-parallel replica) wherever the release's model
+            # registry has the architecture.
             dense = cases.estimate(api.ServingMode.DENSE, pool.gpus_per_node,
                                    tp=pool.gpus_per_node)  # fmt: skip
+            if arch.min_vllm and parsed < versions.parse(arch.min_vllm):
+                with pytest.raises(rendering.RenderError, match="cannot load"):
+                    rendering.render(plan, api.ServingMode.DENSE, dense, pool, arch)
+                continue
             for obj in rendering.render(plan, api.ServingMode.DENSE, dense, pool, arch):
                 for container in cases.containers(obj):
                     _check_container(container, parsed, arch, image)

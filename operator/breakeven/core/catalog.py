@@ -68,6 +68,9 @@ class Architecture(_Fact):
     serve_flags: tuple[str, ...] = Field(
         default=(), description="vllm serve flags the model needs to start"
     )
+    min_vllm: str | None = Field(
+        default=None, description="first vLLM release whose model registry has the architecture"
+    )
     confirmed: bool = True
     from_catalog: bool = True
 

@@ -260,6 +260,12 @@ def _literal(text: str) -> str:
 
 
 def _check(ctx: _Ctx) -> None:
+    loaded = _model_arch(ctx)
+    if loaded.min_vllm and ctx.version < versions.parse(loaded.min_vllm):
+        raise errors.RenderError(
+            f"spec.serving.vllmVersion: vLLM {ctx.version_text} cannot load {loaded.name} "
+            f"({loaded.hf_architecture} arrived in {loaded.min_vllm})"
+        )
     est = ctx.estimate
     if est.mode != ctx.mode:
         raise errors.RenderError(
