@@ -108,7 +108,7 @@ RESERVED_ENV = frozenset(
 )
 # vLLM's short aliases of flags the operator renders (vllm/engine/arg_utils.py).
 RESERVED_SHORT_FLAGS = frozenset(
-    {"-tp", "-pp", "-dp", "-dpl", "-dpa", "-dpp", "-dpr", "-dph", "-dpn", "-ep", "-O"}
+    {"-tp", "-pp", "-dp", "-dpl", "-dpa", "-dpp", "-dpr", "-dph", "-dpn", "-ep"}
 )
 # Flags a plan may pass through extraArgs although the flag table lists them.
 USER_FLAGS = frozenset({"--trust-remote-code"})
