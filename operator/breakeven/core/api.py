@@ -19,7 +19,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "breakeven.dev"
@@ -123,7 +123,9 @@ def cel_parameters(field: str = "self") -> str:
     )
 
 
-_CEL_PARAMETERS = cel_parameters()
+# A count is an integer or a string (x-kubernetes-int-or-string): CEL sees either, so it reads
+# `string(self)`, which is the decimal digits for an integer.
+_CEL_PARAMETERS = cel_parameters("string(self)")
 
 
 def _duration_field(maximum: float) -> Any:
@@ -163,12 +165,13 @@ def _parameters_field(minimum: float, maximum: float) -> Any:
         pattern=PARAMETERS_PATTERN,
         max_length=PARAMETERS_MAX_LENGTH,
         json_schema_extra={
+            "x-kubernetes-int-or-string": True,
             "x-kubernetes-validations": [
                 cel(  # type: ignore[list-item]  # a dict of str is JSON
                     f"{_CEL_PARAMETERS} >= {minimum!r} && {_CEL_PARAMETERS} <= {maximum!r}",
                     _parameters_message(minimum, maximum),
                 )
-            ]
+            ],
         },
     )
 
@@ -188,13 +191,28 @@ def _parameters_within(minimum: float, maximum: float) -> AfterValidator:
 Duration = Annotated[
     str, _duration_field(MAX_DURATION_SECONDS), _duration_at_most(MAX_DURATION_SECONDS)
 ]
+
+
+def _count_as_text(value: object) -> object:
+    """An integer count (`480000000000`, as Kubernetes users write quantities) as its text."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+# A parameter count: an integer or a string such as `671B` (x-kubernetes-int-or-string in the
+# CRD). The before-validator comes last so that it runs first.
 Parameters = Annotated[
-    str, _parameters_field(0.0, MAX_PARAMETERS), _parameters_within(0.0, MAX_PARAMETERS)
+    str,
+    _parameters_field(0.0, MAX_PARAMETERS),
+    _parameters_within(0.0, MAX_PARAMETERS),
+    BeforeValidator(_count_as_text),
 ]
 ModelParameters = Annotated[
     str,
     _parameters_field(MIN_MODEL_PARAMETERS, MAX_PARAMETERS),
     _parameters_within(MIN_MODEL_PARAMETERS, MAX_PARAMETERS),
+    BeforeValidator(_count_as_text),
 ]
 # Label keys and values as Kubernetes bounds them (a prefix of 253, a name of 63, a value of 63).
 LabelKey = Annotated[str, Field(min_length=1, max_length=317)]
@@ -249,6 +267,7 @@ class Criterion(StrEnum):
     EXPERT_BALANCE = "expertBalance"
     TRAFFIC_REGULARITY = "trafficRegularity"
     MEMORY_BANDWIDTH_PRESSURE = "memoryBandwidthPressure"
+    RUNTIME_SUPPORT = "runtimeSupport"
 
 
 class Verdict(StrEnum):
@@ -278,12 +297,13 @@ class ModelSpec(Model):
     )
     total_parameters: ModelParameters | None = Field(
         default=None,
-        description="Total parameter count (e.g. 671B) for a model outside the catalog; "
-        "overrides the catalog.",
+        description="Total parameter count for a model outside the catalog, as an integer "
+        "(480000000000) or a string (671B, 8e9); overrides the catalog.",
     )
     active_parameters: ModelParameters | None = Field(
         default=None,
-        description="Parameters active per token (e.g. 37B); equals the total for a dense model.",
+        description="Parameters active per token, an integer or a string such as 37B; equals "
+        "the total for a dense model.",
     )
     experts: int | None = Field(
         default=None, ge=0, le=4096, description="Routed experts per MoE layer; 0 for dense."
@@ -319,7 +339,8 @@ class ModelSpec(Model):
 MODEL_SPEC_RULES = [
     cel(
         "!has(self.totalParameters) || !has(self.activeParameters) || "
-        f"{cel_parameters('self.activeParameters')} <= {cel_parameters('self.totalParameters')}",
+        f"{cel_parameters('string(self.activeParameters)')} <= "
+        f"{cel_parameters('string(self.totalParameters)')}",
         "activeParameters must not exceed totalParameters",
     ),
     cel(
@@ -473,9 +494,9 @@ class Policy(Model):
     gating: list[Criterion] = Field(
         default_factory=_default_gating,
         json_schema_extra={"default": [c.value for c in _default_gating()]},
-        max_length=7,
+        max_length=8,
         description="Criteria that must all be Go for MoE. The others are advisory: reported, "
-        "never deciding.",
+        "never deciding. runtimeSupport gates whether listed or not.",
     )
     model_scale: ModelScalePolicy = Field(
         default_factory=ModelScalePolicy, description="Thresholds of the modelScale row."
@@ -525,8 +546,8 @@ POLICY_RULES = [
     cel(
         "!has(self.modelScale) || !has(self.modelScale.denseBelow) || "
         "!has(self.modelScale.moeFrom) || "
-        f"{cel_parameters('self.modelScale.denseBelow')} <= "
-        f"{cel_parameters('self.modelScale.moeFrom')}",
+        f"{cel_parameters('string(self.modelScale.denseBelow)')} <= "
+        f"{cel_parameters('string(self.modelScale.moeFrom)')}",
         "modelScale.denseBelow must not exceed modelScale.moeFrom",
     ),
     cel(
@@ -587,7 +608,7 @@ class Serving(Model):
     """How the workloads are rendered (image, vLLM version, resources, placement)."""
 
     image: str = Field(
-        default="vllm/vllm-openai:v0.12.0",
+        default="vllm/vllm-openai:v0.33.0",
         max_length=512,
         pattern=r"^[^\s]+$",
         description="vLLM server image.",
