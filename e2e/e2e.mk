@@ -27,7 +27,7 @@ cluster-down: $(STAMP) ## Stop every process `make cluster-up` started (by PID)
 cluster-status: $(STAMP) ## Show which control-plane processes are running
 	$(PY) -m e2e.cluster status --workdir "$(BREAKEVEN_CLUSTER_DIR)"
 
-test-integration: $(STAMP) controlplane prometheus-install ## Tests against the local control plane and Prometheus
+test-integration: $(STAMP) controlplane prometheus-install image-tools ## Tests against the local control plane and Prometheus
 	$(PY) -m pytest -q -m integration tests/integration
 
 # pytest exits 5 when it collects no test; that (and only that) is not a failure while tests/e2e
@@ -42,3 +42,24 @@ test-e2e: $(STAMP) controlplane prometheus-install ## End-to-end tests of the op
 	fi
 
 .PHONY: controlplane prometheus-install cluster-up cluster-down cluster-status test-integration test-e2e
+
+# The operator image (Containerfile; docs/install.md). Offline by default: Debian bases from
+# debootstrap and wheels from the host's pip (e2e/image.py). A release build passes the base,
+# pinned by digest: make image IMAGE_BASE=docker.io/library/python:3.11-slim-bookworm@sha256:...
+IMAGE ?= localhost/breakeven:dev
+IMAGE_BASE ?=
+
+image-tools: ## Install Debian's podman, runc and debootstrap when they are missing
+	@if command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null; then \
+		echo "podman: $$(podman --version)"; \
+	elif command -v docker >/dev/null && docker info >/dev/null 2>&1 && command -v debootstrap >/dev/null; then \
+		echo "docker: $$(docker --version)"; \
+	else \
+		echo "installing Debian's podman, runc and debootstrap (apt-get)"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends podman runc debootstrap; \
+	fi
+
+image: $(STAMP) image-tools ## Build the operator image with podman or docker (IMAGE, IMAGE_BASE)
+	$(PY) -m e2e.image build --tag "$(IMAGE)" $(if $(IMAGE_BASE),--base "$(IMAGE_BASE)") --revision "$$(git rev-parse HEAD 2>/dev/null || echo unknown)"
+
+.PHONY: image-tools image

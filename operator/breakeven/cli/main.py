@@ -26,6 +26,13 @@ from breakeven.core import catalog, planning, report
 from breakeven.shell import inputs
 
 
+class _NoAliasDumper(yaml.SafeDumper):
+    """No `&id001`/`*id001` anchors: a repeated object (a label map) is written out again."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # argparse's own usage errors exit 2 as well
         self.print_usage(sys.stderr)
@@ -63,7 +70,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     if rendered is not None:
         docs = [doc for group in rendered for doc in group]
-        print(yaml.safe_dump_all(docs, sort_keys=False, width=120), end="")
+        print(yaml.dump_all(docs, Dumper=_NoAliasDumper, sort_keys=False, width=120), end="")
         return 0
     if args.output == "table":
         print("\n\n".join(report.table(e) for e in evaluations))
@@ -73,7 +80,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps(data, indent=2))
     else:
-        print(yaml.safe_dump(data, sort_keys=False, width=120), end="")
+        print(yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=False, width=120), end="")
     return 0
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from breakeven.core import api, planning, rendering, rubric
+from breakeven.core import api, facts, planning, rendering, rubric
 from breakeven.core.errors import RenderFailure as RenderFailure
 
 
@@ -101,13 +101,19 @@ def estimates_table(estimates: Sequence[api.ModeEstimate]) -> str:
     return columns(table)
 
 
+def memory_gb(p: facts.Pool) -> float:
+    """The product's memory as sold (hardware table), else what the node labels say. (The
+    capacity model uses the label's figure, `Pool.gpu_memory_gb`, when nodes carry one.)"""
+    return p.hardware.memory_gb if p.hardware else p.gpu_memory_gb
+
+
 def table(evaluation: planning.Evaluation) -> str:
     plan = evaluation.plan
     d = evaluation.decision
     pools = (
         ", ".join(
-            f"{p.node_count}x{p.gpus_per_node} {p.gpu} "
-            f"({'NVLink' if p.intra_node_nvlink else 'PCIe'}, {p.fabric})"
+            f"{p.node_count}x{p.gpus_per_node} {p.gpu} {memory_gb(p):g} GB "
+            f"({'NVLink' if p.intra_node_nvlink else 'no NVLink'}, {p.fabric})"
             for p in evaluation.cluster.pools
         )
         or "no GPU nodes"
@@ -160,6 +166,7 @@ def as_dict(evaluation: planning.Evaluation) -> dict[str, Any]:
                     "nodes": p.node_count,
                     "gpusPerNode": p.gpus_per_node,
                     "nvlink": p.intra_node_nvlink,
+                    "gpuMemoryGb": memory_gb(p),
                     "fabric": p.fabric,
                     "fabrics": p.fabrics,
                 }

@@ -33,6 +33,8 @@ FIELD_MANAGER = "breakeven"
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
 LWS_GROUP, LWS_VERSION, LWS_PLURAL = "leaderworkerset.x-k8s.io", "v1", "leaderworkersets"
+# NVIDIA DRA driver's ComputeDomain (rendered for a group inside one NVLink domain).
+CD_GROUP, CD_VERSION, CD_PLURAL = "resource.nvidia.com", "v1beta1", "computedomains"
 
 Obj = dict[str, Any]
 
@@ -102,6 +104,10 @@ class Writer:
         elif kind == "LeaderWorkerSet":
             resp = await self.custom.patch_namespaced_custom_object_without_preload_content(
                 LWS_GROUP, LWS_VERSION, ns, LWS_PLURAL, name, dict(obj), **common
+            )
+        elif kind == "ComputeDomain":
+            resp = await self.custom.patch_namespaced_custom_object_without_preload_content(
+                CD_GROUP, CD_VERSION, ns, CD_PLURAL, name, dict(obj), **common
             )
         else:
             raise ValueError(f"the operator does not apply {kind} objects")

@@ -48,6 +48,12 @@ RULES: list[dict[str, Any]] = [
         "resources": ["leaderworkersets"],
         "verbs": ["get", "list", "watch", "create", "patch", "delete"],
     },
+    {
+        # ComputeDomains for groups inside one NVLink domain (owned by the plan; GC deletes them).
+        "apiGroups": ["resource.nvidia.com"],
+        "resources": ["computedomains"],
+        "verbs": ["get", "create", "patch"],
+    },
     {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "patch"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
