@@ -6,6 +6,7 @@
     breakeven models
     breakeven explain NAME [-n NAMESPACE]
     breakeven run [--namespace NS ...] [--prometheus-url URL] ...
+    breakeven eplb-exporter --log-file FILE --port PORT [--address ADDR] [--model NAME]
 
 Bad input exits 2 with a message naming the field; nothing prints a traceback for it.
 """
@@ -21,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from breakeven.cli import eplb_exporter as cli_eplb_exporter
 from breakeven.cli import estimate as cli_estimate
 from breakeven.core import catalog, planning, report
 from breakeven.shell import inputs
@@ -177,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--verbose", action="store_true")
     run.set_defaults(func=_cmd_run)
+
+    cli_eplb_exporter.add_parser(sub)
     return parser
 
 
