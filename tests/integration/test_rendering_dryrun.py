@@ -46,6 +46,8 @@ def test_server_side_dry_run(cluster: Any, namespace: str, obj: dict[str, Any]) 
             client.AppsV1Api(api).create_namespaced_deployment(namespace, body, **options)
         elif obj["kind"] == "Service":
             client.CoreV1Api(api).create_namespaced_service(namespace, body, **options)
+        elif obj["kind"] == "ConfigMap":
+            client.CoreV1Api(api).create_namespaced_config_map(namespace, body, **options)
         elif obj["kind"] == "LeaderWorkerSet":
             client.CustomObjectsApi(api).create_namespaced_custom_object(
                 LWS_GROUP, LWS_VERSION, namespace, LWS_PLURAL, body, **options
