@@ -55,7 +55,7 @@ def test_moe_workloads_carry_the_telemetry(name: str) -> None:
     objects = render(name)
     config_map = objects[0]
     assert config_map["kind"] == "ConfigMap"  # first: the pods mount it
-    assert config_map["metadata"]["name"] == "chat-moe-eplb-logging"
+    assert config_map["metadata"]["name"] == "chat-moe-eplb"
     document = json.loads(config_map["data"][telemetry.CONFIG_KEY])
     assert document == eplb.logging_config(telemetry.LOG_FILE)
     assert objects[1:] and all(o["kind"] in WORKLOAD_KINDS for o in objects[1:])
@@ -75,7 +75,7 @@ def test_moe_workloads_carry_the_telemetry(name: str) -> None:
         )
         volumes = {v["name"]: v for v in spec["volumes"]}
         assert volumes["eplb-log"] == {"name": "eplb-log", "emptyDir": {"sizeLimit": "64Mi"}}
-        assert volumes["eplb-logging"]["configMap"] == {"name": "chat-moe-eplb-logging"}
+        assert volumes["eplb-logging"]["configMap"] == {"name": "chat-moe-eplb"}
         container = vllm(template)
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["VLLM_LOGGING_CONFIG_PATH"] == "/etc/breakeven/vllm-logging/logging.json"

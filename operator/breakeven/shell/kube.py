@@ -99,6 +99,10 @@ class Writer:
             resp = await self.core.patch_namespaced_service_without_preload_content(
                 name, ns, dict(obj), **common
             )
+        elif kind == "ConfigMap":
+            resp = await self.core.patch_namespaced_config_map_without_preload_content(
+                name, ns, dict(obj), **common
+            )
         elif kind == "LeaderWorkerSet":
             resp = await self.custom.patch_namespaced_custom_object_without_preload_content(
                 LWS_GROUP, LWS_VERSION, ns, LWS_PLURAL, name, dict(obj), **common
@@ -135,6 +139,10 @@ class Writer:
         elif kind == "LeaderWorkerSet":
             call = self.custom.delete_namespaced_custom_object_without_preload_content(
                 LWS_GROUP, LWS_VERSION, namespace, LWS_PLURAL, name, body=body
+            )
+        elif kind == "ConfigMap":
+            call = self.core.delete_namespaced_config_map_without_preload_content(
+                name, namespace, body=body
             )
         else:
             raise ValueError(f"the operator does not delete {kind} objects")

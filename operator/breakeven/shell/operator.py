@@ -48,6 +48,7 @@ from breakeven.core import (
     rubric,
     switching,
 )
+from breakeven.core.rendering import telemetry
 from breakeven.shell import inputs, kube, metrics, prometheus
 
 logger = logging.getLogger("breakeven")
@@ -492,6 +493,9 @@ class Runtime:
         }
         for name in rendering.workload_names(plan, mode):
             known |= {("Deployment", name), ("LeaderWorkerSet", name)}
+        if mode == api.ServingMode.MOE:  # the EPLB telemetry's logging config
+            main = rendering.workload_name(plan, mode)
+            known.add(("ConfigMap", telemetry.config_map_name(main)))
         for kind, obj_name in sorted(known):
             with contextlib.suppress(ApiException):
                 await self.writer.delete(kind, plan.namespace, obj_name)

@@ -3,7 +3,7 @@
 No vLLM release exports expert load as a metric, so Breakeven provides it (issue 11). What this
 module adds to the MoE objects `workloads.render` builds:
 
-    ConfigMap <plan>-moe-eplb-logging   logging.json: breakeven.core.eplb.logging_config, the
+    ConfigMap <plan>-moe-eplb           logging.json: breakeven.core.eplb.logging_config, the
                                         dictConfig vLLM loads from VLLM_LOGGING_CONFIG_PATH
     every MoE pod template
       vllm container                    env VLLM_LOGGING_CONFIG_PATH; mounts the ConfigMap and
@@ -72,7 +72,8 @@ DEFAULT = Options()
 
 
 def config_map_name(workload: str) -> str:
-    return f"{workload}-eplb-logging"
+    """`<plan>-moe-eplb`: within names.WORKLOAD_NAME_MAX, like every rendered name."""
+    return f"{workload}-eplb"
 
 
 def pod_monitor_name(workload: str) -> str:
