@@ -130,7 +130,7 @@ def test_dense_workloads_carry_none_of_it(name: str) -> None:
         assert marker not in text, marker
 
 
-def test_pod_monitor_replaces_the_annotations_and_selects_every_moe_pod() -> None:
+def test_pod_monitor_selects_every_moe_pod_and_leaves_the_pods_unchanged() -> None:
     objects = render("moe-pd", pod_monitor=True)
     monitor = objects[-1]
     assert (monitor["apiVersion"], monitor["kind"]) == ("monitoring.coreos.com/v1", "PodMonitor")
@@ -144,7 +144,8 @@ def test_pod_monitor_replaces_the_annotations_and_selects_every_moe_pod() -> Non
     for template in pods:
         labels = template["metadata"]["labels"]
         assert selector.items() <= labels.items()
-        assert "annotations" not in template["metadata"]
+    # the Prometheus Operator appearing later must not roll the serving pods
+    assert objects[:-1] == render("moe-pd")
     # and selects no dense pod
     [dense] = templates(render("dense-tp8"))
     assert not selector.items() <= dense["metadata"]["labels"].items()
@@ -188,3 +189,9 @@ def test_plan_env_that_would_break_the_telemetry_is_an_error_naming_the_field(
             update={"serving": dense.plan.spec.serving.model_copy(
                 update={"env": [api.EnvVar(**env)]})})})  # fmt: skip
     rendering.render(plan, dense.mode, dense.estimate, dense.pool, dense.arch)  # dense: no matter
+
+
+def test_the_operator_takes_the_exporter_image() -> None:
+    assert cli.build_parser().parse_args(["run"]).eplb_exporter_image == telemetry.IMAGE
+    args = cli.build_parser().parse_args(["run", "--eplb-exporter-image", "mirror/breakeven:1"])
+    assert args.eplb_exporter_image == "mirror/breakeven:1"

@@ -25,6 +25,7 @@ import yaml
 from breakeven.cli import eplb_exporter as cli_eplb_exporter
 from breakeven.cli import estimate as cli_estimate
 from breakeven.core import catalog, planning, report
+from breakeven.core.rendering import telemetry
 from breakeven.shell import inputs
 
 
@@ -171,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-port", type=int, default=8080, help="port of the operator's /metrics (0 = off)"
     )
     run.add_argument("--metrics-address", default="0.0.0.0", help="address of /metrics")
+    run.add_argument(
+        "--eplb-exporter-image",
+        default=telemetry.IMAGE,
+        help="image of the EPLB exporter sidecar of MoE workloads (default: the operator's own)",
+    )
     run.add_argument(
         "--kubeconfig", default=None, help="kubeconfig (default: in-cluster or $KUBECONFIG)"
     )

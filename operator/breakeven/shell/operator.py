@@ -55,6 +55,7 @@ logger = logging.getLogger("breakeven")
 
 MANAGED = {"app.kubernetes.io/managed-by": "breakeven"}
 BOOKKEEPING = ("status", "breakeven.dev")
+POD_MONITOR_RECHECK_S = 300.0  # how long the answer "is the PodMonitor CRD served" is kept
 BAD_WAITING = {
     "CrashLoopBackOff",
     "ImagePullBackOff",
@@ -80,6 +81,7 @@ class Config:
     kubeconfig: str | None = None
     metrics_port: int = 8080
     metrics_address: str = "0.0.0.0"
+    eplb_exporter_image: str = telemetry.IMAGE
 
 
 CONFIG = Config()
@@ -183,6 +185,7 @@ class Runtime:
         self.api_client: k8s.ApiClient | None = None
         self.writer: kube.Writer | None = None
         self._posting: set[asyncio.Task[None]] = set()
+        self._pod_monitors: tuple[float, bool] | None = None  # (checked at, served)
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(20.0, connect=5.0), transport=httpx.AsyncHTTPTransport(retries=2)
         )
@@ -433,6 +436,24 @@ class Runtime:
                 return None
             raise
 
+    async def _telemetry(self) -> telemetry.Options:
+        """The MoE telemetry's options: a PodMonitor where the cluster serves that CRD (asked
+        again every POD_MONITOR_RECHECK_S), the exporter image from `breakeven run`."""
+        assert self.writer is not None
+        now = time.monotonic()
+        if self._pod_monitors is None or now - self._pod_monitors[0] > POD_MONITOR_RECHECK_S:
+            try:
+                served = await self.writer.serves(
+                    kube.PODMONITOR_GROUP, kube.PODMONITOR_VERSION, kube.PODMONITOR_PLURAL
+                )
+            except ApiException as exc:
+                logger.warning("API discovery of %s failed: %s", kube.PODMONITOR_GROUP, exc)
+                served = self._pod_monitors[1] if self._pod_monitors else False
+            self._pod_monitors = (now, served)
+        return telemetry.Options(
+            image=self.config.eplb_exporter_image, pod_monitor=self._pod_monitors[1]
+        )
+
     async def _carry_out(
         self,
         plan: api.ServingPlan,
@@ -453,7 +474,8 @@ class Runtime:
                 candidate = _pinned(placements.get(action.mode.value), plan)
                 candidate = candidate or evaluation.candidate(action.mode)
                 main = rendering.workload_name(plan, action.mode)
-                for obj in report.manifests_for(evaluation, action.mode, candidate):
+                options = await self._telemetry()
+                for obj in report.manifests_for(evaluation, action.mode, candidate, options):
                     # Only the serving workload is scaled; a P/D prefill set keeps its own count.
                     if obj["metadata"]["name"] == main:
                         obj = _with_replicas(obj, action.replicas)
@@ -493,9 +515,11 @@ class Runtime:
         }
         for name in rendering.workload_names(plan, mode):
             known |= {("Deployment", name), ("LeaderWorkerSet", name)}
-        if mode == api.ServingMode.MOE:  # the EPLB telemetry's logging config
+        if mode == api.ServingMode.MOE:  # the EPLB telemetry's logging config and PodMonitor
             main = rendering.workload_name(plan, mode)
             known.add(("ConfigMap", telemetry.config_map_name(main)))
+            if self._pod_monitors and self._pod_monitors[1]:
+                known.add(("PodMonitor", telemetry.pod_monitor_name(main)))
         for kind, obj_name in sorted(known):
             with contextlib.suppress(ApiException):
                 await self.writer.delete(kind, plan.namespace, obj_name)
@@ -782,6 +806,7 @@ def main(args: argparse.Namespace) -> int:
     CONFIG.kubeconfig = args.kubeconfig
     CONFIG.metrics_port = args.metrics_port
     CONFIG.metrics_address = args.metrics_address
+    CONFIG.eplb_exporter_image = args.eplb_exporter_image
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's own login reads it
     kopf.configure(verbose=args.verbose)

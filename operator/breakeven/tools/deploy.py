@@ -10,6 +10,7 @@ against the same rules by tests). The rules hold only the verbs the operator use
     leaderworkersets      get list watch create patch delete   multi-node children
     services              get create patch  the stable Service
     configmaps            create patch delete  vLLM's logging config for EPLB telemetry (MoE)
+    podmonitors           create patch delete  scraping the EPLB exporters, where that CRD is served
     pods                  list              is a workload broken?
     events                create            decisions and switches
     customresourcedefinitions  list watch   kopf discovers the resources it serves through them
@@ -41,6 +42,11 @@ RULES: list[dict[str, Any]] = [
     },
     {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "patch"]},
     {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "patch", "delete"]},
+    {
+        "apiGroups": ["monitoring.coreos.com"],
+        "resources": ["podmonitors"],
+        "verbs": ["create", "patch", "delete"],
+    },
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     {

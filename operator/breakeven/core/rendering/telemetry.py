@@ -11,9 +11,12 @@ module adds to the MoE objects `workloads.render` builds:
       initContainers[eplb-exporter]     restartPolicy: Always (a native sidecar): `breakeven
                                         eplb-exporter` from the operator's image, reading
                                         eplb.log, serving /metrics on port `eplb-metrics`
-      annotations                       prometheus.io/scrape, /port, /path (without PodMonitor)
+      annotations                       prometheus.io/scrape, /port, /path
     PodMonitor <plan>-moe-eplb          with `Options(pod_monitor=True)`: for clusters that serve
                                         monitoring.coreos.com/v1 (the Prometheus Operator)
+
+The pod templates are the same with or without the PodMonitor (the annotations stay): the
+Prometheus Operator being installed later must not roll a serving MoE workload.
 
 and, in workloads._eplb_args, `log_balancedness` on: `"log_balancedness": true` in
 `--eplb-config` from vLLM 0.10.2, the flag `--eplb-log-balancedness` in 0.10.0-0.10.1.x
@@ -61,8 +64,9 @@ _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 @dataclass(frozen=True)
 class Options:
-    """How the telemetry is rendered. `pod_monitor`: the cluster serves the PodMonitor CRD
-    (the shell finds out); otherwise the pods carry prometheus.io annotations."""
+    """How the telemetry is rendered. `image`: the exporter's image (the operator's own);
+    `pod_monitor`: the cluster serves the PodMonitor CRD (the shell finds out), so one is
+    rendered beside the workloads."""
 
     image: str = IMAGE
     pod_monitor: bool = False
@@ -182,20 +186,22 @@ def _instrument_pod(
         ]
     )
     pod.setdefault("initContainers", []).append(sidecar(served_name, options.image))
-    if not options.pod_monitor:
-        template.setdefault("metadata", {}).setdefault("annotations", {}).update(
-            {
-                "prometheus.io/scrape": "true",
-                "prometheus.io/port": str(EXPORTER_PORT),
-                "prometheus.io/path": "/metrics",
-            }
-        )
+    # read by the `kubernetes-pods` job of the prometheus-community `prometheus` chart
+    template.setdefault("metadata", {}).setdefault("annotations", {}).update(
+        {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(EXPORTER_PORT),
+            "prometheus.io/path": "/metrics",
+        }
+    )
 
 
 def pod_monitor(
     plan: api.ServingPlan, workload: str, labels: dict[str, str], selector: dict[str, str]
 ) -> dict[str, Any]:
-    """A monitoring.coreos.com/v1 PodMonitor scraping every MoE pod's exporter."""
+    """A monitoring.coreos.com/v1 PodMonitor scraping every MoE pod's exporter (fields of
+    prometheus-operator's pkg/apis/monitoring/v1/podmonitor_types.go: selector,
+    podMetricsEndpoints[].port/path/interval)."""
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PodMonitor",
