@@ -140,7 +140,7 @@ class Follower:
     rotations: int = 0
     truncations: int = 0
     dropped: int = 0  # partial lines lost to a rotation or truncation, or too long
-    _seen: set[int] = field(default_factory=set)
+    _seen: set[int] = field(default_factory=set)  # inodes read: the current and the previous
 
     def close(self) -> None:
         if self._file is not None:
@@ -163,6 +163,8 @@ class Follower:
             self._drop_partial()
             self.close()
             self.rotations += 1
+            # only the file just left counts as read: an older inode may be reused
+            self._seen = {self._inode} if self._inode is not None else set()
             yield from self._read_backup(stat.st_ino)
             yield from self._open(stat.st_ino)
             return
