@@ -57,6 +57,9 @@ class FakeApi:
     async def pods(self, namespace: str, selector: Mapping[str, str]) -> list[dict[str, Any]]:
         return list(self.pod_list)
 
+    async def serves(self, group: str, version: str, plural: str) -> bool:
+        return False  # no Prometheus Operator: MoE telemetry goes by annotations
+
     async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         self.status = {**self.status, **status}
 

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import pydantic
 
 from breakeven.core import api, capacity, facts, planning, rendering, report, rubric, switching
+from breakeven.core.rendering import telemetry
 
 MESSAGE_LIMIT = 1024
 # Container waiting reasons that mean the workload will not come up by itself.
@@ -183,10 +184,12 @@ def writes(
     evaluation: planning.Evaluation,
     step: switching.Step,
     previous: api.ServingPlanStatus | None,
+    telemetry_options: telemetry.Options = telemetry.DEFAULT,
 ) -> Writes:
     """Render everything a step asks for (raising report.RenderFailure before anything is
     written), and the placements to record: each applied mode's pool and sizing, pinned until the
-    spec changes, without the modes deleted."""
+    spec changes, without the modes deleted. MoE workloads carry their EPLB telemetry as
+    `telemetry_options` says."""
     out: list[tuple[Literal["apply", "delete"], Any]] = []
     placements = dict(previous.placements or {}) if previous else {}
     for action in step.actions:
@@ -194,7 +197,8 @@ def writes(
             candidate = pinned(placements.get(action.mode.value), plan)
             candidate = candidate or evaluation.candidate(action.mode)
             main = rendering.workload_name(plan, action.mode)
-            for obj in report.manifests_for(evaluation, action.mode, candidate):
+            objs = report.manifests_for(evaluation, action.mode, candidate, telemetry_options)
+            for obj in objs:
                 # Only the serving workload is scaled; a P/D prefill set keeps its own count.
                 if obj["metadata"]["name"] == main:
                     obj = with_replicas(obj, action.replicas)

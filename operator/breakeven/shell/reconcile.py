@@ -25,6 +25,7 @@ from kubernetes.aio.client.exceptions import ApiException
 
 from breakeven.core import api, facts, planning, rendering, report, statuses, switching
 from breakeven.core.errors import CatalogError, RenderFailure
+from breakeven.core.rendering import telemetry
 from breakeven.shell import inputs, kube, metrics
 from breakeven.shell.publish import Publisher
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("breakeven")
 
 WORKLOAD_KINDS = ("Deployment", "LeaderWorkerSet")
+POD_MONITOR_RECHECK_S = 300.0  # how long the answer "is the PodMonitor CRD served" is kept
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +63,7 @@ class Reconciler:
         self.nodes = nodes
         self._writer: kube.Writer | None = None
         self._publisher: Publisher | None = None
+        self._pod_monitors: tuple[float, bool] | None = None  # (checked at, served)
 
     def connect(self, writer: kube.Writer) -> None:
         self._writer = writer
@@ -202,7 +205,8 @@ class Reconciler:
             except RenderFailure as exc:
                 return Carried(kept, error=str(exc))
         try:
-            writes = statuses.writes(plan, evaluation, step, previous)
+            options = await self._telemetry()
+            writes = statuses.writes(plan, evaluation, step, previous, options)
         except RenderFailure as exc:
             return Carried(kept, error=str(exc))
         try:
@@ -234,6 +238,23 @@ class Reconciler:
 
     # ------------------------------------------------------------------------- reading, deleting
 
+    async def _telemetry(self) -> telemetry.Options:
+        """The MoE telemetry's options: a PodMonitor where the cluster serves that CRD (asked
+        again every POD_MONITOR_RECHECK_S), the exporter image from `breakeven run`."""
+        now = time.monotonic()
+        if self._pod_monitors is None or now - self._pod_monitors[0] > POD_MONITOR_RECHECK_S:
+            try:
+                served = await self.writer.serves(
+                    kube.PODMONITOR_GROUP, kube.PODMONITOR_VERSION, kube.PODMONITOR_PLURAL
+                )
+            except ApiException as exc:
+                logger.warning("API discovery of %s failed: %s", kube.PODMONITOR_GROUP, exc)
+                served = self._pod_monitors[1] if self._pod_monitors else False
+            self._pod_monitors = (now, served)
+        return telemetry.Options(
+            image=self.config.eplb_exporter_image, pod_monitor=self._pod_monitors[1]
+        )
+
     async def _get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return await self.writer.get(kind, namespace, name)
@@ -263,6 +284,11 @@ class Reconciler:
         }
         for name in rendering.workload_names(plan, mode):
             known |= {(kind, name) for kind in WORKLOAD_KINDS}
+        if mode == api.ServingMode.MOE:  # the EPLB telemetry's logging config and PodMonitor
+            main = rendering.workload_name(plan, mode)
+            known.add(("ConfigMap", telemetry.config_map_name(main)))
+            if self._pod_monitors and self._pod_monitors[1]:
+                known.add(("PodMonitor", telemetry.pod_monitor_name(main)))
         for kind, obj_name in sorted(known):
             with contextlib.suppress(ApiException):
                 await self.writer.delete(kind, plan.namespace, obj_name)

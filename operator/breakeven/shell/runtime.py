@@ -27,6 +27,7 @@ from kubernetes.aio import client as k8s
 from kubernetes.aio import config as k8s_config
 
 from breakeven.core import api, facts, traffic
+from breakeven.core.rendering import telemetry
 from breakeven.shell import kube, metrics, prometheus
 from breakeven.shell.reconcile import Reconciler
 
@@ -48,6 +49,7 @@ class Config:
     kubeconfig: str | None = None
     metrics_port: int = 8080
     metrics_address: str = "0.0.0.0"
+    eplb_exporter_image: str = telemetry.IMAGE
 
 
 @dataclasses.dataclass
