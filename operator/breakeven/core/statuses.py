@@ -370,6 +370,7 @@ def build(
         workloads=_workloads(plan, step, observed),
         switch=None if dry else step.switch,
         last_switch_time=step.last_switch_time,
+        moe_backoff=None if dry else step.moe_backoff,
         rendered=rendered,
         conditions=conditions(
             step, evaluation, previous.conditions if previous else [], generation, now
