@@ -14,7 +14,7 @@ from typing import Any
 
 from kubernetes.aio.client.exceptions import ApiException
 
-from breakeven.core import api, facts, planning, switching
+from breakeven.core import api, facts, planning, statuses, switching
 from breakeven.shell import inputs
 from breakeven.shell.reconcile import Reconciler
 from breakeven.shell.runtime import Config
@@ -100,6 +100,12 @@ def plan_and_evaluation(
     return plan, ev
 
 
+def rendered_kind(ev: planning.Evaluation, mode: api.ServingMode, name: str) -> str:
+    wanted = statuses.expected(ev, mode, None)
+    assert wanted is not None
+    return next(kind for kind, n in wanted if n == name)
+
+
 def reconciler(fake: FakeApi) -> Reconciler:
     r = Reconciler(Config(), lambda: None)
     r.connect(fake)  # type: ignore[arg-type]  # the fake has the methods the reconcile calls
@@ -128,16 +134,17 @@ def test_a_stepwise_switch_whose_target_is_refused_keeps_the_active_mode_whole()
     assert fake.replicas("Deployment", dense) == 2, fake.log  # dense still has both replicas
 
 
-def test_a_single_group_lws_restarting_a_pod_is_not_broken_until_the_grace_passes() -> None:
+def test_a_single_replica_restarting_its_pods_is_not_broken_until_the_grace_passes() -> None:
     plan, ev = plan_and_evaluation(replicas=1, nodes=4)
     fake = FakeApi()
     moe = f"{plan.name}-moe"
-    fake.workload("LeaderWorkerSet", moe, 1, 0)  # its one group lost its ready pods
+    kind = rendered_kind(ev, MOE, moe)  # one LWS group or one Deployment replica
+    fake.workload(kind, moe, 1, 0)  # its one replica lost its ready pods
     served = api.ServingPlanStatus(
         mode=MOE,
         workloads=[
             api.WorkloadStatus(
-                kind="LeaderWorkerSet",
+                kind=kind,
                 name=moe,
                 mode=MOE,
                 replicas=1,
@@ -147,7 +154,7 @@ def test_a_single_group_lws_restarting_a_pod_is_not_broken_until_the_grace_passe
         ],
     )
     r = reconciler(fake)
-    seen = run(r.observe(plan, served, T0))
+    seen = run(r.observe(plan, ev, served, T0))
     assert seen[MOE].broken is None and seen[MOE].down_since == switching.rfc3339(T0)
     step = switching.step(ev, served, seen, T0)
     assert step.target == MOE and not step.fallback  # no move to a cold dense workload
@@ -161,5 +168,30 @@ def test_a_single_group_lws_restarting_a_pod_is_not_broken_until_the_grace_passe
             ]
         }
     )
-    past = run(r.observe(plan, down, T0 + dt.timedelta(seconds=grace + 1)))
+    past = run(r.observe(plan, ev, down, T0 + dt.timedelta(seconds=grace + 1)))
     assert past[MOE].broken is not None and "no ready pods" in past[MOE].broken
+
+
+def test_a_workload_of_a_stale_kind_is_not_counted_and_goes_once_its_successor_is_ready() -> None:
+    plan, ev = plan_and_evaluation(replicas=1, nodes=4)
+    fake = FakeApi()
+    dense = f"{plan.name}-dense"
+    kind = rendered_kind(ev, DENSE, dense)
+    old_kind = "LeaderWorkerSet" if kind == "Deployment" else "Deployment"
+    fake.workload(old_kind, dense, 1, 1)  # rendered before the dtype changed its kind
+    prev = api.ServingPlanStatus(mode=DENSE, target_mode=DENSE, criteria=list(ev.decision.rows))
+    r = reconciler(fake)
+    seen = run(r.observe(plan, ev, prev, T0))
+    assert not seen[DENSE].exists and seen[DENSE].ready_replicas == 0  # not counted as ready
+    assert seen[DENSE].stale == (f"{old_kind}/{dense}",)
+    step = switching.step(ev, prev, seen, T0)
+    assert not [a for a in step.actions if a.kind == "prune"]  # it serves until the new is up
+    run(r.carry_out(plan, ev, step, prev))
+    assert fake.replicas(old_kind, dense) == 1 and fake.replicas(kind, dense) == 1
+    fake.objects[(kind, "default", dense)]["status"] = {"readyReplicas": 1}
+    seen = run(r.observe(plan, ev, prev, T0))
+    assert seen[DENSE].exists and seen[DENSE].kind == kind and seen[DENSE].ready_replicas == 1
+    step = switching.step(ev, prev, seen, T0)
+    run(r.carry_out(plan, ev, step, prev))
+    assert fake.replicas(old_kind, dense) is None, fake.log  # the stale object is gone
+    assert fake.replicas(kind, dense) == 1

@@ -133,12 +133,34 @@ def broken(
 # ------------------------------------------------------------------------------ what to write
 
 
+WORKLOAD_KINDS = ("Deployment", "LeaderWorkerSet")
+
+
 @dataclass(frozen=True)
 class Writes:
-    """A step's actions as objects: applied in order, then the modes deleted."""
+    """A step's actions as objects, in order: objects to apply, modes to delete, and stale
+    objects (`Kind/name`) to delete."""
 
-    writes: tuple[tuple[Literal["apply", "delete"], Any], ...]
+    writes: tuple[tuple[Literal["apply", "delete", "prune"], Any], ...]
     placements: dict[str, api.Placement]
+
+
+def expected(
+    evaluation: planning.Evaluation,
+    mode: api.ServingMode,
+    previous: api.ServingPlanStatus | None,
+) -> frozenset[tuple[str, str]] | None:
+    """The workload objects (kind, name) the plan renders for `mode` now, from its recorded
+    placement while the spec is unchanged; None when the mode cannot be rendered."""
+    placements = (previous.placements or {}) if previous else {}
+    candidate = pinned(placements.get(mode.value), evaluation.plan)
+    try:
+        objs = report.manifests_for(evaluation, mode, candidate)
+    except report.RenderFailure:
+        return None
+    return frozenset(
+        (o["kind"], o["metadata"]["name"]) for o in objs if o["kind"] in WORKLOAD_KINDS
+    )
 
 
 def placement(candidate: rubric.Candidate, plan: api.ServingPlan) -> api.Placement:
@@ -187,7 +209,7 @@ def writes(
     """Render everything a step asks for (raising report.RenderFailure before anything is
     written), and the placements to record: each applied mode's pool and sizing, pinned until the
     spec changes, without the modes deleted."""
-    out: list[tuple[Literal["apply", "delete"], Any]] = []
+    out: list[tuple[Literal["apply", "delete", "prune"], Any]] = []
     placements = dict(previous.placements or {}) if previous else {}
     for action in step.actions:
         if action.kind == "apply" and action.mode is not None:
@@ -207,6 +229,8 @@ def writes(
         elif action.kind == "delete" and action.mode is not None:
             out.append(("delete", action.mode))
             placements.pop(action.mode.value, None)
+        elif action.kind == "prune":
+            out.extend(("prune", obj) for obj in action.objects)
     return Writes(tuple(out), placements)
 
 

@@ -77,6 +77,12 @@ class Observed(BaseModel):
     down_since: str | None = Field(
         default=None, description="since when it has had no ready pods after it had served"
     )
+    stale: tuple[str, ...] = Field(
+        default=(),
+        description="objects of this mode the plan no longer renders (`Kind/name`: a Deployment "
+        "after the mode became a LeaderWorkerSet, a prefill set after P/D was turned off); not "
+        "counted as its workload",
+    )
 
 
 class Action(BaseModel):
@@ -84,10 +90,11 @@ class Action(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    kind: Literal["apply", "delete", "select"]
+    kind: Literal["apply", "delete", "select", "prune"]
     mode: api.ServingMode | None = None
     replicas: int | None = None
     selector: Literal["mode", "both"] = "mode"
+    objects: tuple[str, ...] = ()  # prune: the stale objects (`Kind/name`) to delete
 
 
 class Event(BaseModel):
@@ -493,14 +500,32 @@ def step(
 ) -> Step:
     """One reconcile's worth of progress. Purely computational; the operator acts on it."""
     s = _situation(evaluation, previous or api.ServingPlanStatus(), observed, now)
+    return _pruned(s, _step(s))
+
+
+def _step(s: Situation) -> Step:
     if s.active is None or s.active == s.target.mode:
         return _steady(s)
     s = _switch_started(s)
-    if room_for_both(evaluation, s.replicas) or s.target.fallback:
+    if room_for_both(s.evaluation, s.replicas) or s.target.fallback:
         return _side_by_side(s)
     if s.replicas < 2:
         return _blocked(s)
     return _stepwise(s)
+
+
+def _pruned(s: Situation, step_: Step) -> Step:
+    """Delete a mode's stale objects (its workload kind changed, or P/D was turned off) once
+    the workload that replaces them is ready; until then they keep serving."""
+    deleted = {a.mode for a in step_.actions if a.kind == "delete"}
+    prunes = tuple(
+        Action(kind="prune", mode=mode, objects=obs.stale)
+        for mode, obs in sorted(s.observed.items())
+        if obs.stale and mode not in deleted and _ready(obs, max(obs.replicas, 1))
+    )
+    if not prunes:
+        return step_
+    return step_.model_copy(update={"actions": (*step_.actions, *prunes)})
 
 
 def _situation(
