@@ -17,7 +17,7 @@ from kubernetes.aio.client.exceptions import ApiException
 from breakeven.core import api, facts, planning, statuses, switching
 from breakeven.shell import inputs
 from breakeven.shell.reconcile import Reconciler
-from breakeven.shell.runtime import Config
+from breakeven.shell.runtime import Config, PlanState
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
@@ -195,3 +195,35 @@ def test_a_workload_of_a_stale_kind_is_not_counted_and_goes_once_its_successor_i
     run(r.carry_out(plan, ev, step, prev))
     assert fake.replicas(old_kind, dense) is None, fake.log  # the stale object is gone
     assert fake.replicas(kind, dense) == 1
+
+
+async def test_a_whole_reconcile_writes_status_once_and_announces_each_thing_once() -> None:
+    plan, ev = plan_and_evaluation(replicas=1, nodes=4)
+    fake = FakeApi()
+    nodes = inputs.load_nodes(ROOT / "examples/nodes/h200-infiniband.yaml")[0]
+    mapping = facts.LabelMapping()
+    index = {"gpu": [facts.node_info(n, mapping) for n in nodes]}
+    r = Reconciler(Config(), lambda: index)
+    r.connect(fake)  # type: ignore[arg-type]
+    body = plan.model_dump(by_alias=True, mode="json", exclude_none=True)
+    state = PlanState(body=body, traffic=ev.traffic)
+
+    async def reconcile() -> None:
+        await r.reconcile(state)
+        await asyncio.gather(*r.publisher._posting)
+        state.body = {**state.body, "status": dict(fake.status)}
+
+    await reconcile()
+    assert fake.status["mode"] == "Dense" and fake.status["reason"] == "PromotionPending"
+    assert fake.events == ["Deploying"]
+    assert ("apply", "Service", plan.name) in fake.log
+    await reconcile()
+    assert fake.events == ["Deploying"]  # nothing new to say
+    # A spec the API would refuse (an older CRD let it in): reported, nothing touched.
+    bad = {**state.body, "spec": {**state.body["spec"], "mode": "Sometimes"}}
+    state.body = bad
+    writes = len(fake.log)
+    await reconcile()
+    assert fake.status["phase"] == "Invalid" and "spec.mode" in fake.status["message"]
+    assert fake.status["mode"] == "Dense"  # what runs is still said
+    assert fake.events == ["Deploying", "InvalidSpec"] and len(fake.log) == writes
