@@ -17,6 +17,10 @@ KUBE_VERSION=v1.36.3
 ETCD_VERSION=v3.6.16
 KWOK_VERSION=v0.8.0
 LWS_VERSION=v0.9.0
+HELM_VERSION=v3.22.0
+# Our own small tools (gitops/: the Argo CD Lua health runner on gopher-lua, the kstatus checker)
+# are named by a hash of their sources, so an edit rebuilds them.
+GITOPS_VERSION=src-$(cd "$here/gitops" && find . -type f \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' \) -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
 
 export GOFLAGS=${GOFLAGS:--mod=mod}
 export CGO_ENABLED=0
@@ -30,6 +34,9 @@ targets=(
   "kwok:kwok:sigs.k8s.io/kwok/cmd/kwok:$KWOK_VERSION"
   "kwokctl:kwok:sigs.k8s.io/kwok/cmd/kwokctl:$KWOK_VERSION"
   "lws-controller:lws:sigs.k8s.io/lws/cmd:$LWS_VERSION"
+  "helm:helm:helm.sh/helm/v3/cmd/helm:$HELM_VERSION"
+  "lua-health:gitops:./cmd/lua-health:$GITOPS_VERSION"
+  "kstatus:gitops:./cmd/kstatus:$GITOPS_VERSION"
 )
 
 minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
@@ -37,6 +44,19 @@ kube_ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION \
 -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor \
 -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION \
 -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+
+# helm's own Makefile (v3.22.0, Makefile lines 46-69) stamps its version and the Kubernetes version
+# it assumes when no cluster is asked (the client-go minor it is built with, major = 0 + 1); without
+# these `helm template` believes it renders for Kubernetes v1.20 and refuses `kubeVersion: >=1.30`.
+helm_ldflags() {
+  local kv major minor
+  kv=$(cd "$here/helm" && go list -f '{{.Version}}' -m k8s.io/client-go) # v0.37.0
+  kv=${kv#v}; major=$((${kv%%.*} + 1)); minor=${kv#*.}; minor=${minor%%.*}
+  echo "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
+-X helm.sh/helm/v3/internal/version.gitTreeState=clean \
+-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=$major -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor \
+-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=$major -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
+}
 
 total=${#targets[@]}
 i=0
@@ -51,6 +71,7 @@ for t in "${targets[@]}"; do
   fi
   ldflags="-s -w"
   [[ $module == kubernetes ]] && ldflags=$kube_ldflags
+  [[ $module == helm ]] && ldflags=$(helm_ldflags)
   echo "[$i/$total] building $name $version (a cold build takes several minutes; $(($(date +%s) - start))s so far)"
   (cd "$here/$module" && go build -ldflags "$ldflags" -o "$out.tmp" "$pkg")
   mv "$out.tmp" "$out"

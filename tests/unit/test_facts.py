@@ -296,12 +296,23 @@ def test_node_selector_narrows_the_cluster() -> None:
     assert one_pool(items, node_selector={"pool": "serving"}).nodes == ("a",)
 
 
-def test_node_info_keeps_only_the_keys_the_mapping_reads() -> None:
+def test_node_info_keeps_every_label_but_only_the_resources_the_mapping_reads() -> None:
     info = facts.node_info(node("a", labels={"team": "x"}, rdma="rdma/ib"))
-    assert "team" not in info.labels
+    assert info.labels["team"] == "x"  # a plan's nodeSelector may name any label
     assert "cpu" not in info.allocatable
     assert info.allocatable["rdma/ib"] == "1"
     assert facts.Cluster.from_nodes([info]).pools[0].fabric == "infiniband"
+
+
+def test_a_node_selector_on_an_unmapped_label_finds_the_same_pool_in_the_operators_index() -> None:
+    """The operator reasons over `node_info` projections (its node index), the CLI over the Node
+    objects: a selector on a label outside the mapping must find the same pool in both."""
+    items = [node("a", labels={"team": "serving"}), node("b", labels={"team": "batch"})]
+    projections = [facts.node_info(n) for n in items]
+    selector = {"team": "serving"}
+    from_objects = facts.Cluster.from_nodes(items, node_selector=selector)
+    from_index = facts.Cluster.from_nodes(projections, node_selector=selector)
+    assert [p.nodes for p in from_index.pools] == [p.nodes for p in from_objects.pools] == [("a",)]
 
 
 # ------------------------------------------------------------------------ label mapping

@@ -5,7 +5,7 @@
     breakeven estimate --model M --gpu G --gpus N --mode dense|moe ...
     breakeven models
     breakeven explain NAME [-n NAMESPACE]
-    breakeven run [--namespace NS ...] [--prometheus-url URL] ...
+    breakeven run [--namespace NS ...] [--prometheus-url URL] [--peering NAME | --standalone] ...
 
 Bad input exits 2 with a message naming the field; nothing prints a traceback for it.
 """
@@ -43,8 +43,13 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         traffic = inputs.load_traffic(Path(args.traffic) if args.traffic else None)
         mapping = inputs.load_mapping(Path(args.label_mapping) if args.label_mapping else None)
         evaluations = []
+        warned: set[str] = set()
         for plan in plans:
             cluster = inputs.load_cluster(Path(args.nodes) if args.nodes else None, plan, mapping)
+            for warning in cluster.warnings:
+                if warning not in warned:  # a bad node is named once, not once per plan
+                    warned.add(warning)
+                    print(f"breakeven plan: warning: {cluster.source}: {warning}", file=sys.stderr)
             evaluations.append(planning.evaluate(plan, cluster, traffic))
         rendered = (
             [report.render_manifests(e, both=args.both) for e in evaluations]
@@ -174,6 +179,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--liveness", default=None, help="kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz"
+    )
+    election = run.add_mutually_exclusive_group()
+    election.add_argument(
+        "--peering",
+        metavar="NAME",
+        default=None,
+        help="leader election through this kopf peering object (ClusterKopfPeering, or a "
+        "KopfPeering in each watched namespace); it must exist. Default: the peering object "
+        "`breakeven` when kopf's peering CRDs are installed, standalone when they are not",
+    )
+    election.add_argument(
+        "--standalone",
+        action="store_true",
+        help="no leader election: run only one replica (local runs, tests)",
+    )
+    run.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="peering priority; the highest acts (default: earlier start = higher)",
     )
     run.add_argument("--verbose", action="store_true")
     run.set_defaults(func=_cmd_run)

@@ -14,11 +14,12 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import math
 import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "breakeven.dev"
@@ -29,17 +30,29 @@ PLURAL = "servingplans"
 SINGULAR = "servingplan"
 SHORT_NAMES = ("sp",)
 
-# Go-style durations as Kubernetes writes them (`336h`, `5m`, `90s`), plus `d` for days.
-DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"
+# Go-style durations as Kubernetes writes them (`336h`, `5m`, `90s`), plus `d` for days: at most
+# four parts of at most six digits each (a fraction of at most three), so neither the API server nor
+# the operator ever meets a number it cannot hold; each field also has a maximum in seconds.
+DURATION_PATTERN = r"^([0-9]{1,6}(\.[0-9]{1,3})?(ms|s|m|h|d)){1,4}$"
+DURATION_MAX_LENGTH = 48
 # Parameter counts: a plain number or one with a K/M/B/T suffix (`671B`, `37B`, `8e9`).
-PARAMETERS_PATTERN = r"^[0-9]+(\.[0-9]+)?([eE][0-9]+|[KMBT])?$"
+PARAMETERS_PATTERN = r"^[0-9]{1,15}(\.[0-9]{1,6})?([eE][0-9]{1,2}|[KMBT])?$"
+PARAMETERS_MAX_LENGTH = 24
+# The largest count any field takes: 100T, about 50 times the largest open model.
+MAX_PARAMETERS = 1e14
+# A model has at least a million parameters (a zero or near-zero count divides by zero downstream).
+MIN_MODEL_PARAMETERS = 1e6
+DAY = 86400.0
+# Windows, graces, dwell and drain are bounded at one year: `timedelta` and Prometheus ranges hold
+# that comfortably, and no rubric clock needs more.
+MAX_DURATION_SECONDS = 365 * DAY
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PARAMETER_SUFFIXES = {"K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}
 
 
 def parse_duration(text: str) -> float:
     """Seconds in a Go-style duration such as `336h` or `1h30m`."""
-    if not re.fullmatch(DURATION_PATTERN, text):
+    if len(text) > DURATION_MAX_LENGTH or not re.fullmatch(DURATION_PATTERN, text):
         raise ValueError(f"{text!r} is not a duration such as 336h, 5m or 90s")
     return sum(
         float(number) * _DURATION_UNITS[unit]
@@ -60,7 +73,7 @@ def format_duration(seconds: float) -> str:
 
 def parse_parameters(text: str) -> float:
     """A parameter count such as `671B` as a number."""
-    if not re.fullmatch(PARAMETERS_PATTERN, text):
+    if len(text) > PARAMETERS_MAX_LENGTH or not re.fullmatch(PARAMETERS_PATTERN, text):
         raise ValueError(f"{text!r} is not a parameter count such as 671B, 37B or 8e9")
     if text[-1] in _PARAMETER_SUFFIXES:
         return float(text[:-1]) * _PARAMETER_SUFFIXES[text[-1]]
@@ -75,8 +88,110 @@ def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str
     return entry
 
 
-Duration = Annotated[str, Field(pattern=DURATION_PATTERN)]
-Parameters = Annotated[str, Field(pattern=PARAMETERS_PATTERN)]
+def _show_seconds(seconds: float) -> str:
+    return f"{seconds / DAY:g}d" if seconds >= DAY else format_duration(seconds)
+
+
+def _show_count(value: float) -> str:
+    for suffix, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if value >= size:
+            return f"{value / size:g}{suffix}"
+    return f"{value:g}"
+
+
+# The CEL twin of parse_duration: each `<number><unit>` part to seconds, summed. `double()` parses
+# at most six digits (the pattern), so the sum is finite; CEL's lists library provides sum().
+_CEL_DURATION_SECONDS = (
+    "self.findAll('[0-9]+([.][0-9]+)?(ms|s|m|h|d)').map(p, "
+    "p.endsWith('ms') ? double(p.substring(0, p.size() - 2)) / 1000.0 : "
+    "p.endsWith('s') ? double(p.substring(0, p.size() - 1)) : "
+    "p.endsWith('m') ? double(p.substring(0, p.size() - 1)) * 60.0 : "
+    "p.endsWith('h') ? double(p.substring(0, p.size() - 1)) * 3600.0 : "
+    "double(p.substring(0, p.size() - 1)) * 86400.0).sum()"
+)
+# The CEL twin of parse_parameters (the pattern has already bounded the digits).
+_CEL_PARAMETERS = (
+    "(self.endsWith('K') ? double(self.substring(0, self.size() - 1)) * 1e3 : "
+    "self.endsWith('M') ? double(self.substring(0, self.size() - 1)) * 1e6 : "
+    "self.endsWith('B') ? double(self.substring(0, self.size() - 1)) * 1e9 : "
+    "self.endsWith('T') ? double(self.substring(0, self.size() - 1)) * 1e12 : "
+    "double(self))"
+)
+
+
+def _duration_field(maximum: float) -> Any:
+    """Pattern, length and the CEL maximum of a duration field."""
+    return Field(
+        pattern=DURATION_PATTERN,
+        max_length=DURATION_MAX_LENGTH,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(  # type: ignore[list-item]  # a dict of str is JSON
+                    f"{_CEL_DURATION_SECONDS} <= {maximum!r}",
+                    f"must be at most {_show_seconds(maximum)}",
+                )
+            ]
+        },
+    )
+
+
+def _duration_at_most(maximum: float) -> AfterValidator:
+    """The Python twin of the CEL maximum."""
+
+    def bounded(text: str) -> str:
+        if parse_duration(text) > maximum:
+            raise ValueError(f"{text!r} is longer than the maximum, {_show_seconds(maximum)}")
+        return text
+
+    return AfterValidator(bounded)
+
+
+def _parameters_message(minimum: float, maximum: float) -> str:
+    return f"must be between {_show_count(minimum)} and {_show_count(maximum)}"
+
+
+def _parameters_field(minimum: float, maximum: float) -> Any:
+    """Pattern, length and the CEL range of a parameter-count field."""
+    return Field(
+        pattern=PARAMETERS_PATTERN,
+        max_length=PARAMETERS_MAX_LENGTH,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(  # type: ignore[list-item]  # a dict of str is JSON
+                    f"{_CEL_PARAMETERS} >= {minimum!r} && {_CEL_PARAMETERS} <= {maximum!r}",
+                    _parameters_message(minimum, maximum),
+                )
+            ]
+        },
+    )
+
+
+def _parameters_within(minimum: float, maximum: float) -> AfterValidator:
+    """The Python twin of the CEL range."""
+
+    def bounded(text: str) -> str:
+        value = parse_parameters(text)
+        if not (math.isfinite(value) and minimum <= value <= maximum):
+            raise ValueError(f"{text!r} {_parameters_message(minimum, maximum)}")
+        return text
+
+    return AfterValidator(bounded)
+
+
+Duration = Annotated[
+    str, _duration_field(MAX_DURATION_SECONDS), _duration_at_most(MAX_DURATION_SECONDS)
+]
+Parameters = Annotated[
+    str, _parameters_field(0.0, MAX_PARAMETERS), _parameters_within(0.0, MAX_PARAMETERS)
+]
+ModelParameters = Annotated[
+    str,
+    _parameters_field(MIN_MODEL_PARAMETERS, MAX_PARAMETERS),
+    _parameters_within(MIN_MODEL_PARAMETERS, MAX_PARAMETERS),
+]
+# Label keys and values as Kubernetes bounds them (a prefix of 253, a name of 63, a value of 63).
+LabelKey = Annotated[str, Field(min_length=1, max_length=317)]
+LabelValue = Annotated[str, Field(max_length=63)]
 
 
 class Model(BaseModel):
@@ -88,6 +203,8 @@ class Model(BaseModel):
         extra="forbid",
         frozen=True,
         use_enum_values=False,
+        # `.inf` and `.nan` are valid YAML floats; no field of the API means either.
+        allow_inf_nan=False,
     )
 
 
@@ -151,12 +268,12 @@ class ModelSpec(Model):
         description="Catalog key whose architecture facts to use when `name` is not in the "
         "catalog (a fine-tune of a catalog model, say). Defaults to `name`.",
     )
-    total_parameters: Parameters | None = Field(
+    total_parameters: ModelParameters | None = Field(
         default=None,
         description="Total parameter count (e.g. 671B) for a model outside the catalog; "
         "overrides the catalog.",
     )
-    active_parameters: Parameters | None = Field(
+    active_parameters: ModelParameters | None = Field(
         default=None,
         description="Parameters active per token (e.g. 37B); equals the total for a dense model.",
     )
@@ -227,7 +344,9 @@ class Traffic(Model):
         description="Prometheus base URL (http or https). Defaults to the operator's "
         "--prometheus-url; any other URL must be allowed with --allowed-prometheus-url.",
     )
-    selector: dict[str, str] = Field(
+    selector: dict[
+        Annotated[str, Field(max_length=128)], Annotated[str, Field(max_length=1024)]
+    ] = Field(
         default_factory=dict,
         max_length=16,
         description="Label matchers (equality) that select this model's vLLM series. Defaults to "
@@ -239,12 +358,14 @@ class Traffic(Model):
     )
     expert_load_metric: str = Field(
         default="moe_expert_tokens_total",
+        max_length=256,
         pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$",
         description="Counter of tokens routed to each expert, labelled per expert. No vLLM "
         "release exports one; point this at what your stack exports.",
     )
     expert_label: str = Field(
         default="expert",
+        max_length=128,
         pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$",
         description="The label of expertLoadMetric that names the expert.",
     )
@@ -295,6 +416,7 @@ class SustainedLoadPolicy(Model):
     max_burstiness: float = Field(
         default=2.0,
         ge=1,
+        le=1000,
         description="Traffic whose p95/p50 exceeds this is bursty (stay dense).",
     )
 
@@ -303,6 +425,7 @@ class TrafficRegularityPolicy(Model):
     max_prompt_spread: float = Field(
         default=3.0,
         ge=1,
+        le=1000,
         description="Prompt lengths are homogeneous when p90/p50 is at most this.",
     )
 
@@ -311,6 +434,7 @@ class ExpertBalancePolicy(Model):
     max_load_over_mean: float = Field(
         default=2.0,
         ge=1,
+        le=1000,
         description="The hottest expert may carry at most this multiple of the mean expert load.",
     )
 
@@ -445,7 +569,8 @@ class Serving(Model):
     )
     vllm_version: str | None = Field(
         default=None,
-        pattern=r"^v?[0-9]+\.[0-9]+(\.[0-9]+)?$",
+        max_length=32,
+        pattern=r"^v?[0-9]{1,4}\.[0-9]{1,4}(\.[0-9]{1,4})?$",
         description="vLLM version the image runs; parsed from the image tag when empty. Flags are "
         "rendered for this version.",
     )
@@ -483,14 +608,19 @@ class Serving(Model):
     hf_token_secret: SecretKeyRef | None = Field(
         default=None, description="Secret holding the Hugging Face token (HF_TOKEN)."
     )
-    node_selector: dict[str, str] = Field(
-        default_factory=dict, description="Extra node labels the serving pods require."
+    node_selector: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="Extra node labels the serving pods require.",
     )
     tolerations: list[Toleration] = Field(
         default_factory=list, max_length=32, description="Tolerations for the serving pods."
     )
     priority_class_name: str | None = Field(
-        default=None, max_length=253, description="PriorityClass of the serving pods."
+        default=None,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="PriorityClass of the serving pods.",
     )
     disaggregation: Disaggregation = Field(
         default_factory=Disaggregation, description="Prefill/decode disaggregation (MoE)."

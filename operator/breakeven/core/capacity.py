@@ -25,7 +25,7 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -339,12 +339,54 @@ def redundant_experts(routed: int, ep: int) -> int:
     return floor + (-(routed + floor)) % ep
 
 
+# ------------------------------------------------------------------------------------ pools
+
+
+class PoolShape(NamedTuple):
+    """The facts of a GPU pool that the capacity model reads, and no others.
+
+    Sizing works on this rather than on `facts.Pool`, so an estimate depends only on these
+    fields, and can be cached by them: pools of two clusters (or of two sweeps) with the same
+    GPU, node size, node count, memory and links get the same answer. Node names, readiness,
+    labels and RDMA resource names do not enter the model.
+    """
+
+    gpu: str  # hardware table key, or the raw product name when unknown
+    gpus_per_node: int
+    node_count: int
+    gpu_memory_gb: float  # from the node labels; 0 = use the hardware table's
+    intra_node_nvlink: bool
+    largest_clique_gpus: int  # GPUs of the pool in its largest NVLink domain
+    fabric: str  # facts.Pool.fabric: the one fabric between nodes, "rdma" or "mixed"
+    fabrics: tuple[str, ...]  # every fabric between nodes, in the pool's order
+
+    @classmethod
+    def of(cls, pool: facts.Pool) -> PoolShape:
+        return cls(
+            pool.gpu,
+            pool.gpus_per_node,
+            pool.node_count,
+            pool.gpu_memory_gb,
+            pool.intra_node_nvlink,
+            pool.largest_clique_gpus,
+            pool.fabric,
+            tuple(pool.fabrics),
+        )
+
+    @property
+    def total_gpus(self) -> int:
+        return self.node_count * self.gpus_per_node
+
+
 # ------------------------------------------------------------------------------- roofline
 
 
 @dataclass(frozen=True)
-class Step:
-    """One decode step (or one request's prefill), split by what it waits on. Seconds."""
+class StepTime:
+    """How long one decode step (or one request's prefill) takes, split by what it waits on.
+
+    Seconds. (Not to be confused with `switching.Step`, a stage of a mode switch.)
+    """
 
     memory_s: float
     compute_s: float
@@ -368,11 +410,11 @@ def roofline(
     peak_tflops: float,
     comm_s: float = 0.0,
     expert_flops: float = 0.0,
-) -> Step:
+) -> StepTime:
     """Time for one GPU to move `bytes_moved` and do `flops` (of which `expert_flops` are
     routed-expert GEMMs), plus exposed communication."""
     dense_flops = flops - expert_flops
-    return Step(
+    return StepTime(
         memory_s=bytes_moved / (bandwidth_tbs * 1e12 * HBM_EFFICIENCY),
         compute_s=(dense_flops + expert_flops / EXPERT_GEMM_EFFICIENCY)
         / (peak_tflops * 1e12 * COMPUTE_EFFICIENCY),
@@ -410,6 +452,10 @@ class Links:
 
 def links(gpu: hardware.GPU, pool: facts.Pool, group: int) -> Links:
     """The links a group of `group` GPUs on this pool uses."""
+    return _links(gpu, PoolShape.of(pool), group)
+
+
+def _links(gpu: hardware.GPU, pool: PoolShape, group: int) -> Links:
     nvlink = pool.intra_node_nvlink and gpu.nvlink
     domain = max(pool.largest_clique_gpus, pool.gpus_per_node if nvlink else 1)
     fabric_name = (
@@ -466,11 +512,11 @@ def _min_kv_bytes(s: Shape, workload: Workload) -> float:
     return need
 
 
-def _gpu_memory_gb(pool: facts.Pool, gpu: hardware.GPU) -> float:
+def _gpu_memory_gb(pool: PoolShape, gpu: hardware.GPU) -> float:
     return pool.gpu_memory_gb if pool.gpu_memory_gb > 0 else gpu.memory_gb
 
 
-def _usable_gb(pool: facts.Pool, gpu: hardware.GPU) -> float:
+def _usable_gb(pool: PoolShape, gpu: hardware.GPU) -> float:
     """Per-GPU memory the engine may use."""
     return _gpu_memory_gb(pool, gpu) * GPU_MEMORY_UTILIZATION
 
@@ -485,6 +531,83 @@ def _heads_divide(s: Shape, tp: int) -> bool:
     return s.heads % tp == 0 and kv_ok
 
 
+# ------------------------------------------------------------------------- what is sized
+
+
+@dataclass(frozen=True)
+class _Target:
+    """What one estimate is for: a model at a dtype on one pool's GPUs, serving one workload,
+    at an hourly price per GPU (None: the hardware table's)."""
+
+    arch: catalog.Architecture
+    m: _Sizing  # the model at `dtype`
+    gpu: hardware.GPU  # the pool's GPU, or a what-if's
+    pool: PoolShape
+    dtype: api.Dtype
+    workload: Workload
+    hourly_cost: float | None
+
+    @classmethod
+    def of(
+        cls,
+        arch: catalog.Architecture,
+        gpu: hardware.GPU,
+        pool: PoolShape,
+        dtype: api.Dtype,
+        workload: Workload,
+        hourly_cost: float | None,
+    ) -> _Target:
+        return cls(arch, _sizing(arch, dtype), gpu, pool, dtype, workload, hourly_cost)
+
+    @property
+    def context(self) -> float:
+        """Tokens a sequence attends to on average while it decodes."""
+        return self.workload.isl + self.workload.osl / 2
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How one dense replica or MoE group splits its GPUs."""
+
+    mode: api.ServingMode
+    tp: int
+    pp: int
+    dp: int
+    ep: int
+    gpus: int
+    nodes: int
+    experts_per_rank: int = 0
+    redundant_experts: int = 0
+
+
+@dataclass(frozen=True)
+class _Timing:
+    """The chosen batch and what it takes: the decode step, time per token and one prefill."""
+
+    decode: StepTime
+    itl: float  # seconds per output token
+    prefill: StepTime  # one request's prompt
+    batch: int  # sequences per engine
+    sequences: int  # sequences in flight in the whole replica or group
+    note: str
+
+
+def _gpu_of(pool: PoolShape) -> hardware.GPU | None:
+    return hardware.gpus().get(pool.gpu)
+
+
+def _infeasible(mode: api.ServingMode, pool: PoolShape, note: str) -> Estimate:
+    return Estimate(mode=mode, feasible=False, note=note, gpu=pool.gpu)
+
+
+def _unknown_gpu(mode: api.ServingMode, pool: PoolShape) -> Estimate:
+    return _infeasible(mode, pool, f"GPU {pool.gpu!r} is not in the hardware table")
+
+
+def _hourly(gpu: hardware.GPU, hourly_cost: float | None) -> float:
+    return hourly_cost if hourly_cost is not None else gpu.hourly_cost
+
+
 # ----------------------------------------------------------------------------------- dense
 
 
@@ -496,14 +619,6 @@ def _powers_of_two(limit: int) -> list[int]:
     return out
 
 
-def _infeasible(mode: api.ServingMode, pool: facts.Pool, note: str) -> Estimate:
-    return Estimate(mode=mode, feasible=False, note=note, gpu=pool.gpu)
-
-
-def _hourly(gpu: hardware.GPU, hourly_cost: float | None) -> float:
-    return hourly_cost if hourly_cost is not None else gpu.hourly_cost
-
-
 def dense_kv_free_gb(
     arch: catalog.Architecture,
     gpu: hardware.GPU,
@@ -513,7 +628,7 @@ def dense_kv_free_gb(
     pp: int,
 ) -> float:
     """Per-GPU memory left for the KV cache with TP x PP (negative: weights do not fit)."""
-    return _dense_free_gb(_sizing(arch, dtype), _usable_gb(pool, gpu), tp, pp)
+    return _dense_free_gb(_sizing(arch, dtype), _usable_gb(PoolShape.of(pool), gpu), tp, pp)
 
 
 def _dense_free_gb(m: _Sizing, usable_gb: float, tp: int, pp: int) -> float:
@@ -533,34 +648,52 @@ def size_dense(
     TP is a power of two up to the node's GPUs that divides the attention heads; PP stages are
     whole nodes. Purely computational.
     """
-    mode = api.ServingMode.DENSE
-    gpu = pool.hardware
+    return _size_dense(arch, PoolShape.of(pool), dtype, workload, hourly_cost)
+
+
+def _size_dense(
+    arch: catalog.Architecture,
+    pool: PoolShape,
+    dtype: api.Dtype,
+    workload: Workload,
+    hourly_cost: float | None,
+) -> Estimate:
+    gpu = _gpu_of(pool)
     if gpu is None:
-        return _infeasible(mode, pool, f"GPU {pool.gpu!r} is not in the hardware table")
-    m = _sizing(arch, dtype)
-    s = m.s
-    usable = _usable_gb(pool, gpu)
-    need_gb = _min_kv_bytes(s, workload) / 1e9
-    tps = [t for t in _powers_of_two(pool.gpus_per_node) if _heads_divide(s, t)] or [1]
-    layouts = itertools.chain(  # lazily: most models fit long before the last PP depth
-        ((t, 1) for t in tps),
-        ((tps[-1], p) for p in range(2, min(pool.node_count, s.layers) + 1)),
-    )
-    for tp, pp in layouts:
-        if pp > 1 and pp > pool.node_count:
-            break
-        free = _dense_free_gb(m, usable, tp, pp)
-        kv_room = free * tp * pp * _kv_split(s, tp) / tp
-        if free > 0 and kv_room >= need_gb:
-            return _dense_at(arch, m, gpu, pool, dtype, workload, tp, pp, hourly_cost, None)
-    weights = (m.shared + m.routed) / 1e9
+        return _unknown_gpu(api.ServingMode.DENSE, pool)
+    t = _Target.of(arch, gpu, pool, dtype, workload, hourly_cost)
+    layout = _smallest_dense_layout(t)
+    if layout is not None:
+        return _dense_at(t, *layout, batch=None)
+    weights = (t.m.shared + t.m.routed) / 1e9
     return _infeasible(
-        mode,
+        api.ServingMode.DENSE,
         pool,
         f"{arch.name} at {dtype.value} ({weights:.0f} GB of weights) does not fit "
         f"{pool.total_gpus} x {gpu.key} ({_gpu_memory_gb(pool, gpu):.0f} GB each) with room "
         f"for {MIN_KV_SEQUENCES} sequences of KV cache",
     )
+
+
+def _smallest_dense_layout(t: _Target) -> tuple[int, int] | None:
+    """The first (tp, pp) that holds the weights with room for the minimum KV cache: TP grows
+    inside a node first, then PP stages of whole nodes at the largest TP."""
+    s, pool = t.m.s, t.pool
+    usable = _usable_gb(pool, t.gpu)
+    need_gb = _min_kv_bytes(s, t.workload) / 1e9
+    tps = [tp for tp in _powers_of_two(pool.gpus_per_node) if _heads_divide(s, tp)] or [1]
+    layouts = itertools.chain(  # lazily: most models fit long before the last PP depth
+        ((tp, 1) for tp in tps),
+        ((tps[-1], pp) for pp in range(2, min(pool.node_count, s.layers) + 1)),
+    )
+    for tp, pp in layouts:
+        if pp > 1 and pp > pool.node_count:
+            break
+        free = _dense_free_gb(t.m, usable, tp, pp)
+        kv_room = free * tp * pp * _kv_split(s, tp) / tp
+        if free > 0 and kv_room >= need_gb:
+            return tp, pp
+    return None
 
 
 def dense_at(
@@ -580,118 +713,130 @@ def dense_at(
     by --max-num-seqs and by the ITL target. `gpu` replaces the pool's GPU figures (what-ifs).
     Purely computational.
     """
+    shape_ = PoolShape.of(pool)
     gpu = gpu or pool.hardware
     if gpu is None:
-        return _infeasible(
-            api.ServingMode.DENSE, pool, f"GPU {pool.gpu!r} is not in the hardware table"
-        )
-    m = _sizing(arch, dtype)
-    return _dense_at(arch, m, gpu, pool, dtype, workload, tp, pp, hourly_cost, batch)
+        return _unknown_gpu(api.ServingMode.DENSE, shape_)
+    return _dense_at(_Target.of(arch, gpu, shape_, dtype, workload, hourly_cost), tp, pp, batch)
 
 
-def _dense_at(
-    arch: catalog.Architecture,
-    m: _Sizing,
-    gpu: hardware.GPU,
-    pool: facts.Pool,
-    dtype: api.Dtype,
-    workload: Workload,
-    tp: int,
-    pp: int,
-    hourly_cost: float | None,
-    batch: int | None,
-) -> Estimate:
-    """`dense_at` with the GPU chosen and `m` (arch at dtype) worked out."""
+def _dense_at(t: _Target, tp: int, pp: int, batch: int | None) -> Estimate:
+    """`dense_at` with the GPU chosen and the model at its dtype worked out."""
     mode = api.ServingMode.DENSE
-    s = m.s
-    kv_dtype = _kv_dtype(workload)
-    shared, routed = m.shared, m.routed
-    usable = _usable_gb(pool, gpu)
-    free_gb = _dense_free_gb(m, usable, tp, pp)
+    usable = _usable_gb(t.pool, t.gpu)
+    free_gb = _dense_free_gb(t.m, usable, tp, pp)
     if free_gb <= 0:
-        return _infeasible(mode, pool, f"weights do not fit at TP{tp} x PP{pp}")
-    lk = links(gpu, pool, tp)
-    peak = gpu.peak_tflops(dtype)
-    context = workload.isl + workload.osl / 2
-    seq_kv = kv_bytes_per_sequence(s, context, kv_dtype)
-    kv_share = _kv_split(s, tp) * pp  # each GPU holds 1/kv_share of a sequence's KV
-    kv_cap = int(free_gb * 1e9 * kv_share / seq_kv)
-    expert_active = m.routed_params * arch.experts_per_token / max(arch.routed_experts, 1)
-    active = arch.active_parameters * 1e9
+        return _infeasible(mode, t.pool, f"weights do not fit at TP{tp} x PP{pp}")
+    replica = _DenseReplica.of(t, tp, pp, usable, free_gb)
+    cap = min(replica.kv_cap, t.workload.max_num_seqs * pp)
+    b, note = _choose_batch(cap, batch, t.workload, lambda x: replica.decode(x)[1])
+    if b < 1:
+        return _infeasible(mode, t.pool, "no room for a single sequence's KV cache")
+    decode, itl = replica.decode(b)
+    timing = _Timing(decode, itl, replica.prefill(), batch=b, sequences=b, note=note)
+    layout = _Layout(
+        mode,
+        tp=tp,
+        pp=pp,
+        dp=1,
+        ep=1,
+        gpus=tp * pp,
+        nodes=max(pp, math.ceil(tp / t.pool.gpus_per_node)),
+    )
+    return _finish(t, layout, timing, replica.inputs(b))
 
-    def step(b: float) -> tuple[Step, float]:
+
+@dataclass(frozen=True)
+class _DenseReplica:
+    """One dense TP x PP replica's fixed figures, and its decode step, prefill and inputs."""
+
+    t: _Target
+    tp: int
+    pp: int
+    usable_gb: float  # per GPU
+    free_gb: float  # per GPU, left for the KV cache
+    lk: Links
+    peak: float  # TFLOPS at the dtype
+    seq_kv: float  # KV bytes of one sequence at the mean decode context
+    kv_share: int  # each GPU holds 1/kv_share of a sequence's KV
+    kv_cap: int  # sequences the KV cache holds
+    expert_active: float  # routed-expert parameters one token uses
+    active: float  # parameters one token uses
+
+    @classmethod
+    def of(cls, t: _Target, tp: int, pp: int, usable_gb: float, free_gb: float) -> _DenseReplica:
+        arch = t.arch
+        seq_kv = kv_bytes_per_sequence(t.m.s, t.context, _kv_dtype(t.workload))
+        kv_share = _kv_split(t.m.s, tp) * pp
+        return cls(
+            t=t,
+            tp=tp,
+            pp=pp,
+            usable_gb=usable_gb,
+            free_gb=free_gb,
+            lk=_links(t.gpu, t.pool, tp),
+            peak=t.gpu.peak_tflops(t.dtype),
+            seq_kv=seq_kv,
+            kv_share=kv_share,
+            kv_cap=int(free_gb * 1e9 * kv_share / seq_kv),
+            expert_active=t.m.routed_params * arch.experts_per_token / max(arch.routed_experts, 1),
+            active=arch.active_parameters * 1e9,
+        )
+
+    def decode(self, b: float) -> tuple[StepTime, float]:
         """(one pipeline stage's step at microbatch b/pp, the time per output token)."""
+        t, s, tp, pp = self.t, self.t.m.s, self.tp, self.pp
         mb = b / pp
-        weights = (shared + routed * touched_fraction(arch, mb)) / (tp * pp)
-        kv = mb * seq_kv / kv_share
-        flops = mb * (2 * active + attention_flops_per_token(s, context)) / (tp * pp)
+        weights = (t.m.shared + t.m.routed * touched_fraction(t.arch, mb)) / (tp * pp)
+        kv = mb * self.seq_kv / self.kv_share
+        flops = mb * (2 * self.active + attention_flops_per_token(s, t.context)) / (tp * pp)
         payload = mb * s.hidden * 2
+        lk = self.lk
         comm = 2 * (s.layers / pp) * allreduce_s(payload, tp, lk.tp_gbs, lk.tp_latency_s)
         if pp > 1:
             comm += P2P_LATENCY_S + payload / (lk.fabric_gbs * 1e9)
         st = roofline(
             weights + kv,
             flops,
-            gpu.bandwidth_tbs,
-            peak,
+            t.gpu.bandwidth_tbs,
+            self.peak,
             comm,
-            expert_flops=mb * 2 * expert_active / (tp * pp),
+            expert_flops=mb * 2 * self.expert_active / (tp * pp),
         )
         return st, st.seconds * pp
 
-    cap = min(kv_cap, workload.max_num_seqs * pp)
-    b, note = _choose_batch(cap, batch, workload, lambda x: step(x)[1])
-    if b < 1:
-        return _infeasible(mode, pool, "no room for a single sequence's KV cache")
-    decode, itl = step(b)
+    def prefill(self) -> StepTime:
+        """One request's prefill, spread over the replica's GPUs."""
+        t, s, tp, pp = self.t, self.t.m.s, self.tp, self.pp
+        isl = t.workload.isl
+        p_flops = (2 * self.active * isl + _prefill_attention_flops(s, isl)) / (tp * pp)
+        p_bytes = isl / PREFILL_CHUNK_TOKENS * (t.m.shared + t.m.routed) / (tp * pp)
+        p_comm = isl * 2 * (s.layers / pp) * allreduce_s(s.hidden * 2, tp, self.lk.tp_gbs, 0.0)
+        return roofline(
+            p_bytes,
+            p_flops,
+            t.gpu.bandwidth_tbs,
+            self.peak,
+            p_comm,
+            expert_flops=isl * 2 * self.expert_active / (tp * pp),
+        )
 
-    # Prefill of one request, spread over the replica's GPUs.
-    p_flops = (2 * active * workload.isl + _prefill_attention_flops(s, workload.isl)) / (tp * pp)
-    p_bytes = workload.isl / PREFILL_CHUNK_TOKENS * (shared + routed) / (tp * pp)
-    p_comm = workload.isl * 2 * (s.layers / pp) * allreduce_s(s.hidden * 2, tp, lk.tp_gbs, 0.0)
-    prefill = roofline(
-        p_bytes,
-        p_flops,
-        gpu.bandwidth_tbs,
-        peak,
-        p_comm,
-        expert_flops=workload.isl * 2 * expert_active / (tp * pp),
-    )
-
-    inputs: dict[str, float | int | str] = {
-        "weights_gb_total": _r((shared + routed) / 1e9),
-        "weights_gb_per_gpu": _r((shared + routed) / (tp * pp) / 1e9),
-        "usable_gb_per_gpu": _r(usable),
-        "overhead_gb_per_gpu": _r(overhead_gb(s, ep=False)),
-        "kv_gb_per_gpu": _r(free_gb),
-        "kv_bytes_per_token": _r(seq_kv / context),
-        "kv_dtype": kv_dtype.value,
-        "kv_sequences_max": kv_cap,
-        "tp_link_gbs": lk.tp_gbs,
-        "active_routed_params_b": _r(expert_active / 1e9),
-        "touched_experts_fraction": _r(touched_fraction(arch, b / pp), 3),
-    }
-    return _finish(
-        mode,
-        arch,
-        gpu,
-        pool,
-        dtype,
-        workload,
-        hourly_cost,
-        decode,
-        itl,
-        prefill,
-        b,
-        note,
-        inputs,
-        tp=tp,
-        pp=pp,
-        dp=1,
-        ep=1,
-        gpus=tp * pp,
-        nodes=max(pp, math.ceil(tp / pool.gpus_per_node)),
-    )
+    def inputs(self, b: int) -> dict[str, float | int | str]:
+        """What the replica's figures came from, for `Estimate.inputs`."""
+        t, m = self.t, self.t.m
+        return {
+            "weights_gb_total": _r((m.shared + m.routed) / 1e9),
+            "weights_gb_per_gpu": _r((m.shared + m.routed) / (self.tp * self.pp) / 1e9),
+            "usable_gb_per_gpu": _r(self.usable_gb),
+            "overhead_gb_per_gpu": _r(overhead_gb(m.s, ep=False)),
+            "kv_gb_per_gpu": _r(self.free_gb),
+            "kv_bytes_per_token": _r(self.seq_kv / t.context),
+            "kv_dtype": _kv_dtype(t.workload).value,
+            "kv_sequences_max": self.kv_cap,
+            "tp_link_gbs": self.lk.tp_gbs,
+            "active_routed_params_b": _r(self.expert_active / 1e9),
+            "touched_experts_fraction": _r(touched_fraction(t.arch, b / self.pp), 3),
+        }
 
 
 @functools.lru_cache(maxsize=1024)
@@ -714,7 +859,8 @@ def moe_memory(
     arch: catalog.Architecture, gpu: hardware.GPU, pool: facts.Pool, dtype: api.Dtype, ep: int
 ) -> tuple[float, int, int]:
     """(per-rank GB left for KV, experts per rank, redundant experts) for an EP group."""
-    return _moe_memory(_sizing(arch, dtype), arch.routed_experts, _usable_gb(pool, gpu), ep)
+    usable = _usable_gb(PoolShape.of(pool), gpu)
+    return _moe_memory(_sizing(arch, dtype), arch.routed_experts, usable, ep)
 
 
 def _moe_memory(m: _Sizing, experts: int, usable_gb: float, ep: int) -> tuple[float, int, int]:
@@ -731,11 +877,15 @@ def moe_group_sizes(pool: facts.Pool) -> list[int]:
     The powers of two below a node's GPU count all come before the first whole node, so the
     list is built in order (a pool of 400 nodes gives some 400 sizes).
     """
+    return list(_moe_group_sizes(PoolShape.of(pool)))
+
+
+def _moe_group_sizes(pool: PoolShape) -> tuple[int, ...]:
     total = pool.total_gpus
     per_node = pool.gpus_per_node
     inside = [n for n in _powers_of_two(per_node - 1) if 2 <= n <= total]
     whole = range(max(per_node, 2), total + 1, per_node) if per_node > 0 else range(0)
-    return inside + list(whole)
+    return (*inside, *whole)
 
 
 def size_moe(
@@ -750,33 +900,51 @@ def size_moe(
     so every rank hosts as many) that holds the model with room for a useful KV cache on every
     rank, and what it does. Purely computational.
     """
+    return _size_moe(arch, PoolShape.of(pool), dtype, workload, imbalance, hourly_cost)
+
+
+def _size_moe(
+    arch: catalog.Architecture,
+    pool: PoolShape,
+    dtype: api.Dtype,
+    workload: Workload,
+    imbalance: float | None,
+    hourly_cost: float | None,
+) -> Estimate:
     mode = api.ServingMode.MOE
-    gpu = pool.hardware
+    gpu = _gpu_of(pool)
     if gpu is None:
-        return _infeasible(mode, pool, f"GPU {pool.gpu!r} is not in the hardware table")
+        return _unknown_gpu(mode, pool)
     if not arch.is_moe:
         return _infeasible(mode, pool, f"{arch.name} is dense: it has no experts to spread")
-    m = _sizing(arch, dtype)
-    usable = _usable_gb(pool, gpu)
-    need_gb = _min_kv_bytes(m.s, workload) / 1e9
-
-    def fits(n: int) -> bool:
-        return _moe_memory(m, arch.routed_experts, usable, n)[0] >= need_gb
-
-    # The smallest size that fits. Not a bisection: whether a size fits is not monotonic in it
-    # (the redundant-expert floor grows with the group until its cap), so every size is tried,
-    # skipping those whose GPUs cannot even hold the weights.
-    floor_gpus = (m.shared + m.routed) / 1e9 / usable
-    for n in moe_group_sizes(pool):
-        if n >= floor_gpus and fits(n):
-            return _moe_at(arch, m, gpu, pool, dtype, workload, n, imbalance, hourly_cost, None)
-    weights = (m.shared + m.routed) / 1e9
+    t = _Target.of(arch, gpu, pool, dtype, workload, hourly_cost)
+    ep = _smallest_group(t)
+    if ep is not None:
+        return _moe_at(t, ep, imbalance, batch=None)
+    weights = (t.m.shared + t.m.routed) / 1e9
     return _infeasible(
         mode,
         pool,
         f"{arch.name} at {dtype.value} ({weights:.0f} GB of weights) does not fit an EP group "
         f"of at most {pool.total_gpus} x {gpu.key} ({_gpu_memory_gb(pool, gpu):.0f} GB each)",
     )
+
+
+def _smallest_group(t: _Target) -> int | None:
+    """The smallest EP size whose every rank holds its share with room for the minimum KV.
+
+    Not a bisection: whether a size fits is not monotonic in it (the redundant-expert floor
+    grows with the group until its cap), so every size is tried, skipping those whose GPUs
+    cannot even hold the weights.
+    """
+    m = t.m
+    usable = _usable_gb(t.pool, t.gpu)
+    need_gb = _min_kv_bytes(m.s, t.workload) / 1e9
+    floor_gpus = (m.shared + m.routed) / 1e9 / usable
+    for n in _moe_group_sizes(t.pool):
+        if n >= floor_gpus and _moe_memory(m, t.arch.routed_experts, usable, n)[0] >= need_gb:
+            return n
+    return None
 
 
 def moe_at(
@@ -797,140 +965,168 @@ def moe_at(
     sequences per rank; `gpu` replaces the pool's GPU figures. Purely computational.
     """
     mode = api.ServingMode.MOE
+    shape_ = PoolShape.of(pool)
     gpu = gpu or pool.hardware
     if gpu is None:
-        return _infeasible(mode, pool, f"GPU {pool.gpu!r} is not in the hardware table")
+        return _unknown_gpu(mode, shape_)
     if not arch.is_moe:
-        return _infeasible(mode, pool, f"{arch.name} is dense: it has no experts to spread")
-    m = _sizing(arch, dtype)
-    return _moe_at(arch, m, gpu, pool, dtype, workload, ep, imbalance, hourly_cost, batch)
+        return _infeasible(mode, shape_, f"{arch.name} is dense: it has no experts to spread")
+    t = _Target.of(arch, gpu, shape_, dtype, workload, hourly_cost)
+    return _moe_at(t, ep, imbalance, batch)
 
 
-def _moe_at(
-    arch: catalog.Architecture,
-    m: _Sizing,
-    gpu: hardware.GPU,
-    pool: facts.Pool,
-    dtype: api.Dtype,
-    workload: Workload,
-    ep: int,
-    imbalance: float | None,
-    hourly_cost: float | None,
-    batch: int | None,
-) -> Estimate:
-    """`moe_at` with the GPU chosen, a MoE `arch`, and `m` (arch at dtype) worked out."""
+def _moe_at(t: _Target, ep: int, imbalance: float | None, batch: int | None) -> Estimate:
+    """`moe_at` with the GPU chosen, a MoE model, and the model at its dtype worked out."""
     mode = api.ServingMode.MOE
-    s = m.s
-    hot = imbalance if imbalance is not None else DEFAULT_IMBALANCE
-    kv_dtype = _kv_dtype(workload)
-    shared, routed = m.shared, m.routed
-    usable = _usable_gb(pool, gpu)
-    free_gb, per_rank, redundant = _moe_memory(m, arch.routed_experts, usable, ep)
+    usable = _usable_gb(t.pool, t.gpu)
+    free_gb, per_rank, redundant = _moe_memory(t.m, t.arch.routed_experts, usable, ep)
     if free_gb <= 0:
-        return _infeasible(mode, pool, f"weights do not fit at EP{ep}")
-    lk = links(gpu, pool, ep)
-    peak = gpu.peak_tflops(dtype)
-    context = workload.isl + workload.osl / 2
-    seq_kv = kv_bytes_per_sequence(s, context, kv_dtype)
-    kv_cap = int(free_gb * 1e9 / seq_kv)
-    per_expert = routed / arch.routed_experts
-    k_share = arch.experts_per_token / arch.routed_experts
-    expert_active = m.routed_params * k_share  # routed parameters one token uses
-    shared_active = arch.active_parameters * 1e9 - expert_active
-    dispatch_bytes = 1.0 if "fp8" in gpu.tflops else 2.0  # fp8 dispatch where the GPU has it
-
-    def step(b: float) -> tuple[Step, float]:
-        """(the hottest rank's decode step with b sequences per rank, the time per token)."""
-        touched = min(per_rank, per_rank * touched_fraction(arch, b * ep) * hot)
-        weights = shared + touched * per_expert
-        kv = b * seq_kv
-        flops = b * (
-            2 * shared_active + 2 * expert_active * hot + attention_flops_per_token(s, context)
-        )
-        tokens = b * arch.experts_per_token * s.hidden * hot
-        comm = s.moe_layers * (
-            all_to_all_s(tokens * dispatch_bytes, ep, lk) + all_to_all_s(tokens * 2, ep, lk)
-        )
-        st = roofline(
-            weights + kv,
-            flops,
-            gpu.bandwidth_tbs,
-            peak,
-            comm,
-            expert_flops=b * 2 * expert_active * hot,
-        )
-        return st, st.seconds
-
-    cap = min(kv_cap, workload.max_num_seqs)
-    b, note = _choose_batch(cap, batch, workload, lambda x: step(x)[1])
+        return _infeasible(mode, t.pool, f"weights do not fit at EP{ep}")
+    group = _MoeGroup.of(t, ep, imbalance, usable, free_gb, per_rank)
+    cap = min(group.kv_cap, t.workload.max_num_seqs)
+    b, note = _choose_batch(cap, batch, t.workload, lambda x: group.decode(x)[1])
     if b < 1:
-        return _infeasible(mode, pool, "no room for a single sequence's KV cache")
-    decode, itl = step(b)
-
-    # Prefill of one request, spread over the group (aggregate of all ranks).
-    isl = workload.isl
-    p_flops = (
-        isl * (2 * shared_active + 2 * expert_active * hot) + _prefill_attention_flops(s, isl)
-    ) / ep
-    p_bytes = isl / PREFILL_CHUNK_TOKENS * (shared + per_rank * per_expert) / ep
-    tokens = isl * arch.experts_per_token * s.hidden * hot / ep
-    p_comm = s.moe_layers * (
-        all_to_all_s(tokens * dispatch_bytes, ep, lk)
-        + all_to_all_s(tokens * 2, ep, lk)
-        - 2 * A2A_LATENCY_S
-    )
-    prefill = roofline(
-        p_bytes,
-        p_flops,
-        gpu.bandwidth_tbs,
-        peak,
-        max(p_comm, 0.0),
-        expert_flops=isl * 2 * expert_active * hot / ep,
-    )
-
-    local = min(lk.nvlink_domain, ep)
-    inputs: dict[str, float | int | str] = {
-        "weights_gb_total": _r((shared + routed) / 1e9),
-        "weights_gb_per_gpu": _r((shared + per_rank * per_expert) / 1e9),
-        "shared_weights_gb": _r(shared / 1e9),
-        "gb_per_expert": _r(per_expert / 1e9, 3),
-        "usable_gb_per_gpu": _r(usable),
-        "overhead_gb_per_gpu": _r(overhead_gb(s, ep=True)),
-        "kv_gb_per_gpu": _r(free_gb),
-        "kv_bytes_per_token": _r(seq_kv / context),
-        "kv_dtype": kv_dtype.value,
-        "kv_sequences_max_per_rank": kv_cap,
-        "imbalance": hot,
-        "imbalance_source": "observed" if imbalance is not None else "default (EPLB on)",
-        "touched_experts_fraction": _r(touched_fraction(arch, b * ep), 3),
-        "a2a_nvlink_gbs": _r(lk.intra_a2a_gbs),
-        "a2a_fabric_gbs": _r(lk.fabric_gbs) if ep > local else "unused",
-        "fabric": lk.fabric if ep > local else "none (one NVLink domain)",
-    }
-    return _finish(
+        return _infeasible(mode, t.pool, "no room for a single sequence's KV cache")
+    decode, itl = group.decode(b)
+    timing = _Timing(decode, itl, group.prefill(), batch=b, sequences=b * ep, note=note)
+    layout = _Layout(
         mode,
-        arch,
-        gpu,
-        pool,
-        dtype,
-        workload,
-        hourly_cost,
-        decode,
-        itl,
-        prefill,
-        b,
-        note,
-        inputs,
         tp=1,
         pp=1,
         dp=ep,
         ep=ep,
         gpus=ep,
-        nodes=math.ceil(ep / pool.gpus_per_node),
+        nodes=math.ceil(ep / t.pool.gpus_per_node),
         experts_per_rank=per_rank,
         redundant_experts=redundant,
-        sequences=b * ep,
     )
+    return _finish(t, layout, timing, group.inputs(b))
+
+
+@dataclass(frozen=True)
+class _MoeGroup:
+    """One EP group's fixed figures, and its hottest rank's decode step, prefill and inputs."""
+
+    t: _Target
+    ep: int
+    observed: bool  # whether the imbalance was observed (else DEFAULT_IMBALANCE)
+    hot: float  # hottest rank's load over the mean
+    usable_gb: float  # per GPU
+    free_gb: float  # per rank, left for the KV cache
+    per_rank: int  # experts each rank hosts
+    lk: Links
+    peak: float  # TFLOPS at the dtype
+    seq_kv: float  # KV bytes of one sequence at the mean decode context
+    kv_cap: int  # sequences one rank's KV cache holds
+    per_expert: float  # bytes of one routed expert
+    expert_active: float  # routed parameters one token uses
+    shared_active: float  # the other parameters one token uses
+    dispatch_bytes: float  # per hidden value sent to the experts: fp8 where the GPU has it
+
+    @classmethod
+    def of(
+        cls,
+        t: _Target,
+        ep: int,
+        imbalance: float | None,
+        usable_gb: float,
+        free_gb: float,
+        per_rank: int,
+    ) -> _MoeGroup:
+        arch = t.arch
+        seq_kv = kv_bytes_per_sequence(t.m.s, t.context, _kv_dtype(t.workload))
+        k_share = arch.experts_per_token / arch.routed_experts
+        expert_active = t.m.routed_params * k_share
+        return cls(
+            t=t,
+            ep=ep,
+            observed=imbalance is not None,
+            hot=imbalance if imbalance is not None else DEFAULT_IMBALANCE,
+            usable_gb=usable_gb,
+            free_gb=free_gb,
+            per_rank=per_rank,
+            lk=_links(t.gpu, t.pool, ep),
+            peak=t.gpu.peak_tflops(t.dtype),
+            seq_kv=seq_kv,
+            kv_cap=int(free_gb * 1e9 / seq_kv),
+            per_expert=t.m.routed / arch.routed_experts,
+            expert_active=expert_active,
+            shared_active=arch.active_parameters * 1e9 - expert_active,
+            dispatch_bytes=1.0 if "fp8" in t.gpu.tflops else 2.0,
+        )
+
+    def decode(self, b: float) -> tuple[StepTime, float]:
+        """(the hottest rank's decode step with b sequences per rank, the time per token)."""
+        t, arch, s, ep, hot, lk = self.t, self.t.arch, self.t.m.s, self.ep, self.hot, self.lk
+        touched = min(self.per_rank, self.per_rank * touched_fraction(arch, b * ep) * hot)
+        weights = t.m.shared + touched * self.per_expert
+        kv = b * self.seq_kv
+        flops = b * (
+            2 * self.shared_active
+            + 2 * self.expert_active * hot
+            + attention_flops_per_token(s, t.context)
+        )
+        tokens = b * arch.experts_per_token * s.hidden * hot
+        comm = s.moe_layers * (
+            all_to_all_s(tokens * self.dispatch_bytes, ep, lk) + all_to_all_s(tokens * 2, ep, lk)
+        )
+        st = roofline(
+            weights + kv,
+            flops,
+            t.gpu.bandwidth_tbs,
+            self.peak,
+            comm,
+            expert_flops=b * 2 * self.expert_active * hot,
+        )
+        return st, st.seconds
+
+    def prefill(self) -> StepTime:
+        """One request's prefill, spread over the group (aggregate of all ranks)."""
+        t, arch, s, ep, hot, lk = self.t, self.t.arch, self.t.m.s, self.ep, self.hot, self.lk
+        isl = t.workload.isl
+        p_flops = (
+            isl * (2 * self.shared_active + 2 * self.expert_active * hot)
+            + _prefill_attention_flops(s, isl)
+        ) / ep
+        p_bytes = isl / PREFILL_CHUNK_TOKENS * (t.m.shared + self.per_rank * self.per_expert) / ep
+        tokens = isl * arch.experts_per_token * s.hidden * hot / ep
+        p_comm = s.moe_layers * (
+            all_to_all_s(tokens * self.dispatch_bytes, ep, lk)
+            + all_to_all_s(tokens * 2, ep, lk)
+            - 2 * A2A_LATENCY_S
+        )
+        return roofline(
+            p_bytes,
+            p_flops,
+            t.gpu.bandwidth_tbs,
+            self.peak,
+            max(p_comm, 0.0),
+            expert_flops=isl * 2 * self.expert_active * hot / ep,
+        )
+
+    def inputs(self, b: int) -> dict[str, float | int | str]:
+        """What the group's figures came from, for `Estimate.inputs`."""
+        t, ep, lk = self.t, self.ep, self.lk
+        shared, routed = t.m.shared, t.m.routed
+        local = min(lk.nvlink_domain, ep)
+        return {
+            "weights_gb_total": _r((shared + routed) / 1e9),
+            "weights_gb_per_gpu": _r((shared + self.per_rank * self.per_expert) / 1e9),
+            "shared_weights_gb": _r(shared / 1e9),
+            "gb_per_expert": _r(self.per_expert / 1e9, 3),
+            "usable_gb_per_gpu": _r(self.usable_gb),
+            "overhead_gb_per_gpu": _r(overhead_gb(t.m.s, ep=True)),
+            "kv_gb_per_gpu": _r(self.free_gb),
+            "kv_bytes_per_token": _r(self.seq_kv / t.context),
+            "kv_dtype": _kv_dtype(t.workload).value,
+            "kv_sequences_max_per_rank": self.kv_cap,
+            "imbalance": self.hot,
+            "imbalance_source": "observed" if self.observed else "default (EPLB on)",
+            "touched_experts_fraction": _r(touched_fraction(t.arch, b * ep), 3),
+            "a2a_nvlink_gbs": _r(lk.intra_a2a_gbs),
+            "a2a_fabric_gbs": _r(lk.fabric_gbs) if ep > local else "unused",
+            "fabric": lk.fabric if ep > local else "none (one NVLink domain)",
+        }
 
 
 # ----------------------------------------------------------------------------- shared steps
@@ -964,97 +1160,87 @@ def _r(value: float, digits: int = 2) -> float:
     return round(value, digits)
 
 
+def _bound(prefill: StepTime, decode: StepTime, decode_weight: float) -> Bound:
+    """What limits a request overall: time on each roof, prefill plus its share of decode."""
+    totals: dict[Bound, float] = {"memory": 0.0, "compute": 0.0, "communication": 0.0}
+    for st, weight in ((prefill, 1.0), (decode, decode_weight)):
+        roof: Bound = "memory" if st.memory_s >= st.compute_s else "compute"
+        totals[roof] += max(st.memory_s, st.compute_s) * weight
+        totals["communication"] += st.comm_s * weight
+    return max(totals, key=lambda key: totals[key])
+
+
 def _finish(
-    mode: api.ServingMode,
-    arch: catalog.Architecture,
-    gpu: hardware.GPU,
-    pool: facts.Pool,
-    dtype: api.Dtype,
-    workload: Workload,
-    hourly_cost: float | None,
-    decode: Step,
-    itl: float,
-    prefill: Step,
-    batch: int,
-    note: str,
-    inputs: dict[str, float | int | str],
-    *,
-    tp: int,
-    pp: int,
-    dp: int,
-    ep: int,
-    gpus: int,
-    nodes: int,
-    experts_per_rank: int = 0,
-    redundant_experts: int = 0,
-    sequences: int | None = None,
+    t: _Target, layout: _Layout, timing: _Timing, inputs: dict[str, float | int | str]
 ) -> Estimate:
     """Combine prefill and decode per request into tokens/s, bounds and cost."""
-    in_flight = sequences if sequences is not None else batch
+    workload, decode, prefill, itl = t.workload, timing.decode, timing.prefill, timing.itl
+    in_flight = timing.sequences
     decode_s = workload.osl * itl / in_flight  # the request's share of the decode steps
     request_s = prefill.seconds + decode_s
     requests_per_s = 1 / request_s
     output_tps = workload.osl * requests_per_s
     total_tps = (workload.isl + workload.osl) * requests_per_s
-    totals: dict[Bound, float] = {"memory": 0.0, "compute": 0.0, "communication": 0.0}
-    for st, weight in ((prefill, 1.0), (decode, decode_s / decode.seconds)):
-        roof: Bound = "memory" if st.memory_s >= st.compute_s else "compute"
-        totals[roof] += max(st.memory_s, st.compute_s) * weight
-        totals["communication"] += st.comm_s * weight
-    bound = max(totals, key=lambda key: totals[key])
-    hourly = _hourly(gpu, hourly_cost)
-    per_gpu = output_tps / gpus
-    inputs = {
-        "dtype": dtype.value,
-        "isl": workload.isl,
-        "osl": workload.osl,
-        "hbm_tbs": gpu.bandwidth_tbs,
-        "peak_tflops": gpu.peak_tflops(dtype),
-        "hbm_efficiency": HBM_EFFICIENCY,
-        "compute_efficiency": COMPUTE_EFFICIENCY,
-        "expert_gemm_efficiency": EXPERT_GEMM_EFFICIENCY,
-        "batch_per_engine": batch,
-        "sequences_in_flight": in_flight,
-        "decode_step_ms": _r(decode.seconds * 1000, 3),
-        "decode_memory_ms": _r(decode.memory_s * 1000, 3),
-        "decode_compute_ms": _r(decode.compute_s * 1000, 3),
-        "decode_comm_ms": _r(decode.comm_s * 1000, 3),
-        "itl_ms": _r(itl * 1000, 3),
-        "prefill_ms_per_request": _r(prefill.seconds * 1000, 3),
-        "prefill_compute_ms": _r(prefill.compute_s * 1000, 3),
-        "prefill_comm_ms": _r(prefill.comm_s * 1000, 3),
-        "decode_ms_per_request": _r(decode_s * 1000, 3),
-        **inputs,
-    }
+    bound = _bound(prefill, decode, decode_s / decode.seconds)
+    hourly = _hourly(t.gpu, t.hourly_cost)
+    per_gpu = output_tps / layout.gpus
     notes = [
-        n for n in (note, "" if arch.exact else "approximate shapes (no per-layer facts)") if n
+        n
+        for n in (timing.note, "" if t.arch.exact else "approximate shapes (no per-layer facts)")
+        if n
     ]
     return Estimate(
-        mode=mode,
+        mode=layout.mode,
         feasible=True,
         note="; ".join(notes),
-        gpu=gpu.key,
-        gpus=gpus,
-        nodes=nodes,
-        tp=tp,
-        pp=pp,
-        dp=dp,
-        ep=ep,
-        experts_per_rank=experts_per_rank,
-        redundant_experts=redundant_experts,
-        batch=batch,
+        gpu=t.gpu.key,
+        gpus=layout.gpus,
+        nodes=layout.nodes,
+        tp=layout.tp,
+        pp=layout.pp,
+        dp=layout.dp,
+        ep=layout.ep,
+        experts_per_rank=layout.experts_per_rank,
+        redundant_experts=layout.redundant_experts,
+        batch=timing.batch,
         output_tokens_per_second_per_gpu=per_gpu,
         total_tokens_per_second=total_tps,
         decode_bound_by=decode.bound,
         bound_by=bound,
         hourly_cost_per_gpu=hourly,
         dollars_per_million_tokens=hourly / (per_gpu * 3600) * 1e6 if per_gpu > 0 else None,
-        inputs=inputs,
+        inputs={**_timing_inputs(t, timing, decode_s), **inputs},
         itl_ms=itl * 1000,
-        decode_tokens_per_second_per_gpu=in_flight / itl / gpus if itl > 0 else 0.0,
-        pool_replicas=pool.total_gpus // gpus if gpus else 0,
+        decode_tokens_per_second_per_gpu=in_flight / itl / layout.gpus if itl > 0 else 0.0,
+        pool_replicas=t.pool.total_gpus // layout.gpus if layout.gpus else 0,
         workload=workload,
     )
+
+
+def _timing_inputs(t: _Target, timing: _Timing, decode_s: float) -> dict[str, float | int | str]:
+    """The figures every estimate shows first in `inputs`: workload, roofs and the times."""
+    decode, prefill = timing.decode, timing.prefill
+    return {
+        "dtype": t.dtype.value,
+        "isl": t.workload.isl,
+        "osl": t.workload.osl,
+        "hbm_tbs": t.gpu.bandwidth_tbs,
+        "peak_tflops": t.gpu.peak_tflops(t.dtype),
+        "hbm_efficiency": HBM_EFFICIENCY,
+        "compute_efficiency": COMPUTE_EFFICIENCY,
+        "expert_gemm_efficiency": EXPERT_GEMM_EFFICIENCY,
+        "batch_per_engine": timing.batch,
+        "sequences_in_flight": timing.sequences,
+        "decode_step_ms": _r(decode.seconds * 1000, 3),
+        "decode_memory_ms": _r(decode.memory_s * 1000, 3),
+        "decode_compute_ms": _r(decode.compute_s * 1000, 3),
+        "decode_comm_ms": _r(decode.comm_s * 1000, 3),
+        "itl_ms": _r(timing.itl * 1000, 3),
+        "prefill_ms_per_request": _r(prefill.seconds * 1000, 3),
+        "prefill_compute_ms": _r(prefill.compute_s * 1000, 3),
+        "prefill_comm_ms": _r(prefill.comm_s * 1000, 3),
+        "decode_ms_per_request": _r(decode_s * 1000, 3),
+    }
 
 
 # ------------------------------------------------------------------------- from plain names

@@ -17,6 +17,8 @@ Pure: builds facts from plain mappings; the shell reads the Nodes and Prometheus
 
 from __future__ import annotations
 
+import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -32,7 +34,11 @@ RDMA_FABRICS: frozenset[str] = frozenset({"infiniband", "roce", "efa", "rdma"})
 
 class _Facts(BaseModel):
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid"
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+        extra="forbid",
+        allow_inf_nan=False,  # `.inf` is valid YAML; no fact means it
     )
 
 
@@ -140,51 +146,134 @@ class NodeInfo(_Facts):
     ready: bool = True
 
 
+# A Kubernetes quantity (resource.Quantity's serialisation): a decimal number with a binary or
+# decimal suffix or exponent. Digits are bounded so the value is always a finite float.
+_QUANTITY = re.compile(
+    r"([0-9]{1,18}(?:\.[0-9]{1,9})?|\.[0-9]{1,9})(Ki|Mi|Gi|Ti|Pi|Ei|[mkMGTPE]|[eE][0-9]{1,2})?"
+)
+_QUANTITY_SUFFIXES = {
+    "m": 1e-3,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+    "Ki": 1024.0,
+    "Mi": 1024.0**2,
+    "Gi": 1024.0**3,
+    "Ti": 1024.0**4,
+    "Pi": 1024.0**5,
+    "Ei": 1024.0**6,
+}
+# More GPUs on one node, or more GPU memory than this, is not a real node: its labels are wrong.
+MAX_GPUS_PER_NODE = 1024
+MAX_GPU_MEMORY_MIB = 64 * 1024 * 1024
+
+
+def parse_quantity(text: str) -> float:
+    """A Kubernetes quantity (`8`, `1k`, `80Gi`, `1e3`) as a finite number; ValueError otherwise."""
+    found = _QUANTITY.fullmatch(text.strip())
+    if not found:
+        raise ValueError(f"{text[:64]!r} is not a quantity")
+    number, suffix = found.groups()
+    value = float(number)
+    if suffix and suffix[0] in "eE":
+        value *= 10.0 ** int(suffix[1:])
+    elif suffix:
+        value *= _QUANTITY_SUFFIXES[suffix]
+    return value
+
+
 def _quantity(text: str | None) -> float:
-    """A Kubernetes quantity as a number (enough for counts such as `8`, `1k`)."""
+    """A quantity as a number, 0 when absent or not a quantity (`from_nodes` reports those)."""
     if not text:
         return 0.0
-    suffixes = {"k": 1e3, "M": 1e6, "G": 1e9, "Ki": 1024.0, "Mi": 1024.0**2, "Gi": 1024.0**3}
-    for suffix, factor in sorted(suffixes.items(), key=lambda kv: -len(kv[0])):
-        if text.endswith(suffix):
-            return float(text[: -len(suffix)]) * factor
     try:
-        return float(text)
+        return parse_quantity(text)
     except ValueError:
         return 0.0
+
+
+def _as_mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _strings(value: Any) -> dict[str, str]:
+    """A label or allocatable map as strings; keys or values that are not scalars are dropped."""
+    return {
+        str(k): str(v)
+        for k, v in _as_mapping(value).items()
+        if isinstance(v, str | int | float | bool) and isinstance(k, str | int | float | bool)
+    }
 
 
 def node_info(node: Mapping[str, Any], mapping: LabelMapping | None = None) -> NodeInfo:
     """Project a Node object (a dict as the API returns it) onto what the facts need.
 
-    Only labels the mapping reads are kept, so an index of thousands of nodes stays small.
+    Every label is kept (a plan's `nodeSelector` may name any of them; a node carries a few dozen),
+    but only the allocatable resources the mapping reads. Never raises on a malformed Node: parts
+    that are not the right shape read as absent, and `Cluster.from_nodes` reports bad values.
     """
     mapping = mapping or LabelMapping()
-    metadata = node.get("metadata") or {}
-    spec = node.get("spec") or {}
-    status = node.get("status") or {}
-    wanted = {
-        *mapping.gpu_labels,
-        mapping.gpu_count_label,
-        mapping.gpu_memory_label,
-        mapping.clique_label,
-        *mapping.rdma_labels,
-        *mapping.fabric_labels,
-    }
-    labels = {k: str(v) for k, v in (metadata.get("labels") or {}).items() if k in wanted}
+    metadata = _as_mapping(node.get("metadata"))
+    spec = _as_mapping(node.get("spec"))
+    status = _as_mapping(node.get("status"))
     resources = {mapping.gpu_resource, *mapping.rdma_resources}
-    allocatable = {
-        k: str(v) for k, v in (status.get("allocatable") or {}).items() if k in resources
-    }
-    conditions = status.get("conditions") or []
-    ready = all(c.get("status") == "True" for c in conditions if c.get("type") == "Ready")
+    allocatable = {k: v for k, v in _strings(status.get("allocatable")).items() if k in resources}
+    conditions = status.get("conditions")
+    conditions = conditions if isinstance(conditions, list) else []
+    ready = all(
+        c.get("status") == "True"
+        for c in conditions
+        if isinstance(c, Mapping) and c.get("type") == "Ready"
+    )
+    name = metadata.get("name", "")
     return NodeInfo(
-        name=str(metadata.get("name", "")),
-        labels=labels,
+        name=name if isinstance(name, str) else str(name),
+        labels=_strings(metadata.get("labels")),
         allocatable=allocatable,
-        schedulable=not spec.get("unschedulable", False),
+        schedulable=spec.get("unschedulable", False) is not True,
         ready=ready,
     )
+
+
+def node_problem(node: NodeInfo, mapping: LabelMapping) -> str | None:
+    """What makes this node's GPU facts unusable (a label or resource that is not a sane count),
+    or None. Such a node is left out of the pools, and only it."""
+
+    def check(where: str, text: str | None, limit: float, whole: bool) -> str | None:
+        if text is None:
+            return None
+        try:
+            value = parse_quantity(text)
+        except ValueError:
+            return f"{where} {text[:64]!r} is not a quantity"
+        if not math.isfinite(value) or value < 0 or value > limit or (whole and value % 1):
+            return f"{where} {text[:64]!r} is not a {'count' if whole else 'size'} in 0..{limit:g}"
+        return None
+
+    checks = [
+        (f"allocatable {mapping.gpu_resource}", node.allocatable.get(mapping.gpu_resource)),
+        (f"label {mapping.gpu_count_label}", node.labels.get(mapping.gpu_count_label)),
+    ]
+    for where, text in checks:
+        problem = check(where, text, MAX_GPUS_PER_NODE, True)
+        if problem:
+            return problem
+    problem = check(
+        f"label {mapping.gpu_memory_label}",
+        node.labels.get(mapping.gpu_memory_label),
+        MAX_GPU_MEMORY_MIB,
+        False,
+    )
+    if problem:
+        return problem
+    for resource in mapping.rdma_resources:
+        problem = check(f"allocatable {resource}", node.allocatable.get(resource), 1e18, False)
+        if problem:
+            return problem
+    return None
 
 
 def _gpu_name(node: NodeInfo, mapping: LabelMapping) -> tuple[str, str, hardware.GPU | None]:
@@ -272,6 +361,9 @@ class Cluster(_Facts):
 
     pools: tuple[Pool, ...] = ()
     source: str = ""
+    warnings: tuple[str, ...] = Field(
+        default=(), description="nodes left out because a label or resource made no sense"
+    )
 
     @classmethod
     def from_nodes(
@@ -284,24 +376,23 @@ class Cluster(_Facts):
         """Group GPU nodes into pools. Purely computational; the caller reads the Nodes.
 
         Nodes without GPUs, cordoned nodes, and (when given) nodes that do not match
-        `node_selector` are left out. Labels in the selector must be among those the mapping
-        keeps when `nodes` are already projections.
+        `node_selector` are left out. Node objects are untrusted: a node whose GPU count, memory or
+        RDMA resource is not a sane quantity is left out and named in `warnings`; the others
+        still make pools.
         """
         mapping = mapping or LabelMapping()
         groups: dict[tuple[str, int], list[tuple[NodeInfo, hardware.GPU | None, str]]] = {}
         label_keys: dict[tuple[str, int], str] = {}
+        warnings: list[str] = []
         for raw in nodes:
-            if isinstance(raw, NodeInfo):
-                info = raw
-                labels = raw.labels
-            else:
-                info = node_info(raw, mapping)
-                labels = {
-                    k: str(v) for k, v in ((raw.get("metadata") or {}).get("labels") or {}).items()
-                }
-            if node_selector and any(labels.get(k) != v for k, v in node_selector.items()):
+            info = raw if isinstance(raw, NodeInfo) else node_info(raw, mapping)
+            if node_selector and any(info.labels.get(k) != v for k, v in node_selector.items()):
                 continue
             if not info.schedulable:
+                continue
+            problem = node_problem(info, mapping)
+            if problem:
+                warnings.append(f"node {info.name or '(unnamed)'}: {problem}; left out")
                 continue
             count = int(_quantity(info.allocatable.get(mapping.gpu_resource)))
             if count == 0:
@@ -357,7 +448,7 @@ class Cluster(_Facts):
                     rdma_resource=rdma_resource,
                 )
             )
-        return cls(pools=tuple(pools), source=source)
+        return cls(pools=tuple(pools), source=source, warnings=tuple(warnings))
 
     @property
     def gpu_nodes(self) -> int:
@@ -382,7 +473,7 @@ class Traffic(_Facts):
     """
 
     window: api.Duration = Field(default="336h", description="span the facts cover")
-    observed: str | None = Field(
+    observed: api.Duration | None = Field(
         default=None, description="how much history there actually was (may be under window)"
     )
     tokens_per_second: Percentiles = Field(

@@ -20,6 +20,8 @@ from breakeven.core import api, facts
 from breakeven.core.errors import InputError as InputError
 
 REFERENCE_CLUSTER = "built-in reference cluster (4x8 H200 InfiniBand, 2x8 L40S PCIe Ethernet)"
+# A plan, node list or traffic file larger than this is not one a person wrote or kubectl printed.
+MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
 def _loc(loc: Sequence[int | str], prefix: str = "") -> str:
@@ -50,13 +52,25 @@ def describe(error: pydantic.ValidationError, prefix: str = "") -> str:
 
 def _documents(path: Path) -> list[Any]:
     try:
-        text = path.read_text()
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise InputError(f"{path}: larger than {MAX_FILE_BYTES // 2**20} MiB")
+        data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{path}: not UTF-8 text (byte {exc.start}): YAML files are UTF-8"
+        ) from None
     try:
         return [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
         raise InputError(f"{path}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise InputError(f"{path}: nested too deeply to be a Kubernetes object") from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits (int's own limit)
+        raise InputError(f"{path}: not a value Breakeven can read: {exc}") from None
 
 
 def parse_plan(document: Mapping[str, Any], origin: str = "plan") -> api.ServingPlan:
@@ -90,10 +104,13 @@ def _node_dicts(docs: list[Any], origin: str) -> list[dict[str, Any]]:
         if not isinstance(doc, dict):
             raise InputError(f"{origin}: each document must be a Node or a List of Nodes")
         items = (doc.get("items") or []) if doc.get("kind") in ("List", "NodeList") else [doc]
+        if not isinstance(items, list):
+            raise InputError(f"{origin}: items: must be a list of Nodes")
         for i, item in enumerate(items):
             if not isinstance(item, dict) or item.get("kind", "Node") != "Node":
                 raise InputError(f"{origin}: items[{i}]: kind must be Node")
-            if not (item.get("metadata") or {}).get("name"):
+            metadata = item.get("metadata")
+            if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str):
                 raise InputError(f"{origin}: items[{i}].metadata.name: required field is missing")
             nodes.append(item)
     return nodes

@@ -22,6 +22,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -142,9 +143,22 @@ def main(args: argparse.Namespace) -> int:
     kopf.configure(verbose=args.verbose)
     if not args.verbose:
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Prometheus request
+    # Leader election is kopf peering (docs/reliability.md): `--peering NAME` makes it mandatory
+    # (the replica waits, paused, until the peering object exists); `--standalone` turns it off;
+    # neither uses the peering object `breakeven` when kopf's peering CRDs are installed and runs
+    # standalone (with kopf's warning) when they are not. The highest priority acts, the others
+    # wait; by default a replica's priority is its start time, earlier higher, so a restarted
+    # replica never pre-empts the one acting.
+    settings = kopf.OperatorSettings()
+    settings.peering.standalone = bool(args.standalone)
+    settings.peering.name = args.peering or "breakeven"
+    settings.peering.mandatory = bool(args.peering)
+    settings.peering.priority = (
+        args.priority if args.priority is not None else 10**13 - int(time.time() * 1000)
+    )
     asyncio.run(
         kopf.operator(
-            standalone=True,  # one replica (Recreate); kopf peering is not used
+            settings=settings,
             clusterwide=not args.namespace,
             namespaces=args.namespace,
             liveness_endpoint=args.liveness,

@@ -5,6 +5,8 @@ against the same rules by tests). The rules hold only the verbs the operator use
 
     servingplans          get list watch    kopf's watch; `breakeven explain` reads one
     servingplans/status   get patch         status is the only thing written on a plan
+    servingplans/finalizers  update         owner references with blockOwnerDeletion on children
+                                            (OwnerReferencesPermissionEnforcement, e.g. OpenShift)
     nodes                 list watch        the GPU node index
     deployments           get list watch create patch delete   children (apply creates)
     leaderworkersets      get list watch create patch delete   multi-node children
@@ -12,6 +14,12 @@ against the same rules by tests). The rules hold only the verbs the operator use
     pods                  list              is a workload broken?
     events                create            decisions and switches
     customresourcedefinitions  list watch   kopf discovers the resources it serves through them
+    clusterkopfpeerings, kopfpeerings  get list watch patch   kopf peering: one active replica
+                                            (kopf docs/peering.rst, docs/deployment-rbac.yaml)
+
+Leader election is kopf peering (docs/reliability.md, "Leader election"): `peering()` is the two
+peering CRDs (kopf.dev/v1, as kopf's `references.CLUSTER_PEERINGS_K`/`NAMESPACED_PEERINGS_K` name
+them) and the ClusterKopfPeering object the Deployment's `--peering` names.
 """
 
 from __future__ import annotations
@@ -21,11 +29,14 @@ from typing import Any
 from breakeven.core import api
 
 NAME = "breakeven"
+PEERING = NAME  # the ClusterKopfPeering (or per-namespace KopfPeering) the replicas share
+KOPF_GROUP = "kopf.dev"
 IMAGE = "ghcr.io/breakeven/breakeven:0.1.0"
 
 RULES: list[dict[str, Any]] = [
     {"apiGroups": [api.GROUP], "resources": [api.PLURAL], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [api.GROUP], "resources": [f"{api.PLURAL}/status"], "verbs": ["get", "patch"]},
+    {"apiGroups": [api.GROUP], "resources": [f"{api.PLURAL}/finalizers"], "verbs": ["update"]},
     {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch"]},
     {
         "apiGroups": ["apps"],
@@ -45,7 +56,60 @@ RULES: list[dict[str, Any]] = [
         "resources": ["customresourcedefinitions"],
         "verbs": ["list", "watch"],
     },
+    {
+        "apiGroups": [KOPF_GROUP],
+        "resources": ["clusterkopfpeerings", "kopfpeerings"],
+        "verbs": ["get", "list", "watch", "patch"],
+    },
 ]
+
+
+def _peering_crd(kind: str, plural: str, scope: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{plural}.{KOPF_GROUP}",
+            "labels": {"app.kubernetes.io/name": NAME},
+        },
+        "spec": {
+            "group": KOPF_GROUP,
+            "scope": scope,
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    # kopf writes each peer's id, priority and lifetime under status.
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def peering_crds() -> list[dict[str, Any]]:
+    """kopf's peering CRDs (cluster-wide operators use the first, namespaced ones the second)."""
+    return [
+        _peering_crd("ClusterKopfPeering", "clusterkopfpeerings", "Cluster"),
+        _peering_crd("KopfPeering", "kopfpeerings", "Namespaced"),
+    ]
+
+
+def peering_object() -> dict[str, Any]:
+    """The ClusterKopfPeering a cluster-wide operator's replicas meet in (`--peering breakeven`).
+    An operator limited to namespaces uses a KopfPeering of the same name in each of them."""
+    return {
+        "apiVersion": f"{KOPF_GROUP}/v1",
+        "kind": "ClusterKopfPeering",
+        "metadata": {"name": PEERING, "labels": {"app.kubernetes.io/name": NAME}},
+    }
 
 
 def rbac(namespace: str = NAME) -> list[dict[str, Any]]:
@@ -87,8 +151,10 @@ def operator_deployment(
         "kind": "Deployment",
         "metadata": {"name": NAME, "namespace": namespace, "labels": labels},
         "spec": {
-            "replicas": 1,
-            # kopf runs standalone: never two operators at once (kopf#734).
+            # One active replica and a hot standby, through kopf peering: each replica's priority
+            # is its start time (earlier = higher), so a standby never pre-empts the active one.
+            "replicas": 2,
+            # A terminating pod must not freeze the new one (kopf#734).
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": labels},
             "template": {
@@ -107,8 +173,16 @@ def operator_deployment(
                             "image": image,
                             "args": [
                                 "run",
+                                f"--peering={PEERING}",
                                 f"--prometheus-url={prometheus_url}",
                                 "--liveness=http://0.0.0.0:8081/healthz",
+                            ],
+                            # kopf's peer identity (kopf peering.detect_own_id reads POD_ID).
+                            "env": [
+                                {
+                                    "name": "POD_ID",
+                                    "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+                                }
                             ],
                             "ports": [
                                 {"name": "metrics", "containerPort": 8080},

@@ -32,6 +32,8 @@ API_DOC_PATH = ROOT / "docs" / "api.md"
 RBAC_PATH = ROOT / "manifests" / "rbac.yaml"
 OPERATOR_PATH = ROOT / "manifests" / "operator.yaml"
 CHART_RULES_PATH = ROOT / "charts" / "breakeven" / "files" / "rules.yaml"
+PEERING_PATH = ROOT / "manifests" / "peering.yaml"
+CHART_PEERING_CRD_PATH = ROOT / "charts" / "breakeven" / "crds" / "kopfpeerings.yaml"
 
 Schema = dict[str, Any]
 
@@ -84,6 +86,10 @@ def _structural(node: Schema, defs: dict[str, Schema], rules: dict[str, list[Any
         node["additionalProperties"] = _structural(node["additionalProperties"], defs, rules)
     if "items" in node:
         node["items"] = _structural(node["items"], defs, rules)
+    names = node.pop("propertyNames", None)
+    if names:
+        # A structural schema has no propertyNames: bound a map's keys with CEL instead.
+        extra_rules = [*node.pop("x-kubernetes-validations", []), *extra_rules, _key_rule(names)]
     if node.get("x-kubernetes-preserve-unknown-fields") and "type" not in node:
         node["type"] = "object"
     if description is not None:
@@ -93,8 +99,24 @@ def _structural(node: Schema, defs: dict[str, Schema], rules: dict[str, list[Any
     elif "default" in node and node["default"] is None:
         node.pop("default")
     if extra_rules:
-        node["x-kubernetes-validations"] = extra_rules
+        node["x-kubernetes-validations"] = [*node.get("x-kubernetes-validations", []), *extra_rules]
     return node
+
+
+def _key_rule(names: Schema) -> dict[str, str]:
+    """The CEL rule that bounds a map's keys as pydantic's `propertyNames` does."""
+    checks, words = [], []
+    if "minLength" in names:
+        checks.append(f"k.size() >= {names['minLength']}")
+        words.append(f"at least {names['minLength']}")
+    if "maxLength" in names:
+        checks.append(f"k.size() <= {names['maxLength']}")
+        words.append(f"at most {names['maxLength']}")
+    if set(names) - {"minLength", "maxLength", "type"}:
+        raise ValueError(f"cannot express propertyNames {names} in CEL")
+    return api.cel(
+        f"self.all(k, {' && '.join(checks)})", f"keys must be {' and '.join(words)} characters"
+    )
 
 
 def _defaults_for_objects(node: Schema) -> None:
@@ -214,6 +236,8 @@ def _doc_rows(node: Schema, path: str, out: list[str]) -> None:
         for key in ("minimum", "maximum", "minLength", "maxLength", "maxItems", "pattern"):
             if key in prop:
                 limits.append(f"{key} `{prop[key]}`".replace("|", "\\|"))
+        if not prop.get("properties"):  # a field's own bound, such as a duration's maximum
+            limits += [r["message"] for r in prop.get("x-kubernetes-validations", [])]
         text = " ".join((prop.get("description") or "").split()).replace("|", "\\|")
         if limits:
             text += f" ({', '.join(limits)})"
@@ -266,7 +290,12 @@ def outputs() -> dict[Path, str]:
         CHART_CRD_PATH: text,
         API_DOC_PATH: api_markdown(),
         RBAC_PATH: _generated(deploy.rbac()),
-        OPERATOR_PATH: _generated([namespace, deploy.operator_deployment()]),
+        # The peering object goes with the Deployment, after its CRD (manifests/peering.yaml) is in.
+        OPERATOR_PATH: _generated(
+            [namespace, deploy.peering_object(), deploy.operator_deployment()]
+        ),
+        PEERING_PATH: _generated(deploy.peering_crds()),
+        CHART_PEERING_CRD_PATH: _generated(deploy.peering_crds()),
         CHART_RULES_PATH: _generated([]).splitlines()[0]
         + "\n"
         + yaml.safe_dump(deploy.RULES, sort_keys=False, width=100),
