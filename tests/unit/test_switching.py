@@ -466,12 +466,3 @@ def test_moe_that_held_clears_its_back_off() -> None:
     assert soon.moe_backoff == record
     held = switching.step(ev, prev, {MOE: ready(MOE)}, T0 + dt.timedelta(minutes=121))
     assert held.moe_backoff is None
-
-
-def test_an_absurd_drain_period_completes_the_switch_instead_of_overflowing() -> None:
-    ev = evaluation(promotion_window="1m", drain_period="99999999999d")
-    prev = status_of(switching.step(ev, None, {}, T0), ev)
-    t = T0 + dt.timedelta(minutes=2)
-    moved = switching.step(ev, prev, {DENSE: ready(DENSE), MOE: ready(MOE)}, t)
-    assert moved.mode == MOE and moved.switch is not None
-    assert moved.switch.drain_until is not None and moved.switch.drain_until.startswith("21")

@@ -57,15 +57,6 @@ def rfc3339(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-LONGEST_S = 100 * 365 * 86400.0  # a duration longer than a century is read as a century
-
-
-def later(moment: dt.datetime, seconds: float) -> dt.datetime:
-    """`seconds` after `moment`, an absurd duration (a drainPeriod of 99999999999d) capped at a
-    century instead of overflowing the calendar."""
-    return moment + dt.timedelta(seconds=min(seconds, LONGEST_S))
-
-
 def parse_time(text: str | None) -> dt.datetime | None:
     if not text:
         return None
@@ -265,7 +256,7 @@ def backoff(
     return api.MoEBackoff(
         failures=failures,
         last_failure=rfc3339(now),
-        retry_after=rfc3339(later(now, delay)),
+        retry_after=rfc3339(now + dt.timedelta(seconds=delay)),
         reason=moe_broken,
     )
 
@@ -498,7 +489,7 @@ class Situation(NamedTuple):
 
     def drain_until(self) -> str:
         drain = api.parse_duration(self.evaluation.plan.spec.policy.drain_period)
-        return rfc3339(later(self.now, drain))
+        return rfc3339(self.now + dt.timedelta(seconds=drain))
 
 
 def step(
