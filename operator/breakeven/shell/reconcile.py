@@ -90,7 +90,7 @@ class Reconciler:
         evaluation = self.evaluate(plan, state.traffic)
         if isinstance(evaluation, Rejected):
             return await self.reject(body, previous, evaluation, now)
-        observed = await self.observe(plan, previous, now)
+        observed = await self.observe(plan, evaluation, previous, now)
         if isinstance(observed, Rejected):
             return await self.reject(body, previous, observed, now)
         step = switching.step(evaluation, previous, observed, now)
@@ -150,9 +150,15 @@ class Reconciler:
                 return Rejected(str(exc))
 
     async def observe(
-        self, plan: api.ServingPlan, previous: api.ServingPlanStatus | None, now: dt.datetime
+        self,
+        plan: api.ServingPlan,
+        evaluation: planning.Evaluation,
+        previous: api.ServingPlanStatus | None,
+        now: dt.datetime,
     ) -> dict[api.ServingMode, switching.Observed] | Rejected:
-        """Each mode's workload as the cluster shows it."""
+        """Each mode's workload as the cluster shows it: only the objects the plan renders for
+        the mode count; others of its names (another kind, a prefill set no longer rendered)
+        are stale."""
         grace = api.parse_duration(plan.spec.policy.demotion_grace)
         out = {}
         for mode in api.ServingMode:
@@ -169,8 +175,12 @@ class Reconciler:
                     f"metadata.name: {foreign[0]['kind']} {meta['name']} already exists in "
                     f"{plan.namespace} and is not owned by this plan; rename the plan or the object"
                 )
+            wanted = statuses.expected(evaluation, mode, previous) if found else None
+            stale = [o for o in found if wanted is not None and _key(o) not in wanted]
+            found = [o for o in found if o not in stale]
+            names = tuple(f"{kind}/{name}" for kind, name in map(_key, stale))
             if not found:
-                out[mode] = switching.Observed(mode=mode)
+                out[mode] = switching.Observed(mode=mode, stale=names)
                 continue
             main = rendering.workload_name(plan, mode)
             objs = [o for o in found if o["metadata"]["name"] == main]  # what serves traffic
@@ -186,6 +196,7 @@ class Reconciler:
                 ready_replicas=ready,
                 broken=statuses.broken(pods, down, grace, now),
                 down_since=down,
+                stale=names,
             )
         return out
 
@@ -216,8 +227,12 @@ class Reconciler:
             for verb, what in writes.writes:
                 if verb == "apply":
                     await self.writer.apply(kube.owned(what, plan))
-                else:
+                elif verb == "delete":
                     await self._delete_mode(plan, what, previous)
+                else:
+                    kind, name = str(what).split("/", 1)
+                    with contextlib.suppress(ApiException):
+                        await self.writer.delete(kind, plan.namespace, name)
         except ApiException as exc:
             logger.warning("%s/%s: apply failed: %s", plan.namespace, plan.name, exc.body)
             return Carried(kept, error=f"API server refused: {exc.status} {exc.reason}")
@@ -292,6 +307,10 @@ class Reconciler:
         for kind, obj_name in sorted(known):
             with contextlib.suppress(ApiException):
                 await self.writer.delete(kind, plan.namespace, obj_name)
+
+
+def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
+    return (str(obj.get("kind", "")), str(obj["metadata"]["name"]))
 
 
 def _owned_by(obj: Mapping[str, Any], plan: api.ServingPlan) -> bool:
