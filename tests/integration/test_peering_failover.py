@@ -34,8 +34,14 @@ def peering(cluster: ClusterHandle) -> Iterator[ClusterHandle]:
     with cluster.api_client() as api:
         running.install(api)
         ext = client.ApiextensionsV1Api(api)
+        created = []  # another test (a chart install) may have installed them already
         for crd in crds:
-            ext.create_custom_resource_definition(crd)
+            try:
+                ext.create_custom_resource_definition(crd)
+                created.append(crd)
+            except client.ApiException as exc:
+                if exc.status != 409:
+                    raise
 
         def established() -> bool:
             return all(
@@ -50,20 +56,23 @@ def peering(cluster: ClusterHandle) -> Iterator[ClusterHandle]:
             )
 
         wait_for("the kopf peering CRDs", established, 60)
-        wait_for(
-            "the ClusterKopfPeering to be created",
-            lambda: bool(
+
+        def peering_created() -> bool:
+            try:
                 client.CustomObjectsApi(api).create_cluster_custom_object(
                     "kopf.dev", "v1", "clusterkopfpeerings", peering_object
                 )
-            ),
-            30,
-        )
+            except client.ApiException as exc:
+                if exc.status != 409:
+                    raise
+            return True
+
+        wait_for("the ClusterKopfPeering to be created", peering_created, 30)
     try:
         yield cluster
     finally:
         with cluster.api_client() as api:
-            for crd in crds:
+            for crd in created:
                 client.ApiextensionsV1Api(api).delete_custom_resource_definition(
                     crd["metadata"]["name"]
                 )

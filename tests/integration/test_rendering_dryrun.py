@@ -74,6 +74,8 @@ def test_server_side_dry_run(
             client.AppsV1Api(api).create_namespaced_deployment(namespace, body, **options)
         elif obj["kind"] == "Service":
             client.CoreV1Api(api).create_namespaced_service(namespace, body, **options)
+        elif obj["kind"] == "ConfigMap":
+            client.CoreV1Api(api).create_namespaced_config_map(namespace, body, **options)
         elif obj["kind"] == "LeaderWorkerSet":
             client.CustomObjectsApi(api).create_namespaced_custom_object(
                 LWS_GROUP, LWS_VERSION, namespace, LWS_PLURAL, body, **options

@@ -312,6 +312,11 @@ def load_golden(name: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(golden_path(name).read_text()) if d is not None]
 
 
+def load_workloads(name: str) -> list[dict[str, Any]]:
+    """The Deployments and LeaderWorkerSets of a golden file, in order (no ConfigMap, Service)."""
+    return [d for d in load_golden(name) if d["kind"] in ("Deployment", "LeaderWorkerSet")]
+
+
 def all_golden() -> list[tuple[str, dict[str, Any]]]:
     """(file stem, object) for every object of every golden file."""
     return [

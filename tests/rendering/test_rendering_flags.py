@@ -46,7 +46,7 @@ def _arg_after(args: list[str], flag: str) -> str:
 
 
 def _moe_container(version: str) -> dict[str, Any]:
-    return cases.containers(cases.load_golden(f"moe-two-node-lws-{version}")[0])[0]
+    return cases.containers(cases.load_workloads(f"moe-two-node-lws-{version}")[0])[0]
 
 
 @pytest.mark.parametrize("version", ["v0.10.0", "v0.10.1.1"])
@@ -54,6 +54,7 @@ def test_flat_eplb_flags_before_0_10_2(version: str) -> None:
     args = _moe_container(version)["args"]
     assert _arg_after(args, "--num-redundant-experts") == "32"
     assert _arg_after(args, "--eplb-window-size") == "1000"
+    assert "--eplb-log-balancedness" in args  # EPLB telemetry
     assert "--eplb-config" not in args
 
 
@@ -61,7 +62,12 @@ def test_flat_eplb_flags_before_0_10_2(version: str) -> None:
 def test_eplb_config_json_from_0_10_2(version: str) -> None:
     args = _moe_container(version)["args"]
     config = json.loads(_arg_after(args, "--eplb-config"))
-    assert config == {"window_size": 1000, "step_interval": 3000, "num_redundant_experts": 32}
+    assert config == {
+        "window_size": 1000,
+        "step_interval": 3000,
+        "num_redundant_experts": 32,
+        "log_balancedness": True,  # EPLB telemetry
+    }
     assert "--num-redundant-experts" not in args
 
 
@@ -86,22 +92,22 @@ def test_all2all_backend_as_flag_from_0_11_1(version: str) -> None:
 
 
 def test_deepep_only_with_an_image_that_ships_it() -> None:
-    gke = cases.containers(cases.load_golden("gke-a3-ultra")[0])[0]
+    gke = cases.containers(cases.load_workloads("gke-a3-ultra")[0])[0]
     assert _arg_after(gke["args"], "--all2all-backend") == "deepep_low_latency"
-    stock = cases.containers(cases.load_golden("moe-two-node-lws")[0])[0]
+    stock = cases.containers(cases.load_workloads("moe-two-node-lws")[0])[0]
     assert _arg_after(stock["args"], "--all2all-backend") == "allgather_reducescatter"
 
 
 def test_single_node_backend_is_naive_before_allgather_reducescatter_existed() -> None:
-    container = cases.containers(cases.load_golden("moe-single-node-v0.10.0")[0])[0]
+    container = cases.containers(cases.load_workloads("moe-single-node-v0.10.0")[0])[0]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["VLLM_ALL2ALL_BACKEND"] == "naive"
-    single = cases.containers(cases.load_golden("moe-single-node")[0])[0]
+    single = cases.containers(cases.load_workloads("moe-single-node")[0])[0]
     assert _arg_after(single["args"], "--all2all-backend") == "allgather_reducescatter"
 
 
 def test_prefill_uses_high_throughput_and_decode_low_latency() -> None:
-    prefill, decode, _ = cases.load_golden("moe-pd")  # on llm-d's image, which ships DeepEP
+    prefill, decode = cases.load_workloads("moe-pd")  # on llm-d's image, which ships DeepEP
     assert prefill["metadata"]["name"] == "chat-moe-prefill"
     assert _arg_after(cases.containers(prefill)[0]["args"], "--all2all-backend") == (
         "deepep_high_throughput"

@@ -267,11 +267,14 @@ def test_service_selects_exactly_the_endpoint_pods(name: str) -> None:
 
 
 def test_decode_pods_of_a_pd_pair_run_llm_ds_routing_sidecar_in_front_of_vllm() -> None:
-    prefill, decode, service = cases.load_golden("moe-pd")
+    prefill, decode = cases.load_workloads("moe-pd")
+    service = cases.load_golden("moe-pd")[-1]
     (prefill_pod,) = cases.pod_templates(prefill)
     (decode_pod,) = cases.pod_templates(decode)
-    assert "initContainers" not in prefill_pod["spec"]
-    (sidecar,) = decode_pod["spec"]["initContainers"]
+    # Both carry the EPLB exporter (docs/telemetry.md); only decode pods run the routing proxy.
+    assert [c["name"] for c in prefill_pod["spec"]["initContainers"]] == ["eplb-exporter"]
+    sidecar, exporter = decode_pod["spec"]["initContainers"]
+    assert (sidecar["name"], exporter["name"]) == ("routing-proxy", "eplb-exporter")
     assert sidecar["restartPolicy"] == "Always"  # a native sidecar: runs beside vLLM
     assert sidecar["args"] == [
         "--port=8000",

@@ -22,6 +22,7 @@ import yaml
 KINDS = {
     ("apps/v1", "Deployment"): "io.k8s.api.apps.v1.Deployment",
     ("v1", "Service"): "io.k8s.api.core.v1.Service",
+    ("v1", "ConfigMap"): "io.k8s.api.core.v1.ConfigMap",
     ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"): "x-lws.v1.LeaderWorkerSet",
     ("resource.nvidia.com/v1beta1", "ComputeDomain"): "x-nvidia.v1beta1.ComputeDomain",
 }
@@ -97,7 +98,8 @@ def test_schema_rejects_broken_manifests(mutate: Any) -> None:
 
 
 def test_schema_rejects_a_broken_leader_worker_set() -> None:
-    lws = copy.deepcopy(cases.load_golden("moe-two-node-lws")[0])
+    [lws] = [o for o in cases.load_golden("moe-two-node-lws") if o["kind"] == "LeaderWorkerSet"]
+    lws = copy.deepcopy(lws)
     lws["spec"]["leaderWorkerTemplate"]["sizee"] = 2
     with pytest.raises(jsonschema.ValidationError):
         validate(lws)

@@ -177,7 +177,8 @@ def test_kimi_k2_is_served_with_trust_remote_code() -> None:
     arch = catalog.get("moonshotai/Kimi-K2-Instruct")
     assert arch is not None and arch.serve_flags == ("--trust-remote-code",)
     plan = _plan("moonshotai/Kimi-K2-Instruct", "0.33.0", STOCK)
-    (obj,) = rendering.render(plan, api.ServingMode.MOE, cases.moe(8, 1, 8), cases.pool(), arch)
+    objs = rendering.render(plan, api.ServingMode.MOE, cases.moe(8, 1, 8), cases.pool(), arch)
+    (obj,) = [o for o in objs if o["kind"] in ("Deployment", "LeaderWorkerSet")]
     assert "--trust-remote-code" in cases.containers(obj)[0]["args"]
 
 

@@ -58,12 +58,6 @@ def test_answers_reduce_to_finite_facts_or_a_failed_read(
     assert 0 <= traffic.observed_seconds <= BATCH.window_s
 
 
-@pytest.mark.xfail(
-    raises=OverflowError,
-    strict=True,
-    reason="prometheus.parse lets OverflowError escape for a JSON integer timestamp too large "
-    "for a float; the fix (catch it with the other parse errors) belongs in shell/prometheus.py",
-)
 def test_a_timestamp_too_large_for_a_float_is_a_value_error() -> None:
     body = {
         "status": "success",

@@ -858,6 +858,17 @@ class Placement(Model):
     )
 
 
+class MoEBackoff(Model):
+    """A broken MoE workload's cost: MoE is not tried again before `retryAfter`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    failures: int = Field(ge=1, description="MoE attempts that broke since MoE last held.")
+    last_failure: str = Field(description="When the last one broke (RFC 3339).")
+    retry_after: str = Field(description="No MoE workload is applied before this (RFC 3339).")
+    reason: str = Field(default="", description="Why the last one broke.")
+
+
 class ServingPlanStatus(Model):
     """What the operator observed, decided and did. Written only by the operator."""
 
@@ -884,6 +895,10 @@ class ServingPlanStatus(Model):
         default=None, description="Progress of a switch in flight; absent when none is."
     )
     last_switch_time: str | None = Field(default=None, description="When mode last changed.")
+    moe_backoff: MoEBackoff | None = Field(
+        default=None,
+        description="Set while MoE is backing off after its workload broke (docs/reliability.md).",
+    )
     placements: dict[str, Placement] | None = Field(
         default=None,
         description="Per mode (Dense, MoE), the pool and sizing its workload was rendered from, "

@@ -13,6 +13,7 @@ from typing import Any
 
 from breakeven.core import api, facts, planning, rendering, rubric
 from breakeven.core.errors import RenderFailure as RenderFailure
+from breakeven.core.rendering import telemetry
 
 
 def columns(rows: Sequence[Sequence[str]], gap: str = "  ") -> str:
@@ -181,9 +182,10 @@ def manifests_for(
     evaluation: planning.Evaluation,
     mode: api.ServingMode,
     candidate: rubric.Candidate | None = None,
+    telemetry_options: telemetry.Options = telemetry.DEFAULT,
 ) -> list[dict[str, Any]]:
-    """The workload objects for one mode, sized as `candidate` (default: as evaluated).
-    Raises RenderFailure."""
+    """The workload objects for one mode, sized as `candidate` (default: as evaluated), with
+    the MoE telemetry as `telemetry_options` says. Raises RenderFailure."""
     candidate = candidate or evaluation.candidate(mode)
     if candidate is None or not candidate.estimate.feasible:
         raise RenderFailure(
@@ -192,8 +194,9 @@ def manifests_for(
         )
     try:
         workloads = rendering.render(
-            evaluation.plan, mode, candidate.estimate, candidate.pool, evaluation.arch_for(mode)
-        )
+            evaluation.plan, mode, candidate.estimate, candidate.pool, evaluation.arch_for(mode),
+            telemetry_options,
+        )  # fmt: skip
     except rendering.RenderError as exc:
         raise RenderFailure(str(exc)) from None
     return workloads

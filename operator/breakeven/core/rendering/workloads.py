@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from breakeven.core import api, capacity, catalog, facts
-from breakeven.core.rendering import errors, names, versions
+from breakeven.core.rendering import errors, names, telemetry, versions
 
 Role = Literal["both", "prefill", "decode"]
 
@@ -434,12 +434,14 @@ def _eplb_args(ctx: _Ctx) -> list[str]:
     args = ctx.flag("--enable-eplb")
     if ctx.has_flag("--eplb-config"):
         config = {"window_size": window, "step_interval": step, "num_redundant_experts": redundant}
+        config |= telemetry.EPLB_CONFIG  # log_balancedness: EPLB telemetry
         return args + ctx.flag("--eplb-config", json.dumps(config, separators=(",", ":")))
     return (
         args
         + ctx.flag("--eplb-window-size", str(window))
         + ctx.flag("--eplb-step-interval", str(step))
         + ctx.flag("--num-redundant-experts", str(redundant))
+        + ctx.flag(telemetry.LOG_BALANCEDNESS_FLAG)
     )
 
 
@@ -1068,6 +1070,7 @@ def render(
     estimate: capacity.Estimate,
     pool: facts.Pool,
     arch: catalog.Architecture,
+    telemetry_options: telemetry.Options = telemetry.DEFAULT,
 ) -> list[dict[str, Any]]:
     """The workload objects that serve `plan` in `mode`, sized by `estimate` on `pool`.
 
@@ -1089,7 +1092,10 @@ def render(
     _check(ctx)
     if mode == api.ServingMode.DENSE:
         return _render_dense(ctx)
-    return _render_moe(ctx)
+    labels = {**_common_labels(plan, version_text), MODE_LABEL: "moe"}
+    selector = {k: labels[k] for k in (PLAN_LABEL, MODE_LABEL)}
+    return telemetry.instrument(_render_moe(ctx), plan, workload_name(plan, mode),
+                                ctx.served_name, labels, selector, telemetry_options)  # fmt: skip
 
 
 def service(plan: api.ServingPlan, mode: api.ServingMode) -> dict[str, Any]:
