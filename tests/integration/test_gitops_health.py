@@ -78,20 +78,9 @@ def test_kstatus_reads_the_plan_status(plan: str, expected: str) -> None:
     assert kstatus(plan) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kstatus reports Failed only for a Stalled=True condition (cli-utils "
-    "pkg/kstatus/status/generic.go); the operator writes Ready=False/InvalidSpec, which kstatus "
-    "reads as InProgress, so Flux waits for its timeout instead of failing at once",
-)
 def test_kstatus_says_an_invalid_plan_failed() -> None:
     assert kstatus("invalid") == "Failed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a dry-run plan (phase Planned) has Ready=False, which kstatus reads as InProgress for "
-    "good; the operator would have to report a finished dry run as Ready=True",
-)
 def test_kstatus_says_a_dry_run_is_current() -> None:
     assert kstatus("dry-run") == "Current"

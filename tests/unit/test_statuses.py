@@ -121,6 +121,10 @@ def test_a_dry_run_reports_the_manifests_and_posts_no_step_events() -> None:
     assert out.status["phase"] == "Planned" and out.status["rendered"] == [{"kind": "Deployment"}]
     assert "mode" not in out.status and "switch" not in out.status
     assert reasons(out) == []
+    # Done once planned: Ready=True/Planned, so kstatus and `kubectl wait` see it reconciled.
+    ready = next(c for c in out.status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "Planned")
+    assert "Stalled" not in {c["type"] for c in out.status["conditions"]}
 
 
 def test_a_pinned_moe_whose_prerequisites_fail_warns_once() -> None:
@@ -199,7 +203,9 @@ def test_an_invalid_spec_keeps_everything_but_ready_and_warns_once() -> None:
     assert (
         ready[0]["status"] == "False" and ready[0]["lastTransitionTime"] == "2026-11-01T00:00:00Z"
     )
-    assert [c["type"] for c in s["conditions"]] == ["Switching", "Ready"]
+    assert [c["type"] for c in s["conditions"]] == ["Switching", "Ready", "Stalled"]
+    stalled = s["conditions"][-1]
+    assert (stalled["status"], stalled["reason"]) == ("True", "InvalidSpec")  # kstatus: Failed
     assert reasons(out) == ["InvalidSpec"]
     again = statuses.invalid(
         {**body, "status": s},
@@ -208,6 +214,8 @@ def test_an_invalid_spec_keeps_everything_but_ready_and_warns_once() -> None:
         T0,
     )
     assert reasons(again) == []
+    # The Stalled clock holds while the spec stays invalid.
+    assert again.status["conditions"][-1]["lastTransitionTime"] == stalled["lastTransitionTime"]
 
 
 def test_the_status_patch_removes_nested_keys_that_disappear() -> None:

@@ -252,8 +252,13 @@ def conditions(
     generation: int | None,
     now: dt.datetime,
 ) -> list[api.Condition]:
-    """Conditions per the Kubernetes API conventions; transition time moves only on change."""
+    """Conditions per the Kubernetes API conventions; transition time moves only on change.
+
+    A dry run has nothing to wait for: once its decision and manifests are in status it is done,
+    so Ready is True with reason Planned (GitOps tools and `kubectl wait` see it as reconciled;
+    kstatus would otherwise read Ready=False as in progress for good)."""
     blocking = [r for r in step.rows if r.gating and r.verdict != api.Verdict.GO]
+    dry = evaluation.plan.spec.dry_run
     rubric_mode = evaluation.decision.rubric_mode.value
     wanted: list[tuple[str, Literal["True", "False"], str, str]] = [
         (
@@ -272,9 +277,9 @@ def conditions(
         ),
         (
             "Ready",
-            "True" if step.phase == api.Phase.SERVING else "False",
-            step.phase.value,
-            step.message,
+            "True" if dry or step.phase == api.Phase.SERVING else "False",
+            api.Phase.PLANNED.value if dry else step.phase.value,
+            f"dry run, nothing applied: {step.message}" if dry else step.message,
         ),
         (
             "Switching",
@@ -462,9 +467,10 @@ def invalid(
     message: str,
     now: dt.datetime,
 ) -> Outcome:
-    """The status of a plan whose spec cannot be acted on: Ready=False InvalidSpec, and
+    """The status of a plan whose spec cannot be acted on: Ready=False InvalidSpec and
+    Stalled=True (kstatus, which Flux's health checks use, reports Failed only on Stalled), and
     everything else (the serving mode, placements, `since` clocks) kept: the workloads keep
-    running untouched while the spec is invalid."""
+    running untouched while the spec is invalid. The next valid status drops Stalled."""
     message = message[:MESSAGE_LIMIT]
     generation = body["metadata"].get("generation")
     old = {c.type: c for c in (previous.conditions if previous else [])}
@@ -479,15 +485,30 @@ def invalid(
         else rfc3339(now),
         observed_generation=generation,
     )
+    stalled = old.get("Stalled")
+    stalled_condition = api.Condition(
+        type="Stalled",
+        status="True",
+        reason="InvalidSpec",
+        message=message,
+        last_transition_time=stalled.last_transition_time
+        if stalled and stalled.status == "True"
+        else rfc3339(now),
+        observed_generation=generation,
+    )
     kept = current(body)
-    others = [c for c in kept.get("conditions") or [] if c.get("type") != "Ready"]
+    others = [c for c in kept.get("conditions") or [] if c.get("type") not in ("Ready", "Stalled")]
     status = {
         **kept,
         "observedGeneration": generation,
         "phase": api.Phase.INVALID.value,
         "reason": "InvalidSpec",
         "message": message,
-        "conditions": [*others, condition.model_dump(by_alias=True, exclude_none=True)],
+        "conditions": [
+            *others,
+            condition.model_dump(by_alias=True, exclude_none=True),
+            stalled_condition.model_dump(by_alias=True, exclude_none=True),
+        ],
     }
     events: tuple[switching.Event, ...] = ()
     if not previous or previous.message != message:
