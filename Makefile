@@ -31,12 +31,17 @@ test-unit: $(STAMP) ## Unit tests of the pure core (no cluster)
 
 test: lint test-unit test-integration test-e2e ## Every tier: lint, unit, integration, e2e
 
+FUZZ_EXAMPLES ?= 1000
+fuzz: $(STAMP) controlplane ## The fuzz suite with FUZZ_EXAMPLES examples per test (make test runs 40); counts in fuzz-summary.json
+	BREAKEVEN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) BREAKEVEN_FUZZ_SUMMARY=fuzz-summary.json \
+		$(PY) -m pytest -q -p no:cacheprovider tests/unit/test_fuzz_inputs.py tests/unit/test_fuzz_prometheus.py tests/integration/test_fuzz_crd.py
+
 bench: $(STAMP) ## Benchmarks; figures go to docs/performance.md
 	$(PY) bench/run.py
 
 include e2e/e2e.mk
 
-.PHONY: help venv lint generate test-unit test bench
+.PHONY: help venv lint generate test-unit test fuzz bench
 
 demo: $(STAMP) controlplane prometheus-install ## The operator on a local control plane with sample plans and traffic
 	$(PY) -m e2e.demo

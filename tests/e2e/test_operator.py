@@ -215,6 +215,11 @@ def test_sustained_traffic_goes_moe_then_falls_back_when_rdma_lapses(
     groups = lws(k8s, namespace)
     assert [g["metadata"]["name"] for g in groups] == ["ds-moe"]
     assert groups[0]["spec"]["leaderWorkerTemplate"]["size"] == 2
+    # EPLB telemetry: vLLM's logging config is applied beside the MoE workload
+    assert (
+        "logging.json"
+        in client.CoreV1Api(k8s).read_namespaced_config_map("ds-moe-eplb", namespace).data
+    )
     until(
         "MoE pods Running on H200 nodes", lambda: running_on(k8s, namespace, "moe", "NVIDIA-H200")
     )
@@ -234,6 +239,16 @@ def test_sustained_traffic_goes_moe_then_falls_back_when_rdma_lapses(
         until(
             "the MoE workload to be deleted after the drain period",
             lambda: not [g for g in lws(k8s, namespace) if g["metadata"]["name"] == "ds-moe"],
+        )
+        until(
+            "the telemetry ConfigMap to be deleted with it",
+            lambda: (
+                "ds-moe-eplb"
+                not in {
+                    c.metadata.name
+                    for c in client.CoreV1Api(k8s).list_namespaced_config_map(namespace).items
+                }
+            ),
         )
         until("dense pods Running", lambda: running_on(k8s, namespace, "dense", "NVIDIA-H200"))
     assert watch.counts and min(watch.counts) > 0, (

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from breakeven.core import api, facts
+from breakeven.core import traffic as promql
 from breakeven.shell import prometheus as prom
 from e2e.fixtures import HISTORY_NAMESPACE, PrometheusEnv
 from e2e.traffic import DEFAULT_BASE_RATE, PROFILES
@@ -116,10 +117,10 @@ async def test_a_plan_with_only_one_token_counter_still_counts(
     q = profile_query(prometheus, "sustained")
     async with httpx.AsyncClient() as client:
         both = await prom.read_one(client, q, settings=SETTINGS)
-        monkeypatch.setattr(prom, "GENERATION_TOKENS", "vllm:no_such_counter_total")
+        monkeypatch.setattr(promql, "GENERATION_TOKENS", "vllm:no_such_counter_total")
         prompt_only = await prom.read_one(client, q, settings=SETTINGS)
-        monkeypatch.setattr(prom, "PROMPT_TOKENS", "vllm:no_such_counter_total")
-        monkeypatch.setattr(prom, "GENERATION_TOKENS", "vllm:generation_tokens_total")
+        monkeypatch.setattr(promql, "PROMPT_TOKENS", "vllm:no_such_counter_total")
+        monkeypatch.setattr(promql, "GENERATION_TOKENS", "vllm:generation_tokens_total")
         generation_only = await prom.read_one(client, q, settings=SETTINGS)
     assert both.tokens_per_second.p50 and prompt_only.tokens_per_second.p50
     assert generation_only.tokens_per_second.p50

@@ -78,3 +78,17 @@ def test_rendering_is_pure() -> None:
             else:
                 continue
             assert not imported & FORBIDDEN, f"{path.name} imports {imported & FORBIDDEN}"
+
+
+def test_prefill_decode_over_efa_is_refused_naming_the_field() -> None:
+    import rendering_cases as cases
+
+    base = cases.CASES["eks-p5"]()
+    serving = base.plan.spec.serving.model_copy(
+        update={"disaggregation": api.Disaggregation(enabled=True)}
+    )
+    plan = base.plan.model_copy(
+        update={"spec": base.plan.spec.model_copy(update={"serving": serving})}
+    )
+    with pytest.raises(rendering.RenderError, match=r"^spec\.serving\.disaggregation\.enabled: "):
+        rendering.render(plan, base.mode, base.estimate, base.pool, base.arch)

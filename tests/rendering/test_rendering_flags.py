@@ -46,7 +46,7 @@ def _arg_after(args: list[str], flag: str) -> str:
 
 
 def _moe_container(version: str) -> dict[str, Any]:
-    return cases.containers(cases.load_golden(f"moe-two-node-lws-{version}")[0])[0]
+    return cases.containers(cases.load_workloads(f"moe-two-node-lws-{version}")[0])[0]
 
 
 @pytest.mark.parametrize("version", ["v0.10.0", "v0.10.1.1"])
@@ -54,6 +54,7 @@ def test_flat_eplb_flags_before_0_10_2(version: str) -> None:
     args = _moe_container(version)["args"]
     assert _arg_after(args, "--num-redundant-experts") == "32"
     assert _arg_after(args, "--eplb-window-size") == "1000"
+    assert "--eplb-log-balancedness" in args  # EPLB telemetry
     assert "--eplb-config" not in args
 
 
@@ -61,7 +62,12 @@ def test_flat_eplb_flags_before_0_10_2(version: str) -> None:
 def test_eplb_config_json_from_0_10_2(version: str) -> None:
     args = _moe_container(version)["args"]
     config = json.loads(_arg_after(args, "--eplb-config"))
-    assert config == {"window_size": 1000, "step_interval": 3000, "num_redundant_experts": 32}
+    assert config == {
+        "window_size": 1000,
+        "step_interval": 3000,
+        "num_redundant_experts": 32,
+        "log_balancedness": True,  # EPLB telemetry
+    }
     assert "--num-redundant-experts" not in args
 
 
@@ -69,27 +75,39 @@ def test_eplb_config_json_from_0_10_2(version: str) -> None:
 def test_all2all_backend_as_env_before_0_11_1(version: str) -> None:
     container = _moe_container(version)
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["VLLM_ALL2ALL_BACKEND"] == "deepep_low_latency"
+    # The stock image ships no DeepEP: NCCL's backend of that release across nodes.
+    assert env["VLLM_ALL2ALL_BACKEND"] == (
+        "naive"
+        if version == "v0.10.0"
+        else ("allgather_reducescatter" if version == "v0.11.0" else "naive")
+    )
     assert "--all2all-backend" not in container["args"]
 
 
 @pytest.mark.parametrize("version", ["v0.11.1", "v0.11.2", "v0.13.0"])
 def test_all2all_backend_as_flag_from_0_11_1(version: str) -> None:
     container = _moe_container(version)
-    assert _arg_after(container["args"], "--all2all-backend") == "deepep_low_latency"
+    assert _arg_after(container["args"], "--all2all-backend") == "allgather_reducescatter"
     assert "VLLM_ALL2ALL_BACKEND" not in {e["name"] for e in container["env"]}
 
 
+def test_deepep_only_with_an_image_that_ships_it() -> None:
+    gke = cases.containers(cases.load_workloads("gke-a3-ultra")[0])[0]
+    assert _arg_after(gke["args"], "--all2all-backend") == "deepep_low_latency"
+    stock = cases.containers(cases.load_workloads("moe-two-node-lws")[0])[0]
+    assert _arg_after(stock["args"], "--all2all-backend") == "allgather_reducescatter"
+
+
 def test_single_node_backend_is_naive_before_allgather_reducescatter_existed() -> None:
-    container = cases.containers(cases.load_golden("moe-single-node-v0.10.0")[0])[0]
+    container = cases.containers(cases.load_workloads("moe-single-node-v0.10.0")[0])[0]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["VLLM_ALL2ALL_BACKEND"] == "naive"
-    single = cases.containers(cases.load_golden("moe-single-node")[0])[0]
+    single = cases.containers(cases.load_workloads("moe-single-node")[0])[0]
     assert _arg_after(single["args"], "--all2all-backend") == "allgather_reducescatter"
 
 
 def test_prefill_uses_high_throughput_and_decode_low_latency() -> None:
-    prefill, decode, _ = cases.load_golden("moe-pd")
+    prefill, decode = cases.load_workloads("moe-pd")  # on llm-d's image, which ships DeepEP
     assert prefill["metadata"]["name"] == "chat-moe-prefill"
     assert _arg_after(cases.containers(prefill)[0]["args"], "--all2all-backend") == (
         "deepep_high_throughput"
@@ -125,7 +143,7 @@ def test_resolve_vllm_version(image: str, declared: str | None, expected: str) -
         ("vllm/vllm-openai:latest", None, "spec.serving.vllmVersion"),
         ("vllm/vllm-openai@sha256:" + "a" * 64, None, "spec.serving.vllmVersion"),
         ("vllm/vllm-openai:v0.9.2", None, "spec.serving.image"),
-        ("vllm/vllm-openai:v0.12.0", "0.14.0", "spec.serving.vllmVersion"),
+        ("vllm/vllm-openai:v0.12.0", "0.34.0", "spec.serving.vllmVersion"),
         ("vllm/vllm-openai:v0.12.0", "v1.0", "spec.serving.vllmVersion"),
     ],
 )
@@ -153,8 +171,12 @@ def test_flag_table_is_consistent() -> None:
     assert all(table.is_supported(versions.parse(v)) for v in table.verified)
 
 
-def test_every_verified_version_has_a_golden_case() -> None:
+def test_every_version_where_the_matrix_changes_has_a_golden_case() -> None:
+    """Each release where a rendered flag, env var, backend or EPLB class appears or goes has
+    a golden case (the table-driven test covers every verified release)."""
+    table = versions.table()
+    entries = [*table.flags.values(), *table.env.values(), *table.all2all_backends.values()]
+    bounds = {e.since for e in entries} | {e.until for e in entries if e.until}
+    bounds |= {s.since for s in table.eplb_architectures.values() if s.since}
     covered = {rendering.resolve_vllm_version(cases.CASES[name]().plan) for name in cases.CASES}
-    assert {versions.format_version(versions.parse(v)) for v in versions.table().verified} <= (
-        covered
-    )
+    assert {versions.format_version(versions.parse(v)) for v in bounds} <= covered

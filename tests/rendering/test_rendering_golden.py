@@ -14,7 +14,8 @@ import rendering_cases as cases
 
 @pytest.mark.parametrize("name", sorted(cases.CASES))
 def test_render_matches_golden(name: str) -> None:
-    rendered = cases.dump(cases.CASES[name]().render())
+    case = cases.CASES[name]()
+    rendered = cases.dump(case.render(), case.note)
     path = cases.golden_path(name)
     if os.environ.get(cases.UPDATE_ENV) == "1":
         path.write_text(rendered)
@@ -30,3 +31,33 @@ def test_no_stray_golden_files() -> None:
 @pytest.mark.parametrize("name", sorted(cases.CASES))
 def test_render_is_deterministic(name: str) -> None:
     assert cases.CASES[name]().render() == cases.CASES[name]().render()
+
+
+def test_goldens_have_no_yaml_anchors() -> None:
+    for path in cases.GOLDEN.glob("*.yaml"):
+        text = path.read_text()
+        assert "&id0" not in text and "*id0" not in text, path.name
+
+
+@pytest.mark.parametrize("name", ["gke-a3-ultra", "gke-a4x", "eks-p5", "gb200-multi-node"])
+def test_platform_goldens_name_their_upstream_guide(name: str) -> None:
+    assert cases.golden_path(name).read_text().startswith("# Reviewed against ")
+
+
+def test_the_render_pasted_in_docs_rendering_is_current(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/rendering.md pastes a real `breakeven plan --render`; regenerate it when this fails."""
+    import shlex
+
+    from breakeven.cli import main as cli
+
+    root = cases.GOLDEN.parents[2]
+    doc = (root / "docs" / "rendering.md").read_text()
+    section = doc.split("## A multi-node MoE plan, rendered", 1)[1]
+    block = section.split("```console\n", 1)[1].split("```", 1)[0]
+    command, _, printed = block.partition("--render\n")
+    argv = shlex.split(command.removeprefix("$ breakeven ").replace("\\\n", " ") + " --render")
+    monkeypatch.chdir(root)
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().out == printed

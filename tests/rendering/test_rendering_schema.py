@@ -17,11 +17,14 @@ from typing import Any
 import jsonschema
 import pytest
 import rendering_cases as cases
+import yaml
 
 KINDS = {
     ("apps/v1", "Deployment"): "io.k8s.api.apps.v1.Deployment",
     ("v1", "Service"): "io.k8s.api.core.v1.Service",
+    ("v1", "ConfigMap"): "io.k8s.api.core.v1.ConfigMap",
     ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"): "x-lws.v1.LeaderWorkerSet",
+    ("resource.nvidia.com/v1beta1", "ComputeDomain"): "x-nvidia.v1beta1.ComputeDomain",
 }
 OBJECT_META = "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 
@@ -50,6 +53,11 @@ def _root() -> dict[str, Any]:
     lws["properties"]["metadata"] = {"$ref": OBJECT_META}  # the CRD leaves it to the server
     schemas = dict(kube["components"]["schemas"])
     schemas[KINDS[("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet")]] = lws
+    crd = yaml.safe_load((cases.SCHEMAS / "computedomain-crd.yaml").read_text())
+    domain = copy.deepcopy(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+    domain["properties"]["metadata"] = {"$ref": OBJECT_META}
+    domain["properties"]["spec"].pop("x-kubernetes-validations")
+    schemas[KINDS[("resource.nvidia.com/v1beta1", "ComputeDomain")]] = domain
     return {"components": {"schemas": _closed(schemas)}}
 
 
@@ -90,7 +98,8 @@ def test_schema_rejects_broken_manifests(mutate: Any) -> None:
 
 
 def test_schema_rejects_a_broken_leader_worker_set() -> None:
-    lws = copy.deepcopy(cases.load_golden("moe-two-node-lws")[0])
+    [lws] = [o for o in cases.load_golden("moe-two-node-lws") if o["kind"] == "LeaderWorkerSet"]
+    lws = copy.deepcopy(lws)
     lws["spec"]["leaderWorkerTemplate"]["sizee"] = 2
     with pytest.raises(jsonschema.ValidationError):
         validate(lws)

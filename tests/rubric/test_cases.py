@@ -169,6 +169,7 @@ def test_rows_come_in_a_fixed_order_with_every_criterion_once() -> None:
     decision = decide({"name": "order", "cluster": {"nodesFile": "h200-infiniband"}})
     assert [r.name for r in decision.rows] == [
         api.Criterion.MODEL_SCALE,
+        api.Criterion.RUNTIME_SUPPORT,
         api.Criterion.INTERCONNECT,
         api.Criterion.OPS_MATURITY,
         api.Criterion.SUSTAINED_LOAD,

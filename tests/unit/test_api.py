@@ -153,7 +153,7 @@ def test_missing_model_is_reported() -> None:
             {"model": {"name": "x", "totalParameters": "10B", "activeParameters": "20B"}},
             "activeParameters must not exceed totalParameters",
         ),
-        ({"model": {"name": "x", "experts": 8}}, "expertsPerToken is required"),
+        ({"model": {"name": "x", "experts": 8}}, r"expertsPerToken \(at least 1\) is required"),
         (
             {"model": {"name": "x", "experts": 8, "expertsPerToken": 9}},
             "expertsPerToken must not exceed experts",
@@ -190,7 +190,7 @@ def test_rules_that_span_fields(spec: dict[str, Any], message: str) -> None:
 
 def test_every_cross_field_rule_has_a_cel_twin() -> None:
     messages = {rule["message"] for rules in api.CEL_RULES.values() for rule in rules}
-    assert "expertsPerToken is required when experts is set" in messages
+    assert "expertsPerToken (at least 1) is required when experts is set" in messages
     assert "expertsPerToken must not exceed experts" in messages
     assert "gating must not name a criterion twice" in messages
     assert "serving.disaggregation.enabled needs mode Auto or MoE" in messages

@@ -48,7 +48,11 @@ def test_json_output(capsys: pytest.CaptureFixture[str]) -> None:
     data = json.loads(out)
     assert data["mode"] == "MoE"
     assert data["plan"] == "models/deepseek-v3-sustained"
-    assert [r["name"] for r in data["criteria"]][:2] == ["modelScale", "interconnect"]
+    assert [r["name"] for r in data["criteria"]][:3] == [
+        "modelScale",
+        "runtimeSupport",
+        "interconnect",
+    ]
     for row in data["criteria"]:
         assert set(row) >= {"name", "verdict", "observed", "threshold", "reason", "gating"}
     assert {e["mode"] for e in data["estimates"]} == {"Dense", "MoE"}

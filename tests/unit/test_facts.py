@@ -299,7 +299,8 @@ def test_node_selector_narrows_the_cluster() -> None:
 def test_node_info_keeps_every_label_but_only_the_resources_the_mapping_reads() -> None:
     info = facts.node_info(node("a", labels={"team": "x"}, rdma="rdma/ib"))
     assert info.labels["team"] == "x"  # a plan's nodeSelector may name any label
-    assert "cpu" not in info.allocatable
+    # cpu and memory are kept: they size the serving pods' requests.
+    assert set(info.allocatable) == {"cpu", "memory", "nvidia.com/gpu", "rdma/ib"}
     assert info.allocatable["rdma/ib"] == "1"
     assert facts.Cluster.from_nodes([info]).pools[0].fabric == "infiniband"
 

@@ -8,6 +8,7 @@ tests/integration/test_prometheus_reader.py runs the same code against a real Pr
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
 import re
 import statistics
@@ -592,3 +593,71 @@ async def test_a_url_httpx_cannot_use_is_an_error_too() -> None:
         a = await prom.read_one(client, q, now=NOW, settings=FAST)
     assert not a.has_volume
     assert a.errors and all(e.startswith("prometheus http://[::1: ") for e in a.errors)
+
+
+# ---------------------------------------------------------------- faults (issue 10 items 1, 9)
+
+
+async def test_a_silent_prometheus_costs_one_bounded_read_not_a_stall() -> None:
+    calls: list[str] = []
+    never = asyncio.Event()
+
+    async def silent(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        await never.wait()  # accepts the request and never answers
+        raise AssertionError("unreachable")
+
+    settings = prom.Settings(timeout_s=0.05, attempts=3, backoff_s=0.0, deadline_s=0.2)
+    queries = [query("team/a", "org/a"), query("team/b", "org/b")]
+    async with httpx.AsyncClient(transport=httpx.MockTransport(silent)) as client:
+        # The guard only turns a hang into a failure; the reader's own deadline ends the read.
+        got = await asyncio.wait_for(
+            prom.read_traffic(client, queries, now=NOW, settings=settings), timeout=60
+        )
+    assert set(got) == {"team/a", "team/b"}
+    for facts_ in got.values():
+        assert facts_.errors and all("timed out" in e or "within" in e for e in facts_.errors)
+    assert len(calls) <= 5 * settings.attempts  # five requests per batch, never more tries
+
+
+async def test_deeply_nested_json_is_an_invalid_response_not_a_recursion_error() -> None:
+    deep = '{"status":"success","data":{"resultType":"vector","result":' + "[" * 100_000
+    deep += "]" * 100_000 + "}}"
+
+    def nested(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text=deep, headers={"content-type": "application/json"})
+
+    reasons: list[str] = []
+    async with client_for(nested) as client:
+        got = await prom.read_traffic(
+            client,
+            [query("team/a", "org/a")],
+            now=NOW,
+            settings=FAST,
+            on_error=lambda url, reason: reasons.append(reason),
+        )
+    assert got["team/a"].errors
+    assert reasons == ["invalid response"] * 5  # each request, once: not worth retrying
+
+
+def test_a_deeply_nested_answer_parses_to_a_value_error() -> None:
+    body: Any = {"status": "success", "data": {"resultType": "vector", "result": []}}
+    item: Any = {}
+    for _ in range(50_000):
+        item = {"x": item}
+    body["data"]["result"] = [{"metric": item, "value": [1, "1"]}]
+    with pytest.raises(ValueError, match="malformed"):
+        traffic.parse(body)
+
+
+def test_a_window_too_long_to_count_is_an_error_for_that_plan_only() -> None:
+    p = plan()
+    huge = p.spec.traffic.model_copy(update={"window": "9" * 400 + "s"})
+    p = p.model_copy(update={"spec": p.spec.model_copy(update={"traffic": huge})})
+    result = traffic.plan_query(p, URL, traffic.allowed_urls(URL, []))
+    assert isinstance(result, facts.Traffic) and result.source == "invalid query"
+    quiet = p.spec.policy.model_copy(update={"demotion_window": "9" * 400 + "h"})
+    p = plan()
+    p = p.model_copy(update={"spec": p.spec.model_copy(update={"policy": quiet})})
+    result = traffic.plan_query(p, URL, traffic.allowed_urls(URL, []))
+    assert isinstance(result, facts.Traffic) and result.source == "invalid query"

@@ -14,10 +14,10 @@ from typing import Any
 
 from kubernetes.aio.client.exceptions import ApiException
 
-from breakeven.core import api, facts, planning, switching
+from breakeven.core import api, facts, planning, statuses, switching
 from breakeven.shell import inputs
 from breakeven.shell.reconcile import Reconciler
-from breakeven.shell.runtime import Config
+from breakeven.shell.runtime import Config, PlanState
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
@@ -56,6 +56,9 @@ class FakeApi:
 
     async def pods(self, namespace: str, selector: Mapping[str, str]) -> list[dict[str, Any]]:
         return list(self.pod_list)
+
+    async def serves(self, group: str, version: str, plural: str) -> bool:
+        return False  # no Prometheus Operator: MoE telemetry goes by annotations
 
     async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         self.status = {**self.status, **status}
@@ -100,6 +103,12 @@ def plan_and_evaluation(
     return plan, ev
 
 
+def rendered_kind(ev: planning.Evaluation, mode: api.ServingMode, name: str) -> str:
+    wanted = statuses.expected(ev, mode, None)
+    assert wanted is not None
+    return next(kind for kind, n in wanted if n == name)
+
+
 def reconciler(fake: FakeApi) -> Reconciler:
     r = Reconciler(Config(), lambda: None)
     r.connect(fake)  # type: ignore[arg-type]  # the fake has the methods the reconcile calls
@@ -128,16 +137,17 @@ def test_a_stepwise_switch_whose_target_is_refused_keeps_the_active_mode_whole()
     assert fake.replicas("Deployment", dense) == 2, fake.log  # dense still has both replicas
 
 
-def test_a_single_group_lws_restarting_a_pod_is_not_broken_until_the_grace_passes() -> None:
+def test_a_single_replica_restarting_its_pods_is_not_broken_until_the_grace_passes() -> None:
     plan, ev = plan_and_evaluation(replicas=1, nodes=4)
     fake = FakeApi()
     moe = f"{plan.name}-moe"
-    fake.workload("LeaderWorkerSet", moe, 1, 0)  # its one group lost its ready pods
+    kind = rendered_kind(ev, MOE, moe)  # one LWS group or one Deployment replica
+    fake.workload(kind, moe, 1, 0)  # its one replica lost its ready pods
     served = api.ServingPlanStatus(
         mode=MOE,
         workloads=[
             api.WorkloadStatus(
-                kind="LeaderWorkerSet",
+                kind=kind,
                 name=moe,
                 mode=MOE,
                 replicas=1,
@@ -147,7 +157,7 @@ def test_a_single_group_lws_restarting_a_pod_is_not_broken_until_the_grace_passe
         ],
     )
     r = reconciler(fake)
-    seen = run(r.observe(plan, served, T0))
+    seen = run(r.observe(plan, ev, served, T0))
     assert seen[MOE].broken is None and seen[MOE].down_since == switching.rfc3339(T0)
     step = switching.step(ev, served, seen, T0)
     assert step.target == MOE and not step.fallback  # no move to a cold dense workload
@@ -161,5 +171,62 @@ def test_a_single_group_lws_restarting_a_pod_is_not_broken_until_the_grace_passe
             ]
         }
     )
-    past = run(r.observe(plan, down, T0 + dt.timedelta(seconds=grace + 1)))
+    past = run(r.observe(plan, ev, down, T0 + dt.timedelta(seconds=grace + 1)))
     assert past[MOE].broken is not None and "no ready pods" in past[MOE].broken
+
+
+def test_a_workload_of_a_stale_kind_is_not_counted_and_goes_once_its_successor_is_ready() -> None:
+    plan, ev = plan_and_evaluation(replicas=1, nodes=4)
+    fake = FakeApi()
+    dense = f"{plan.name}-dense"
+    kind = rendered_kind(ev, DENSE, dense)
+    old_kind = "LeaderWorkerSet" if kind == "Deployment" else "Deployment"
+    fake.workload(old_kind, dense, 1, 1)  # rendered before the dtype changed its kind
+    prev = api.ServingPlanStatus(mode=DENSE, target_mode=DENSE, criteria=list(ev.decision.rows))
+    r = reconciler(fake)
+    seen = run(r.observe(plan, ev, prev, T0))
+    assert not seen[DENSE].exists and seen[DENSE].ready_replicas == 0  # not counted as ready
+    assert seen[DENSE].stale == (f"{old_kind}/{dense}",)
+    step = switching.step(ev, prev, seen, T0)
+    assert not [a for a in step.actions if a.kind == "prune"]  # it serves until the new is up
+    run(r.carry_out(plan, ev, step, prev))
+    assert fake.replicas(old_kind, dense) == 1 and fake.replicas(kind, dense) == 1
+    fake.objects[(kind, "default", dense)]["status"] = {"readyReplicas": 1}
+    seen = run(r.observe(plan, ev, prev, T0))
+    assert seen[DENSE].exists and seen[DENSE].kind == kind and seen[DENSE].ready_replicas == 1
+    step = switching.step(ev, prev, seen, T0)
+    run(r.carry_out(plan, ev, step, prev))
+    assert fake.replicas(old_kind, dense) is None, fake.log  # the stale object is gone
+    assert fake.replicas(kind, dense) == 1
+
+
+async def test_a_whole_reconcile_writes_status_once_and_announces_each_thing_once() -> None:
+    plan, ev = plan_and_evaluation(replicas=1, nodes=4)
+    fake = FakeApi()
+    nodes = inputs.load_nodes(ROOT / "examples/nodes/h200-infiniband.yaml")[0]
+    mapping = facts.LabelMapping()
+    index = {"gpu": [facts.node_info(n, mapping) for n in nodes]}
+    r = Reconciler(Config(), lambda: index)
+    r.connect(fake)  # type: ignore[arg-type]
+    body = plan.model_dump(by_alias=True, mode="json", exclude_none=True)
+    state = PlanState(body=body, traffic=ev.traffic)
+
+    async def reconcile() -> None:
+        await r.reconcile(state)
+        await asyncio.gather(*r.publisher._posting)
+        state.body = {**state.body, "status": dict(fake.status)}
+
+    await reconcile()
+    assert fake.status["mode"] == "Dense" and fake.status["reason"] == "PromotionPending"
+    assert fake.events == ["Deploying"]
+    assert ("apply", "Service", plan.name) in fake.log
+    await reconcile()
+    assert fake.events == ["Deploying"]  # nothing new to say
+    # A spec the API would refuse (an older CRD let it in): reported, nothing touched.
+    bad = {**state.body, "spec": {**state.body["spec"], "mode": "Sometimes"}}
+    state.body = bad
+    writes = len(fake.log)
+    await reconcile()
+    assert fake.status["phase"] == "Invalid" and "spec.mode" in fake.status["message"]
+    assert fake.status["mode"] == "Dense"  # what runs is still said
+    assert fake.events == ["Deploying", "InvalidSpec"] and len(fake.log) == writes

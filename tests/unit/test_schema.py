@@ -50,8 +50,32 @@ def test_no_ref_and_no_any_of_anywhere() -> None:
 
 
 def test_every_node_has_a_type() -> None:
-    untyped = [p for p, n in nodes(openapi()) if "type" not in n]
+    # x-kubernetes-int-or-string nodes have no type in a structural schema.
+    untyped = [
+        p
+        for p, n in nodes(openapi())
+        if "type" not in n and not n.get("x-kubernetes-int-or-string")
+    ]
     assert untyped == []
+
+
+def test_counts_are_int_or_string_with_the_pattern() -> None:
+    spec = openapi()["properties"]["spec"]["properties"]
+    for node in (
+        spec["model"]["properties"]["totalParameters"],
+        spec["model"]["properties"]["activeParameters"],
+        spec["policy"]["properties"]["modelScale"]["properties"]["moeFrom"],
+    ):
+        assert node["x-kubernetes-int-or-string"] is True
+        assert "type" not in node and node["pattern"]
+
+
+def test_generated_yaml_has_no_anchors() -> None:
+    from breakeven.tools import schema
+
+    for path, text in schema.outputs().items():
+        if path.suffix == ".yaml":
+            assert "&id0" not in text and "*id0" not in text, path
 
 
 def test_every_property_has_a_description() -> None:

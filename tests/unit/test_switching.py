@@ -7,6 +7,7 @@ in, the next status and actions out, with the clock passed explicitly.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -386,3 +387,82 @@ def test_a_row_flipping_between_stay_dense_and_unknown_keeps_its_since() -> None
     assert row(flip, "expertBalance").last_known == api.Verdict.STAY_DENSE
     back = switching.step(hot, status_of(flip, down), {}, T0 + dt.timedelta(minutes=2))
     assert row(back, "expertBalance").since == switching.rfc3339(T0)
+
+
+# ------------------------------------------------------------------ back-off (issue 10 item 4)
+
+CRASHING = switching.Observed(
+    mode=MOE, exists=True, replicas=1, ready_replicas=0, broken="pod m-0: CrashLoopBackOff"
+)
+
+
+def attempts(ev: planning.Evaluation, minutes: int) -> list[dt.datetime]:
+    """Drive a plan whose MoE workload always crash-loops, one reconcile a minute; return when
+    each MoE attempt started (an apply of MoE after a reconcile without one)."""
+    prev = serving_dense(ev, T0)
+    moe_exists, started = False, []
+    for i in range(minutes):
+        now = T0 + dt.timedelta(minutes=i)
+        seen = {DENSE: ready(DENSE), MOE: CRASHING if moe_exists else absent(MOE)}
+        step = switching.step(ev, prev, seen, now)
+        applies_moe = ("apply", "MoE") in kinds(step)
+        if applies_moe and not moe_exists:
+            started.append(now)
+        moe_exists = applies_moe and ("delete", "MoE") not in kinds(step)
+        prev = status_of(step, ev, seen, prev)
+    return started
+
+
+def serving_dense(ev: planning.Evaluation, at: dt.datetime) -> api.ServingPlanStatus:
+    rows = [r.model_copy(update={"since": switching.rfc3339(at)}) for r in ev.decision.rows]
+    return api.ServingPlanStatus(mode=DENSE, target_mode=DENSE, criteria=rows)
+
+
+def test_a_crash_looping_moe_trial_backs_off_exponentially() -> None:
+    ev = evaluation(promotion_window="1m", min_dwell="0s")
+    started = attempts(ev, 60)
+    gaps = [(b - a).total_seconds() / 60 for a, b in itertools.pairwise(started)]
+    # Tried, broken, deleted; then again after 5, 10, 20 minutes (plus the reconciles between).
+    assert len(started) == 4, started
+    assert gaps[1] > gaps[0] and gaps[2] > gaps[1], gaps
+    assert gaps[0] >= 5
+
+
+def test_min_dwell_sets_the_back_off_of_a_broken_trial() -> None:
+    ev = evaluation(promotion_window="1m", min_dwell="30m")
+    started = attempts(ev, 60)
+    assert len(started) == 2 and (started[1] - started[0]).total_seconds() >= 30 * 60
+
+
+def test_a_pinned_moe_plan_backs_off_too() -> None:
+    ev = evaluation()
+    pinned = ev.plan.model_copy(
+        update={"spec": ev.plan.spec.model_copy(update={"mode": api.Mode.MOE})}
+    )
+    cluster = inputs.load_cluster(ROOT / "examples/nodes/h200-infiniband.yaml", pinned)
+    ev = planning.evaluate(pinned, cluster, ev.traffic)
+    started = attempts(ev, 30)
+    assert len(started) <= 3, started  # 0, ~6, ~17 minutes; not every other reconcile
+    prev = serving_dense(ev, T0)
+    step = switching.step(ev, prev, {DENSE: ready(DENSE), MOE: CRASHING}, T0)
+    assert step.moe_backoff is not None and step.moe_backoff.failures == 1
+    later = switching.step(
+        ev,
+        status_of(step, ev),
+        {DENSE: ready(DENSE), MOE: absent(MOE)},
+        T0 + dt.timedelta(minutes=1),
+    )
+    assert later.target == DENSE and later.reason == "MoEBackoff"
+
+
+def test_moe_that_held_clears_its_back_off() -> None:
+    ev = evaluation()
+    record = api.MoEBackoff(
+        failures=3, last_failure=switching.rfc3339(T0), retry_after=switching.rfc3339(T0)
+    )
+    prev = serving_moe(ev, T0).model_copy(update={"moe_backoff": record})
+    soon = switching.step(ev, prev, {MOE: ready(MOE)}, T0 + dt.timedelta(minutes=10))
+    # Three failures in a row earned 30m (min dwell) x 4 = 2 hours of holding.
+    assert soon.moe_backoff == record
+    held = switching.step(ev, prev, {MOE: ready(MOE)}, T0 + dt.timedelta(minutes=121))
+    assert held.moe_backoff is None

@@ -6,6 +6,7 @@
     breakeven models
     breakeven explain NAME [-n NAMESPACE]
     breakeven run [--namespace NS ...] [--prometheus-url URL] [--peering NAME | --standalone] ...
+    breakeven eplb-exporter --log-file FILE --port PORT [--address ADDR] [--model NAME]
 
 Bad input exits 2 with a message naming the field; nothing prints a traceback for it.
 """
@@ -21,9 +22,18 @@ from typing import Any
 
 import yaml
 
+from breakeven.cli import eplb_exporter as cli_eplb_exporter
 from breakeven.cli import estimate as cli_estimate
 from breakeven.core import catalog, planning, report
+from breakeven.core.rendering import telemetry
 from breakeven.shell import inputs
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """No `&id001`/`*id001` anchors: a repeated object (a label map) is written out again."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,7 +73,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     if rendered is not None:
         docs = [doc for group in rendered for doc in group]
-        print(yaml.safe_dump_all(docs, sort_keys=False, width=120), end="")
+        print(yaml.dump_all(docs, Dumper=_NoAliasDumper, sort_keys=False, width=120), end="")
         return 0
     if args.output == "table":
         print("\n\n".join(report.table(e) for e in evaluations))
@@ -73,7 +83,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps(data, indent=2))
     else:
-        print(yaml.safe_dump(data, sort_keys=False, width=120), end="")
+        print(yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=False, width=120), end="")
     return 0
 
 
@@ -175,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--metrics-address", default="0.0.0.0", help="address of /metrics")
     run.add_argument(
+        "--eplb-exporter-image",
+        default=telemetry.IMAGE,
+        help="image of the EPLB exporter sidecar of MoE workloads (default: the operator's own)",
+    )
+    run.add_argument(
         "--kubeconfig", default=None, help="kubeconfig (default: in-cluster or $KUBECONFIG)"
     )
     run.add_argument(
@@ -202,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--verbose", action="store_true")
     run.set_defaults(func=_cmd_run)
+
+    cli_eplb_exporter.add_parser(sub)
     return parser
 
 

@@ -19,7 +19,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "breakeven.dev"
@@ -109,14 +109,23 @@ _CEL_DURATION_SECONDS = (
     "p.endsWith('h') ? double(p.substring(0, p.size() - 1)) * 3600.0 : "
     "double(p.substring(0, p.size() - 1)) * 86400.0).sum()"
 )
-# The CEL twin of parse_parameters (the pattern has already bounded the digits).
-_CEL_PARAMETERS = (
-    "(self.endsWith('K') ? double(self.substring(0, self.size() - 1)) * 1e3 : "
-    "self.endsWith('M') ? double(self.substring(0, self.size() - 1)) * 1e6 : "
-    "self.endsWith('B') ? double(self.substring(0, self.size() - 1)) * 1e9 : "
-    "self.endsWith('T') ? double(self.substring(0, self.size() - 1)) * 1e12 : "
-    "double(self))"
-)
+
+
+def cel_parameters(field: str = "self") -> str:
+    """The CEL twin of parse_parameters for `field` (the pattern has already bounded the digits)."""
+    f = field
+    return (
+        f"({f}.endsWith('K') ? double({f}.substring(0, {f}.size() - 1)) * 1e3 : "
+        f"{f}.endsWith('M') ? double({f}.substring(0, {f}.size() - 1)) * 1e6 : "
+        f"{f}.endsWith('B') ? double({f}.substring(0, {f}.size() - 1)) * 1e9 : "
+        f"{f}.endsWith('T') ? double({f}.substring(0, {f}.size() - 1)) * 1e12 : "
+        f"double({f}))"
+    )
+
+
+# A count is an integer or a string (x-kubernetes-int-or-string): CEL sees either, so it reads
+# `string(self)`, which is the decimal digits for an integer.
+_CEL_PARAMETERS = cel_parameters("string(self)")
 
 
 def _duration_field(maximum: float) -> Any:
@@ -156,12 +165,13 @@ def _parameters_field(minimum: float, maximum: float) -> Any:
         pattern=PARAMETERS_PATTERN,
         max_length=PARAMETERS_MAX_LENGTH,
         json_schema_extra={
+            "x-kubernetes-int-or-string": True,
             "x-kubernetes-validations": [
                 cel(  # type: ignore[list-item]  # a dict of str is JSON
                     f"{_CEL_PARAMETERS} >= {minimum!r} && {_CEL_PARAMETERS} <= {maximum!r}",
                     _parameters_message(minimum, maximum),
                 )
-            ]
+            ],
         },
     )
 
@@ -181,13 +191,28 @@ def _parameters_within(minimum: float, maximum: float) -> AfterValidator:
 Duration = Annotated[
     str, _duration_field(MAX_DURATION_SECONDS), _duration_at_most(MAX_DURATION_SECONDS)
 ]
+
+
+def _count_as_text(value: object) -> object:
+    """An integer count (`480000000000`, as Kubernetes users write quantities) as its text."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+# A parameter count: an integer or a string such as `671B` (x-kubernetes-int-or-string in the
+# CRD). The before-validator comes last so that it runs first.
 Parameters = Annotated[
-    str, _parameters_field(0.0, MAX_PARAMETERS), _parameters_within(0.0, MAX_PARAMETERS)
+    str,
+    _parameters_field(0.0, MAX_PARAMETERS),
+    _parameters_within(0.0, MAX_PARAMETERS),
+    BeforeValidator(_count_as_text),
 ]
 ModelParameters = Annotated[
     str,
     _parameters_field(MIN_MODEL_PARAMETERS, MAX_PARAMETERS),
     _parameters_within(MIN_MODEL_PARAMETERS, MAX_PARAMETERS),
+    BeforeValidator(_count_as_text),
 ]
 # Label keys and values as Kubernetes bounds them (a prefix of 253, a name of 63, a value of 63).
 LabelKey = Annotated[str, Field(min_length=1, max_length=317)]
@@ -195,7 +220,10 @@ LabelValue = Annotated[str, Field(max_length=63)]
 
 
 class Model(BaseModel):
-    """Base for the API: camelCase on the wire, unknown fields are an error (a typo is caught)."""
+    """Base for the API: camelCase on the wire, unknown fields are an error (a typo is caught).
+
+    Every number of the spec has a minimum and a maximum, which `.inf` and `.nan` (valid YAML
+    floats) both fail (tests/unit/test_bad_input.py)."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -203,8 +231,6 @@ class Model(BaseModel):
         extra="forbid",
         frozen=True,
         use_enum_values=False,
-        # `.inf` and `.nan` are valid YAML floats; no field of the API means either.
-        allow_inf_nan=False,
     )
 
 
@@ -241,6 +267,7 @@ class Criterion(StrEnum):
     EXPERT_BALANCE = "expertBalance"
     TRAFFIC_REGULARITY = "trafficRegularity"
     MEMORY_BANDWIDTH_PRESSURE = "memoryBandwidthPressure"
+    RUNTIME_SUPPORT = "runtimeSupport"
 
 
 class Verdict(StrEnum):
@@ -270,12 +297,13 @@ class ModelSpec(Model):
     )
     total_parameters: ModelParameters | None = Field(
         default=None,
-        description="Total parameter count (e.g. 671B) for a model outside the catalog; "
-        "overrides the catalog.",
+        description="Total parameter count for a model outside the catalog, as an integer "
+        "(480000000000) or a string (671B, 8e9); overrides the catalog.",
     )
     active_parameters: ModelParameters | None = Field(
         default=None,
-        description="Parameters active per token (e.g. 37B); equals the total for a dense model.",
+        description="Parameters active per token, an integer or a string such as 37B; equals "
+        "the total for a dense model.",
     )
     experts: int | None = Field(
         default=None, ge=0, le=4096, description="Routed experts per MoE layer; 0 for dense."
@@ -297,17 +325,28 @@ class ModelSpec(Model):
             and parse_parameters(self.active_parameters) > parse_parameters(self.total_parameters)
         ):
             raise ValueError("activeParameters must not exceed totalParameters")
-        if (self.experts or 0) > 0 and not self.experts_per_token:
-            raise ValueError("expertsPerToken is required when experts is set")
-        if self.experts_per_token and self.experts and self.experts_per_token > self.experts:
+        if (self.experts or 0) > 0 and (self.experts_per_token or 0) < 1:
+            raise ValueError("expertsPerToken (at least 1) is required when experts is set")
+        if (
+            self.experts_per_token is not None
+            and self.experts is not None
+            and self.experts_per_token > self.experts
+        ):
             raise ValueError("expertsPerToken must not exceed experts")
         return self
 
 
 MODEL_SPEC_RULES = [
     cel(
-        "!has(self.experts) || self.experts == 0 || has(self.expertsPerToken)",
-        "expertsPerToken is required when experts is set",
+        "!has(self.totalParameters) || !has(self.activeParameters) || "
+        f"{cel_parameters('string(self.activeParameters)')} <= "
+        f"{cel_parameters('string(self.totalParameters)')}",
+        "activeParameters must not exceed totalParameters",
+    ),
+    cel(
+        "!has(self.experts) || self.experts == 0 || "
+        "(has(self.expertsPerToken) && self.expertsPerToken >= 1)",
+        "expertsPerToken (at least 1) is required when experts is set",
     ),
     cel(
         "!has(self.experts) || !has(self.expertsPerToken) || self.expertsPerToken <= self.experts",
@@ -455,9 +494,9 @@ class Policy(Model):
     gating: list[Criterion] = Field(
         default_factory=_default_gating,
         json_schema_extra={"default": [c.value for c in _default_gating()]},
-        max_length=7,
+        max_length=8,
         description="Criteria that must all be Go for MoE. The others are advisory: reported, "
-        "never deciding.",
+        "never deciding. runtimeSupport gates whether listed or not.",
     )
     model_scale: ModelScalePolicy = Field(
         default_factory=ModelScalePolicy, description="Thresholds of the modelScale row."
@@ -505,10 +544,17 @@ class Policy(Model):
 
 POLICY_RULES = [
     cel(
+        "!has(self.modelScale) || !has(self.modelScale.denseBelow) || "
+        "!has(self.modelScale.moeFrom) || "
+        f"{cel_parameters('string(self.modelScale.denseBelow)')} <= "
+        f"{cel_parameters('string(self.modelScale.moeFrom)')}",
+        "modelScale.denseBelow must not exceed modelScale.moeFrom",
+    ),
+    cel(
         "!has(self.gating) || self.gating.all(g, self.gating.exists_one(h, h == g))",
         "gating must not name a criterion twice",
         ".gating",
-    )
+    ),
 ]
 
 
@@ -562,7 +608,7 @@ class Serving(Model):
     """How the workloads are rendered (image, vLLM version, resources, placement)."""
 
     image: str = Field(
-        default="vllm/vllm-openai:v0.12.0",
+        default="vllm/vllm-openai:v0.33.0",
         max_length=512,
         pattern=r"^[^\s]+$",
         description="vLLM server image.",
@@ -812,6 +858,17 @@ class Placement(Model):
     )
 
 
+class MoEBackoff(Model):
+    """A broken MoE workload's cost: MoE is not tried again before `retryAfter`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    failures: int = Field(ge=1, description="MoE attempts that broke since MoE last held.")
+    last_failure: str = Field(description="When the last one broke (RFC 3339).")
+    retry_after: str = Field(description="No MoE workload is applied before this (RFC 3339).")
+    reason: str = Field(default="", description="Why the last one broke.")
+
+
 class ServingPlanStatus(Model):
     """What the operator observed, decided and did. Written only by the operator."""
 
@@ -838,6 +895,10 @@ class ServingPlanStatus(Model):
         default=None, description="Progress of a switch in flight; absent when none is."
     )
     last_switch_time: str | None = Field(default=None, description="When mode last changed.")
+    moe_backoff: MoEBackoff | None = Field(
+        default=None,
+        description="Set while MoE is backing off after its workload broke (docs/reliability.md).",
+    )
     placements: dict[str, Placement] | None = Field(
         default=None,
         description="Per mode (Dense, MoE), the pool and sizing its workload was rendered from, "

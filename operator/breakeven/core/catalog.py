@@ -59,6 +59,15 @@ class Architecture(_Fact):
     dense_intermediate: int | None = None
     attention: Attention | None = None
     native_dtype: api.Dtype = api.Dtype.BF16
+    hf_architecture: str | None = Field(
+        default=None, description="config.json `architectures` entry (vLLM's registry key)"
+    )
+    serve_flags: tuple[str, ...] = Field(
+        default=(), description="vllm serve flags the model needs to start"
+    )
+    min_vllm: str | None = Field(
+        default=None, description="first vLLM release whose model registry has the architecture"
+    )
     confirmed: bool = True
     from_catalog: bool = True
 

@@ -94,8 +94,11 @@ def _default_gpu_labels() -> list[str]:
         "nvidia.com/gpu.product",
         "cloud.google.com/gke-accelerator",
         "gpu.nvidia.com/class",
-        "karpenter.k8s.aws/instance-gpu-name",
+        # Instance types before the bare GPU names: `a100` names both a 40 and an 80 GB part.
         "node.kubernetes.io/instance-type",
+        "karpenter.k8s.aws/instance-gpu-name",
+        "eks.amazonaws.com/instance-gpu-name",
+        "karpenter.azure.com/sku-gpu-name",
     ]
 
 
@@ -219,7 +222,8 @@ def node_info(node: Mapping[str, Any], mapping: LabelMapping | None = None) -> N
     metadata = _as_mapping(node.get("metadata"))
     spec = _as_mapping(node.get("spec"))
     status = _as_mapping(node.get("status"))
-    resources = {mapping.gpu_resource, *mapping.rdma_resources}
+    # cpu and memory size the serving pods' requests (rendering.workloads).
+    resources = {mapping.gpu_resource, *mapping.rdma_resources, "cpu", "memory"}
     allocatable = {k: v for k, v in _strings(status.get("allocatable")).items() if k in resources}
     conditions = status.get("conditions")
     conditions = conditions if isinstance(conditions, list) else []
@@ -323,6 +327,18 @@ class Pool(_Facts):
     partitioned: bool = Field(default=False, description="MIG or time-sliced GPUs")
     rdma_resource: str | None = Field(
         default=None, description="RDMA extended resource every node offers, if any"
+    )
+    rdma_devices: int = Field(
+        default=0, description="the fewest rdma_resource devices a node of the pool offers"
+    )
+    cpu_per_node: float = Field(
+        default=0, description="the smallest allocatable CPU of a node, cores (0: unknown)"
+    )
+    memory_per_node: float = Field(
+        default=0, description="the smallest allocatable memory of a node, bytes (0: unknown)"
+    )
+    gke_accelerator: str = Field(
+        default="", description="GKE's cloud.google.com/gke-accelerator value, on GKE"
     )
 
     @property
@@ -429,6 +445,11 @@ class Cluster(_Facts):
                 None,
             )
             product = products.most_common(1)[0][0]
+
+            def least(resource: str, group: list[Any] = members) -> float:
+                return min(_quantity(n.allocatable.get(resource)) for n, _, _ in group)
+
+            gke = {n.labels.get("cloud.google.com/gke-accelerator", "") for n, _, _ in members}
             pools.append(
                 Pool(
                     gpu=key,
@@ -446,6 +467,10 @@ class Cluster(_Facts):
                         "-MIG-" in p.upper() or p.upper().endswith("-SHARED") for p in products
                     ),
                     rdma_resource=rdma_resource,
+                    rdma_devices=int(least(rdma_resource)) if rdma_resource else 0,
+                    cpu_per_node=least("cpu"),
+                    memory_per_node=least("memory"),
+                    gke_accelerator=gke.pop() if len(gke) == 1 else "",
                 )
             )
         return cls(pools=tuple(pools), source=source, warnings=tuple(warnings))

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from breakeven.core import api, planning, rendering, rubric
+from breakeven.core import api, facts, planning, rendering, rubric
 from breakeven.core.errors import RenderFailure as RenderFailure
+from breakeven.core.rendering import telemetry
 
 
 def columns(rows: Sequence[Sequence[str]], gap: str = "  ") -> str:
@@ -101,13 +102,19 @@ def estimates_table(estimates: Sequence[api.ModeEstimate]) -> str:
     return columns(table)
 
 
+def memory_gb(p: facts.Pool) -> float:
+    """The product's memory as sold (hardware table), else what the node labels say. (The
+    capacity model uses the label's figure, `Pool.gpu_memory_gb`, when nodes carry one.)"""
+    return p.hardware.memory_gb if p.hardware else p.gpu_memory_gb
+
+
 def table(evaluation: planning.Evaluation) -> str:
     plan = evaluation.plan
     d = evaluation.decision
     pools = (
         ", ".join(
-            f"{p.node_count}x{p.gpus_per_node} {p.gpu} "
-            f"({'NVLink' if p.intra_node_nvlink else 'PCIe'}, {p.fabric})"
+            f"{p.node_count}x{p.gpus_per_node} {p.gpu} {memory_gb(p):g} GB "
+            f"({'NVLink' if p.intra_node_nvlink else 'no NVLink'}, {p.fabric})"
             for p in evaluation.cluster.pools
         )
         or "no GPU nodes"
@@ -160,6 +167,7 @@ def as_dict(evaluation: planning.Evaluation) -> dict[str, Any]:
                     "nodes": p.node_count,
                     "gpusPerNode": p.gpus_per_node,
                     "nvlink": p.intra_node_nvlink,
+                    "gpuMemoryGb": memory_gb(p),
                     "fabric": p.fabric,
                     "fabrics": p.fabrics,
                 }
@@ -174,9 +182,10 @@ def manifests_for(
     evaluation: planning.Evaluation,
     mode: api.ServingMode,
     candidate: rubric.Candidate | None = None,
+    telemetry_options: telemetry.Options = telemetry.DEFAULT,
 ) -> list[dict[str, Any]]:
-    """The workload objects for one mode, sized as `candidate` (default: as evaluated).
-    Raises RenderFailure."""
+    """The workload objects for one mode, sized as `candidate` (default: as evaluated), with
+    the MoE telemetry as `telemetry_options` says. Raises RenderFailure."""
     candidate = candidate or evaluation.candidate(mode)
     if candidate is None or not candidate.estimate.feasible:
         raise RenderFailure(
@@ -185,8 +194,9 @@ def manifests_for(
         )
     try:
         workloads = rendering.render(
-            evaluation.plan, mode, candidate.estimate, candidate.pool, evaluation.arch_for(mode)
-        )
+            evaluation.plan, mode, candidate.estimate, candidate.pool, evaluation.arch_for(mode),
+            telemetry_options,
+        )  # fmt: skip
     except rendering.RenderError as exc:
         raise RenderFailure(str(exc)) from None
     return workloads

@@ -5,6 +5,7 @@
     interconnect       NVLink inside, RDMA (or one NVLink domain)?   gating
     opsMaturity        per-expert telemetry and a dedicated team?    gating
     expertBalance      no expert hot enough to stall the EP group?   gating
+    runtimeSupport     does the plan's vLLM release run EPLB for it? always gating
     trafficRegularity  homogeneous prompt lengths?                   advisory
     memoryBandwidthPressure  dense decode bandwidth-bound here?      advisory
 
@@ -23,6 +24,8 @@ from collections.abc import Sequence
 from pydantic import BaseModel, ConfigDict
 
 from breakeven.core import api, capacity, catalog, facts
+from breakeven.core.rendering import errors as render_errors
+from breakeven.core.rendering import versions
 
 Row = api.CriterionRow
 C = api.Criterion
@@ -115,6 +118,66 @@ def model_scale(arch: catalog.Architecture, policy: api.Policy) -> Row:
         observed=observed,
         threshold=threshold,
         reason="large and sparse: each token reads a small fraction of the weights",
+    )
+
+
+def runtime_support(arch: catalog.Architecture, serving: api.Serving) -> Row:
+    """Whether the plan's vLLM release can serve this model as an MoE with EPLB.
+
+    vLLM builds EPLB state only for model classes implementing its `MixtureOfExperts` interface;
+    for the others the engine asserts on its first step. data/vllm_flags.yaml says which classes
+    have it in which release; this row is gating whatever `policy.gating` lists, because the
+    renderer refuses an MoE workload the matrix rules out.
+    """
+    threshold = "the plan's vLLM release builds EPLB state for the model's architecture"
+    if not arch.is_moe:
+        return Row(
+            name=C.RUNTIME_SUPPORT,
+            verdict=V.STAY_DENSE,
+            observed=f"{arch.name}: dense architecture",
+            threshold=threshold,
+            reason="a dense architecture has no experts for EPLB to balance",
+        )
+    try:
+        text = versions.resolve(serving)
+    except render_errors.RenderError as err:
+        return Row(
+            name=C.RUNTIME_SUPPORT,
+            verdict=V.UNKNOWN,
+            observed=str(err),
+            threshold=threshold,
+            reason="the vLLM release is unknown or unsupported",
+        )
+    family = arch.name.rsplit("/", 1)[-1]
+    cls = arch.hf_architecture
+    if cls is None:
+        return Row(
+            name=C.RUNTIME_SUPPORT,
+            verdict=V.UNKNOWN,
+            observed=f"{family}: architecture class unknown (not from the catalog)",
+            threshold=threshold,
+            reason="whether vLLM runs EPLB for this model is unknown; set spec.model.architecture "
+            "to a catalog model of the same architecture",
+        )
+    table = versions.table()
+    short = ".".join(text.split(".")[:2]) if text.endswith(".0") else text
+    observed = f"{family} ({cls}) on vLLM {text}"
+    if table.has_eplb(cls, versions.parse(text)):
+        return Row(
+            name=C.RUNTIME_SUPPORT,
+            verdict=V.GO,
+            observed=observed,
+            threshold=threshold,
+            reason=f"vLLM {short} implements MixtureOfExperts for {cls}: EP with EPLB runs",
+        )
+    since = table.eplb_since(cls)
+    later = f" (from vLLM {since})" if since else ""
+    return Row(
+        name=C.RUNTIME_SUPPORT,
+        verdict=V.STAY_DENSE,
+        observed=observed,
+        threshold=threshold,
+        reason=f"{family} has no EPLB in vLLM {short}{later}; MoE not available",
     )
 
 
@@ -404,6 +467,7 @@ def memory_bandwidth_pressure(dense: Candidate | None) -> Row:
 
 _PREFERENCE = [
     C.MODEL_SCALE,
+    C.RUNTIME_SUPPORT,
     C.INTERCONNECT,
     C.OPS_MATURITY,
     C.SUSTAINED_LOAD,
@@ -459,8 +523,11 @@ def decide(
         C.EXPERT_BALANCE: expert_balance(traffic, policy),
         C.TRAFFIC_REGULARITY: traffic_regularity(traffic, policy),
         C.MEMORY_BANDWIDTH_PRESSURE: memory_bandwidth_pressure(dense),
+        C.RUNTIME_SUPPORT: runtime_support(arch, spec.serving),
     }
-    gating = set(policy.gating)
+    # runtimeSupport gates every MoE architecture whatever policy.gating says: the renderer
+    # refuses a workload the support matrix rules out.
+    gating = {*policy.gating, *([C.RUNTIME_SUPPORT] if arch.is_moe else [])}
     ordered = tuple(rows[c].model_copy(update={"gating": c in gating}) for c in _PREFERENCE)
     blocking = [r for r in ordered if r.gating and r.verdict != V.GO]
     rubric_mode = api.ServingMode.DENSE if blocking or moe is None else api.ServingMode.MOE
@@ -485,7 +552,13 @@ def decide(
         mode = api.ServingMode(spec.mode.value)
         reason = f"Pinned{mode.value}"
         message = f"{mode.value} pinned by spec.mode; the rubric says {rubric_mode.value}"
-        if mode == api.ServingMode.MOE and blocking:
+        runtime = rows[C.RUNTIME_SUPPORT]
+        if mode == api.ServingMode.MOE and arch.is_moe and runtime.verdict != V.GO:
+            # A pin cannot buy a workload vLLM would crash on: the renderer refuses it.
+            mode = api.ServingMode.DENSE
+            reason = "RuntimeSupport"
+            message = f"Dense: MoE pinned by spec.mode, but {runtime.reason}"
+        elif mode == api.ServingMode.MOE and blocking:
             message += f" ({', '.join(r.name for r in blocking)} not Go)"
     return Decision(
         mode=mode,

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import pydantic
 
 from breakeven.core import api, capacity, facts, planning, rendering, report, rubric, switching
+from breakeven.core.rendering import telemetry
 
 MESSAGE_LIMIT = 1024
 # Container waiting reasons that mean the workload will not come up by itself.
@@ -133,12 +134,34 @@ def broken(
 # ------------------------------------------------------------------------------ what to write
 
 
+WORKLOAD_KINDS = ("Deployment", "LeaderWorkerSet")
+
+
 @dataclass(frozen=True)
 class Writes:
-    """A step's actions as objects: applied in order, then the modes deleted."""
+    """A step's actions as objects, in order: objects to apply, modes to delete, and stale
+    objects (`Kind/name`) to delete."""
 
-    writes: tuple[tuple[Literal["apply", "delete"], Any], ...]
+    writes: tuple[tuple[Literal["apply", "delete", "prune"], Any], ...]
     placements: dict[str, api.Placement]
+
+
+def expected(
+    evaluation: planning.Evaluation,
+    mode: api.ServingMode,
+    previous: api.ServingPlanStatus | None,
+) -> frozenset[tuple[str, str]] | None:
+    """The workload objects (kind, name) the plan renders for `mode` now, from its recorded
+    placement while the spec is unchanged; None when the mode cannot be rendered."""
+    placements = (previous.placements or {}) if previous else {}
+    candidate = pinned(placements.get(mode.value), evaluation.plan)
+    try:
+        objs = report.manifests_for(evaluation, mode, candidate)
+    except report.RenderFailure:
+        return None
+    return frozenset(
+        (o["kind"], o["metadata"]["name"]) for o in objs if o["kind"] in WORKLOAD_KINDS
+    )
 
 
 def placement(candidate: rubric.Candidate, plan: api.ServingPlan) -> api.Placement:
@@ -183,18 +206,21 @@ def writes(
     evaluation: planning.Evaluation,
     step: switching.Step,
     previous: api.ServingPlanStatus | None,
+    telemetry_options: telemetry.Options = telemetry.DEFAULT,
 ) -> Writes:
     """Render everything a step asks for (raising report.RenderFailure before anything is
     written), and the placements to record: each applied mode's pool and sizing, pinned until the
-    spec changes, without the modes deleted."""
-    out: list[tuple[Literal["apply", "delete"], Any]] = []
+    spec changes, without the modes deleted. MoE workloads carry their EPLB telemetry as
+    `telemetry_options` says."""
+    out: list[tuple[Literal["apply", "delete", "prune"], Any]] = []
     placements = dict(previous.placements or {}) if previous else {}
     for action in step.actions:
         if action.kind == "apply" and action.mode is not None:
             candidate = pinned(placements.get(action.mode.value), plan)
             candidate = candidate or evaluation.candidate(action.mode)
             main = rendering.workload_name(plan, action.mode)
-            for obj in report.manifests_for(evaluation, action.mode, candidate):
+            objs = report.manifests_for(evaluation, action.mode, candidate, telemetry_options)
+            for obj in objs:
                 # Only the serving workload is scaled; a P/D prefill set keeps its own count.
                 if obj["metadata"]["name"] == main:
                     obj = with_replicas(obj, action.replicas)
@@ -207,6 +233,8 @@ def writes(
         elif action.kind == "delete" and action.mode is not None:
             out.append(("delete", action.mode))
             placements.pop(action.mode.value, None)
+        elif action.kind == "prune":
+            out.extend(("prune", obj) for obj in action.objects)
     return Writes(tuple(out), placements)
 
 
@@ -370,6 +398,7 @@ def build(
         workloads=_workloads(plan, step, observed),
         switch=None if dry else step.switch,
         last_switch_time=step.last_switch_time,
+        moe_backoff=None if dry else step.moe_backoff,
         rendered=rendered,
         conditions=conditions(
             step, evaluation, previous.conditions if previous else [], generation, now

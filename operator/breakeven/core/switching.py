@@ -44,6 +44,11 @@ C = api.Criterion
 DENSE = api.ServingMode.DENSE
 MOE = api.ServingMode.MOE
 
+# A broken MoE workload is not tried again for max(minDwell, BACKOFF_BASE_S), doubling with each
+# failure in a row, at most BACKOFF_CAP_S.
+BACKOFF_BASE_S = 300.0
+BACKOFF_CAP_S = 86400.0
+
 # Rows computed from Prometheus history: their history counts toward the promotion window.
 HISTORY_ROWS = frozenset({C.SUSTAINED_LOAD, C.EXPERT_BALANCE, C.TRAFFIC_REGULARITY})
 
@@ -72,6 +77,12 @@ class Observed(BaseModel):
     down_since: str | None = Field(
         default=None, description="since when it has had no ready pods after it had served"
     )
+    stale: tuple[str, ...] = Field(
+        default=(),
+        description="objects of this mode the plan no longer renders (`Kind/name`: a Deployment "
+        "after the mode became a LeaderWorkerSet, a prefill set after P/D was turned off); not "
+        "counted as its workload",
+    )
 
 
 class Action(BaseModel):
@@ -79,10 +90,11 @@ class Action(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    kind: Literal["apply", "delete", "select"]
+    kind: Literal["apply", "delete", "select", "prune"]
     mode: api.ServingMode | None = None
     replicas: int | None = None
     selector: Literal["mode", "both"] = "mode"
+    objects: tuple[str, ...] = ()  # prune: the stale objects (`Kind/name`) to delete
 
 
 class Event(BaseModel):
@@ -108,6 +120,7 @@ class Step(BaseModel):
     events: tuple[Event, ...] = ()
     switch: api.SwitchStatus | None = None
     last_switch_time: str | None = None
+    moe_backoff: api.MoEBackoff | None = None
     fallback: bool = False
     switching: bool = False  # a switch is moving: the operator polls the plan fast
 
@@ -219,8 +232,50 @@ def _as_decided(evaluation: planning.Evaluation, mode: api.ServingMode) -> Targe
     return Target(mode, decision.reason, decision.message)
 
 
-def _pinned(evaluation: planning.Evaluation, moe_broken: str | None) -> Target:
-    """`spec.mode` pins a mode: it runs, unless MoE cannot be hosted or is broken."""
+def backoff_delay(evaluation: planning.Evaluation, failures: int) -> float:
+    """Seconds before MoE is tried again after `failures` broken attempts in a row."""
+    base = max(api.parse_duration(evaluation.plan.spec.policy.min_dwell), BACKOFF_BASE_S)
+    return float(min(BACKOFF_CAP_S, base * 2 ** min(max(failures - 1, 0), 32)))
+
+
+def backoff(
+    evaluation: planning.Evaluation,
+    previous: api.MoEBackoff | None,
+    moe_broken: str | None,
+    now: dt.datetime,
+) -> api.MoEBackoff | None:
+    """Record a broken MoE attempt: one failure per attempt (a broken workload seen again while
+    it backs off is the same failure), and when MoE may be tried again."""
+    if not moe_broken:
+        return previous
+    retry_after = parse_time(previous.retry_after) if previous else None
+    if previous is not None and retry_after is not None and now < retry_after:
+        return previous
+    failures = (previous.failures if previous else 0) + 1
+    delay = backoff_delay(evaluation, failures)
+    return api.MoEBackoff(
+        failures=failures,
+        last_failure=rfc3339(now),
+        retry_after=rfc3339(now + dt.timedelta(seconds=delay)),
+        reason=moe_broken,
+    )
+
+
+def _backing_off(backoff_: api.MoEBackoff | None, now: dt.datetime) -> str | None:
+    """Why MoE is not tried now, while a broken attempt's back-off runs."""
+    if backoff_ is None:
+        return None
+    retry_after = parse_time(backoff_.retry_after)
+    if retry_after is None or now >= retry_after:
+        return None
+    return (
+        f"the MoE workload broke ({backoff_.reason}; {backoff_.failures} in a row): next try "
+        f"after {backoff_.retry_after}"
+    )
+
+
+def _pinned(evaluation: planning.Evaluation, moe_broken: str | None, waiting: str | None) -> Target:
+    """`spec.mode` pins a mode: it runs, unless MoE cannot be hosted, is broken or backs off."""
     pinned = api.ServingMode(evaluation.plan.spec.mode.value)
     if pinned == MOE and not _moe_possible(evaluation):
         return Target(
@@ -236,6 +291,8 @@ def _pinned(evaluation: planning.Evaluation, moe_broken: str | None) -> Target:
             f"the MoE workload is broken ({moe_broken}); dense comes up while it is",
             True,
         )
+    if pinned == MOE and waiting:
+        return Target(DENSE, "MoEBackoff", f"spec.mode pins MoE but {waiting}; serving dense", True)
     return _as_decided(evaluation, pinned)
 
 
@@ -245,9 +302,11 @@ def _promotion(
     active: api.ServingMode | None,
     dwell_ok: bool,
     moe_broken: str | None,
+    waiting: str | None,
     now: dt.datetime,
 ) -> Target:
-    """Dense (or nothing yet) runs: MoE once every gating row has held Go for the window."""
+    """Dense (or nothing yet) runs: MoE once every gating row has held Go for the window, and
+    no broken MoE attempt's back-off runs."""
     policy = evaluation.plan.spec.policy
     decision = evaluation.decision
     if decision.rubric_mode != MOE or not _moe_possible(evaluation):
@@ -259,12 +318,14 @@ def _promotion(
             f"the MoE workload is failing ({moe_broken}); staying dense until it is fixed or "
             "deleted",
         )
+    if waiting:
+        return Target(DENSE, "MoEBackoff", f"MoE is due, but {waiting}")
     traffic = evaluation.traffic
     history = traffic.observed_seconds if traffic.has_volume else 0.0
     window = api.parse_duration(policy.promotion_window)
-    waiting = [r for r in rows if r.gating and held_for(r, history, now) < window]
-    if waiting:
-        names = ", ".join(r.name.value for r in waiting)
+    young = [r for r in rows if r.gating and held_for(r, history, now) < window]
+    if young:
+        names = ", ".join(r.name.value for r in young)
         return Target(
             DENSE,
             "PromotionPending",
@@ -348,10 +409,12 @@ def hysteresis(
     last_switch: dt.datetime | None,
     moe_broken: str | None,
     now: dt.datetime,
+    backoff_: api.MoEBackoff | None = None,
 ) -> Target:
     """The mode to aim for. Purely computational."""
+    waiting = _backing_off(backoff_, now)
     if evaluation.plan.spec.mode != api.Mode.AUTO:
-        return _pinned(evaluation, moe_broken)
+        return _pinned(evaluation, moe_broken, waiting)
     if active == MOE and moe_broken:
         return Target(
             DENSE,
@@ -361,7 +424,7 @@ def hysteresis(
         )
     dwell_ok = _dwell_ok(evaluation, last_switch, now)
     if active in (None, DENSE):
-        return _promotion(evaluation, rows, active, dwell_ok, moe_broken, now)
+        return _promotion(evaluation, rows, active, dwell_ok, moe_broken, waiting, now)
     return _demotion(evaluation, rows, dwell_ok, now)
 
 
@@ -398,6 +461,7 @@ class Situation(NamedTuple):
     active: api.ServingMode | None
     target: Target
     events: tuple[Event, ...]  # those already due (a changed target)
+    backoff: api.MoEBackoff | None
 
     @property
     def replicas(self) -> int:
@@ -418,6 +482,7 @@ class Situation(NamedTuple):
             "actions": (),
             "events": self.events,
             "last_switch_time": self.prev.last_switch_time,
+            "moe_backoff": self.backoff,
             "fallback": self.target.fallback,
         }
         return Step.model_validate({**base, **fields})
@@ -435,14 +500,32 @@ def step(
 ) -> Step:
     """One reconcile's worth of progress. Purely computational; the operator acts on it."""
     s = _situation(evaluation, previous or api.ServingPlanStatus(), observed, now)
+    return _pruned(s, _step(s))
+
+
+def _step(s: Situation) -> Step:
     if s.active is None or s.active == s.target.mode:
         return _steady(s)
     s = _switch_started(s)
-    if room_for_both(evaluation, s.replicas) or s.target.fallback:
+    if room_for_both(s.evaluation, s.replicas) or s.target.fallback:
         return _side_by_side(s)
     if s.replicas < 2:
         return _blocked(s)
     return _stepwise(s)
+
+
+def _pruned(s: Situation, step_: Step) -> Step:
+    """Delete a mode's stale objects (its workload kind changed, or P/D was turned off) once
+    the workload that replaces them is ready; until then they keep serving."""
+    deleted = {a.mode for a in step_.actions if a.kind == "delete"}
+    prunes = tuple(
+        Action(kind="prune", mode=mode, objects=obs.stale)
+        for mode, obs in sorted(s.observed.items())
+        if obs.stale and mode not in deleted and _ready(obs, max(obs.replicas, 1))
+    )
+    if not prunes:
+        return step_
+    return step_.model_copy(update={"actions": (*step_.actions, *prunes)})
 
 
 def _situation(
@@ -462,8 +545,9 @@ def _situation(
         )
     moe = observed.get(MOE, Observed(mode=MOE))
     moe_broken = moe.broken if moe.exists else None
+    backoff_ = backoff(evaluation, prev.moe_backoff, moe_broken, now)
     target = hysteresis(
-        evaluation, rows, active, parse_time(prev.last_switch_time), moe_broken, now
+        evaluation, rows, active, parse_time(prev.last_switch_time), moe_broken, now, backoff_
     )
     events: tuple[Event, ...] = ()
     if prev.target_mode is not None and prev.target_mode != target.mode:
@@ -475,7 +559,7 @@ def _situation(
                 f"{target.message}",
             ),
         )
-    return Situation(evaluation, prev, observed, now, rows, active, target, events)
+    return Situation(evaluation, prev, observed, now, rows, active, target, events, backoff_)
 
 
 def _steady(s: Situation) -> Step:
@@ -511,6 +595,11 @@ def _steady(s: Situation) -> Step:
         phase = api.Phase.SWITCHING  # the old workload is still draining
     if new.broken:
         phase = api.Phase.DEGRADED
+    backoff_ = s.backoff
+    if backoff_ is not None and target == MOE and phase == api.Phase.SERVING and not switch:
+        last = parse_time(s.prev.last_switch_time) or parse_time(backoff_.last_failure) or s.now
+        if (s.now - last).total_seconds() >= backoff_delay(s.evaluation, backoff_.failures):
+            backoff_ = None  # MoE has held as long as its back-off: the slate is clean
     if s.active is None:
         events.append(
             Event(
@@ -525,6 +614,7 @@ def _steady(s: Situation) -> Step:
         actions=tuple(actions),
         events=tuple(events),
         switch=switch,
+        moe_backoff=backoff_,
         switching=switch is not None,
     )
 

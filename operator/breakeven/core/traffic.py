@@ -46,9 +46,10 @@ that same time. Percentiles are taken over the range query's points (linear inte
 numpy does). `observed` runs from 5 minutes before the first point (its rate saw those minutes)
 to the last point, at most the window: a full window of data reads as the window itself.
 
-What it must not do: raise because Prometheus is down, slow or wrong. Every failure (after retries
-with backoff on connection errors, timeouts and 5xx) becomes a line in `facts.Traffic.errors` for
-the plans it touches, and the rubric rows that need the missing numbers say `Unknown`.
+Nothing here raises for what Prometheus answers (`parse` turns any malformed answer, however
+deeply nested, into ValueError, which the reader reports) or for what a plan says (`plan_query`
+turns a selector PromQL cannot match, or a window too long to count, into error facts). Missing
+numbers make the rubric rows that need them say `Unknown` (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -303,7 +304,9 @@ def parse(body: Any) -> list[Series]:
     not one. Non-finite values (NaN from an empty histogram, Inf from a zero mean) are dropped."""
     try:
         return _parse(body)
-    except (TypeError, KeyError, IndexError, AttributeError) as exc:
+    except RecursionError:
+        raise ValueError("malformed series (nested too deeply)") from None
+    except (TypeError, KeyError, IndexError, AttributeError, OverflowError) as exc:
         raise ValueError(f"malformed series ({type(exc).__name__}: {exc})") from exc
 
 

@@ -10,6 +10,9 @@ Verbs used here (and nothing else; manifests/rbac.yaml grants exactly these):
     deployments              get, patch (apply), delete
     leaderworkersets         get, patch (apply), delete
     services                 get, patch (apply)
+    configmaps               patch (apply), delete    the MoE telemetry's logging config
+    podmonitors              patch (apply), delete    where monitoring.coreos.com/v1 is served
+    /apis/monitoring.coreos.com/v1   discovery (allowed to every authenticated user)
     pods                     list
     servingplans/status      patch
     servingplans             get
@@ -33,6 +36,10 @@ FIELD_MANAGER = "breakeven"
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
 LWS_GROUP, LWS_VERSION, LWS_PLURAL = "leaderworkerset.x-k8s.io", "v1", "leaderworkersets"
+# NVIDIA DRA driver's ComputeDomain (rendered for a group inside one NVLink domain).
+CD_GROUP, CD_VERSION, CD_PLURAL = "resource.nvidia.com", "v1beta1", "computedomains"
+PODMONITOR_GROUP, PODMONITOR_VERSION = "monitoring.coreos.com", "v1"
+PODMONITOR_PLURAL = "podmonitors"
 
 Obj = dict[str, Any]
 
@@ -99,9 +106,27 @@ class Writer:
             resp = await self.core.patch_namespaced_service_without_preload_content(
                 name, ns, dict(obj), **common
             )
+        elif kind == "ConfigMap":
+            resp = await self.core.patch_namespaced_config_map_without_preload_content(
+                name, ns, dict(obj), **common
+            )
+        elif kind == "PodMonitor":
+            resp = await self.custom.patch_namespaced_custom_object_without_preload_content(
+                PODMONITOR_GROUP,
+                PODMONITOR_VERSION,
+                ns,
+                PODMONITOR_PLURAL,
+                name,
+                dict(obj),
+                **common,
+            )
         elif kind == "LeaderWorkerSet":
             resp = await self.custom.patch_namespaced_custom_object_without_preload_content(
                 LWS_GROUP, LWS_VERSION, ns, LWS_PLURAL, name, dict(obj), **common
+            )
+        elif kind == "ComputeDomain":
+            resp = await self.custom.patch_namespaced_custom_object_without_preload_content(
+                CD_GROUP, CD_VERSION, ns, CD_PLURAL, name, dict(obj), **common
             )
         else:
             raise ValueError(f"the operator does not apply {kind} objects")
@@ -136,6 +161,14 @@ class Writer:
             call = self.custom.delete_namespaced_custom_object_without_preload_content(
                 LWS_GROUP, LWS_VERSION, namespace, LWS_PLURAL, name, body=body
             )
+        elif kind == "ConfigMap":
+            call = self.core.delete_namespaced_config_map_without_preload_content(
+                name, namespace, body=body
+            )
+        elif kind == "PodMonitor":
+            call = self.custom.delete_namespaced_custom_object_without_preload_content(
+                PODMONITOR_GROUP, PODMONITOR_VERSION, namespace, PODMONITOR_PLURAL, name, body=body
+            )
         else:
             raise ValueError(f"the operator does not delete {kind} objects")
         resp = await call
@@ -143,6 +176,14 @@ class Writer:
             return False
         await _raise_for_status(resp)
         return True
+
+    async def serves(self, group: str, version: str, plural: str) -> bool:
+        """Whether the API server serves `plural` in group/version (API discovery)."""
+        resp = await self.custom.get_api_resources_without_preload_content(group, version)
+        if resp.status == 404:
+            return False
+        await _raise_for_status(resp)
+        return any(r.get("name") == plural for r in (await _json(resp)).get("resources", []))
 
     async def pods(self, namespace: str, selector: Mapping[str, str]) -> list[Obj]:
         label_selector = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))

@@ -138,6 +138,8 @@ def main(args: argparse.Namespace) -> int:
     CONFIG.kubeconfig = args.kubeconfig
     CONFIG.metrics_port = args.metrics_port
     CONFIG.metrics_address = args.metrics_address
+    CONFIG.eplb_exporter_image = args.eplb_exporter_image
+    CONFIG.eplb_exporter_image = args.eplb_exporter_image
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's own login reads it
     kopf.configure(verbose=args.verbose)

@@ -5,9 +5,12 @@ requests and hands the bodies back:
 
     core.traffic.batches ──> read_traffic: POST /api/v1/query_range, /query ──> core.traffic.reduce
 
-What it must not do: raise because Prometheus is down, slow or wrong. Every failure (after retries
-with backoff on connection errors, timeouts and 5xx) becomes a line in `facts.Traffic.errors` for
-the plans it touches, and the rubric rows that need the missing numbers say `Unknown`.
+What it must not do: raise because Prometheus is down, slow or wrong, or take long. Every failure
+(after one retry with backoff on connection errors, timeouts and 5xx) becomes a line in
+`facts.Traffic.errors` for the plans it touches, and the rubric rows that need the missing numbers
+say `Unknown`. A whole read ends within `Settings.deadline_s` (15 s): a request gets at most 5 s,
+no attempt starts past the deadline, and the client does no retries of its own (`client()`).
+An answer that is not JSON, or nests deeper than the parser goes, is an invalid response.
 """
 
 from __future__ import annotations
@@ -51,13 +54,28 @@ labelled by reason: `timeout`, `unreachable`, `http 503`, `bad_data`, `invalid r
 
 @dataclass(frozen=True)
 class Settings:
-    """How hard to try. Retries cover connection errors, timeouts and HTTP 5xx/429."""
+    """How hard to try. Retries cover connection errors, timeouts and HTTP 5xx/429; they are
+    the reader's only retries (the client's transport must not retry too, see `client()`)."""
 
-    timeout_s: float = 10.0  # per request
-    attempts: int = 3
+    timeout_s: float = 5.0  # per request, connecting included
+    attempts: int = 2
     backoff_s: float = 0.5  # before the 2nd attempt; doubles each time
-    max_backoff_s: float = 5.0
+    max_backoff_s: float = 2.0
     concurrency: int = 8  # requests in flight at once, all batches together
+    deadline_s: float = 15.0  # the whole read: no attempt starts or runs past it
+
+
+def client() -> httpx.AsyncClient:
+    """The operator's Prometheus client: no transport retries (the reader's own attempts are
+    the only ones, so one read's time stays bounded) and small timeouts."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(Settings.timeout_s, connect=2.0),
+        transport=httpx.AsyncHTTPTransport(retries=0),
+    )
+
+
+def _deadline(settings: Settings) -> float:
+    return time.monotonic() + settings.deadline_s
 
 
 async def _ask(
@@ -68,15 +86,26 @@ async def _ask(
     settings: Settings,
     limit: asyncio.Semaphore,
     on_error: OnError | None,
+    deadline: float,
 ) -> Answer:
-    """One Prometheus API request with retries; never raises for Prometheus problems."""
+    """One Prometheus API request with retries, all within `deadline` (time.monotonic());
+    never raises for Prometheus problems."""
     failed, tries = Failed(f"prometheus {url}: no request sent", "invalid request"), 0
     while tries < max(1, settings.attempts):
         if tries:
-            delay = settings.backoff_s * 2 ** (tries - 1)
-            await asyncio.sleep(min(delay, settings.max_backoff_s))
+            delay = min(settings.backoff_s * 2 ** (tries - 1), settings.max_backoff_s)
+            if time.monotonic() + delay >= deadline:
+                break
+            await asyncio.sleep(delay)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            failed = Failed(
+                f"prometheus {url}: no answer within the read's {settings.deadline_s:g}s",
+                "timeout",
+            )
+            break
         tries += 1
-        answer, retry = await _attempt(client, url, path, form, settings, limit)
+        answer, retry = await _attempt(client, url, path, form, settings, limit, left)
         if not isinstance(answer, Failed):
             return answer
         failed = answer
@@ -96,15 +125,19 @@ async def _attempt(
     form: Mapping[str, str],
     settings: Settings,
     limit: asyncio.Semaphore,
+    left: float,
 ) -> tuple[Answer, bool]:
-    """One try: the answer, or the failure and whether it is worth retrying."""
+    """One try, in at most `left` seconds (waiting for a slot included): the answer, or the
+    failure and whether it is worth retrying."""
     where = f"prometheus {url}"
+    timeout = min(settings.timeout_s, left)
     try:
-        async with limit:
-            response = await client.post(url + path, data=dict(form), timeout=settings.timeout_s)
-    except httpx.TimeoutException as exc:
+        async with asyncio.timeout(left):
+            async with limit:
+                response = await client.post(url + path, data=dict(form), timeout=timeout)
+    except (httpx.TimeoutException, TimeoutError) as exc:
         return Failed(
-            f"{where}: timed out after {settings.timeout_s:g}s ({type(exc).__name__})", "timeout"
+            f"{where}: timed out after {timeout:g}s ({type(exc).__name__})", "timeout"
         ), True
     except httpx.TransportError as exc:
         return Failed(f"{where}: unreachable ({type(exc).__name__}: {exc})", "unreachable"), True
@@ -113,7 +146,7 @@ async def _attempt(
     status = response.status_code
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than a parser goes
         body = None
     if isinstance(body, dict) and body.get("status") == "error":
         kind = str(body.get("errorType") or f"http {status}")
@@ -138,6 +171,7 @@ async def _read_batch(
     settings: Settings,
     limit: asyncio.Semaphore,
     on_error: OnError | None,
+    deadline: float,
 ) -> dict[str, facts.Traffic]:
     step = batch.step_s
     real_end = end
@@ -146,17 +180,17 @@ async def _read_batch(
 
     def instant(query: str) -> Awaitable[Answer]:
         form = {"query": query, "time": at}
-        return _ask(client, batch.url, "/api/v1/query", form, settings, limit, on_error)
+        return _ask(client, batch.url, "/api/v1/query", form, settings, limit, on_error, deadline)
 
     ranged = {"query": tokens_promql(batch), "start": f"{end - batch.window_s:.3f}",
               "end": at, "step": f"{step}s"}  # fmt: skip
     now_form = {"query": recent_promql(batch), "time": f"{real_end:.3f}"}
     tokens, prompt, output, experts, recent = await asyncio.gather(
-        _ask(client, batch.url, "/api/v1/query_range", ranged, settings, limit, on_error),
+        _ask(client, batch.url, "/api/v1/query_range", ranged, settings, limit, on_error, deadline),
         instant(length_promql(batch, PROMPT_LENGTH)),
         instant(length_promql(batch, OUTPUT_LENGTH)),
         instant(expert_promql(batch)),
-        _ask(client, batch.url, "/api/v1/query", now_form, settings, limit, on_error),
+        _ask(client, batch.url, "/api/v1/query", now_form, settings, limit, on_error, deadline),
     )
     return reduce(batch, Answers(tokens, prompt, output, experts, recent))
 
@@ -174,8 +208,12 @@ async def read_traffic(
     settings = settings or Settings()
     end = time.time() if now is None else now
     limit = asyncio.Semaphore(max(1, settings.concurrency))
+    deadline = _deadline(settings)
     results = await asyncio.gather(
-        *(_read_batch(client, b, end, settings, limit, on_error) for b in batches(queries))
+        *(
+            _read_batch(client, b, end, settings, limit, on_error, deadline)
+            for b in batches(queries)
+        )
     )
     return {key: traffic for result in results for key, traffic in result.items()}
 

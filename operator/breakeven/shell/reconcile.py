@@ -25,6 +25,7 @@ from kubernetes.aio.client.exceptions import ApiException
 
 from breakeven.core import api, facts, planning, rendering, report, statuses, switching
 from breakeven.core.errors import CatalogError, RenderFailure
+from breakeven.core.rendering import telemetry
 from breakeven.shell import inputs, kube, metrics
 from breakeven.shell.publish import Publisher
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("breakeven")
 
 WORKLOAD_KINDS = ("Deployment", "LeaderWorkerSet")
+POD_MONITOR_RECHECK_S = 300.0  # how long the answer "is the PodMonitor CRD served" is kept
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +63,7 @@ class Reconciler:
         self.nodes = nodes
         self._writer: kube.Writer | None = None
         self._publisher: Publisher | None = None
+        self._pod_monitors: tuple[float, bool] | None = None  # (checked at, served)
 
     def connect(self, writer: kube.Writer) -> None:
         self._writer = writer
@@ -87,7 +90,7 @@ class Reconciler:
         evaluation = self.evaluate(plan, state.traffic)
         if isinstance(evaluation, Rejected):
             return await self.reject(body, previous, evaluation, now)
-        observed = await self.observe(plan, previous, now)
+        observed = await self.observe(plan, evaluation, previous, now)
         if isinstance(observed, Rejected):
             return await self.reject(body, previous, observed, now)
         step = switching.step(evaluation, previous, observed, now)
@@ -147,9 +150,15 @@ class Reconciler:
                 return Rejected(str(exc))
 
     async def observe(
-        self, plan: api.ServingPlan, previous: api.ServingPlanStatus | None, now: dt.datetime
+        self,
+        plan: api.ServingPlan,
+        evaluation: planning.Evaluation,
+        previous: api.ServingPlanStatus | None,
+        now: dt.datetime,
     ) -> dict[api.ServingMode, switching.Observed] | Rejected:
-        """Each mode's workload as the cluster shows it."""
+        """Each mode's workload as the cluster shows it: only the objects the plan renders for
+        the mode count; others of its names (another kind, a prefill set no longer rendered)
+        are stale."""
         grace = api.parse_duration(plan.spec.policy.demotion_grace)
         out = {}
         for mode in api.ServingMode:
@@ -166,8 +175,12 @@ class Reconciler:
                     f"metadata.name: {foreign[0]['kind']} {meta['name']} already exists in "
                     f"{plan.namespace} and is not owned by this plan; rename the plan or the object"
                 )
+            wanted = statuses.expected(evaluation, mode, previous) if found else None
+            stale = [o for o in found if wanted is not None and _key(o) not in wanted]
+            found = [o for o in found if o not in stale]
+            names = tuple(f"{kind}/{name}" for kind, name in map(_key, stale))
             if not found:
-                out[mode] = switching.Observed(mode=mode)
+                out[mode] = switching.Observed(mode=mode, stale=names)
                 continue
             main = rendering.workload_name(plan, mode)
             objs = [o for o in found if o["metadata"]["name"] == main]  # what serves traffic
@@ -183,6 +196,7 @@ class Reconciler:
                 ready_replicas=ready,
                 broken=statuses.broken(pods, down, grace, now),
                 down_since=down,
+                stale=names,
             )
         return out
 
@@ -202,7 +216,8 @@ class Reconciler:
             except RenderFailure as exc:
                 return Carried(kept, error=str(exc))
         try:
-            writes = statuses.writes(plan, evaluation, step, previous)
+            options = await self._telemetry()
+            writes = statuses.writes(plan, evaluation, step, previous, options)
         except RenderFailure as exc:
             return Carried(kept, error=str(exc))
         try:
@@ -212,8 +227,12 @@ class Reconciler:
             for verb, what in writes.writes:
                 if verb == "apply":
                     await self.writer.apply(kube.owned(what, plan))
-                else:
+                elif verb == "delete":
                     await self._delete_mode(plan, what, previous)
+                else:
+                    kind, name = str(what).split("/", 1)
+                    with contextlib.suppress(ApiException):
+                        await self.writer.delete(kind, plan.namespace, name)
         except ApiException as exc:
             logger.warning("%s/%s: apply failed: %s", plan.namespace, plan.name, exc.body)
             return Carried(kept, error=f"API server refused: {exc.status} {exc.reason}")
@@ -233,6 +252,23 @@ class Reconciler:
         return False
 
     # ------------------------------------------------------------------------- reading, deleting
+
+    async def _telemetry(self) -> telemetry.Options:
+        """The MoE telemetry's options: a PodMonitor where the cluster serves that CRD (asked
+        again every POD_MONITOR_RECHECK_S), the exporter image from `breakeven run`."""
+        now = time.monotonic()
+        if self._pod_monitors is None or now - self._pod_monitors[0] > POD_MONITOR_RECHECK_S:
+            try:
+                served = await self.writer.serves(
+                    kube.PODMONITOR_GROUP, kube.PODMONITOR_VERSION, kube.PODMONITOR_PLURAL
+                )
+            except ApiException as exc:
+                logger.warning("API discovery of %s failed: %s", kube.PODMONITOR_GROUP, exc)
+                served = self._pod_monitors[1] if self._pod_monitors else False
+            self._pod_monitors = (now, served)
+        return telemetry.Options(
+            image=self.config.eplb_exporter_image, pod_monitor=self._pod_monitors[1]
+        )
 
     async def _get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -263,9 +299,18 @@ class Reconciler:
         }
         for name in rendering.workload_names(plan, mode):
             known |= {(kind, name) for kind in WORKLOAD_KINDS}
+        if mode == api.ServingMode.MOE:  # the EPLB telemetry's logging config and PodMonitor
+            main = rendering.workload_name(plan, mode)
+            known.add(("ConfigMap", telemetry.config_map_name(main)))
+            if self._pod_monitors and self._pod_monitors[1]:
+                known.add(("PodMonitor", telemetry.pod_monitor_name(main)))
         for kind, obj_name in sorted(known):
             with contextlib.suppress(ApiException):
                 await self.writer.delete(kind, plan.namespace, obj_name)
+
+
+def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
+    return (str(obj.get("kind", "")), str(obj["metadata"]["name"]))
 
 
 def _owned_by(obj: Mapping[str, Any], plan: api.ServingPlan) -> bool:

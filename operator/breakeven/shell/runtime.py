@@ -2,9 +2,11 @@
 
     kopf handlers ── remember / forget / trigger ──> Scheduler.plans (one PlanState per plan)
     Scheduler.run, every tick: the due plans
-        ├─ TrafficCache.refresh: one batched Prometheus read for those whose facts are stale
-        └─ per plan: Reconciler.reconcile (breakeven.shell.reconcile); one plan's failure never
-           stops the others, and a trigger that arrives during its reconcile is not lost
+        ├─ those whose traffic facts are stale: one batched Prometheus read in the background
+        │  (TrafficCache.refresh); each is reconciled when its facts arrive
+        └─ the others, now: Reconciler.reconcile (breakeven.shell.reconcile); a slow or silent
+           Prometheus never holds up a plan whose facts are fresh, switch polls included; one
+           plan's failure never stops the others, and a trigger during its reconcile is not lost
 
 `Runtime` holds the clients and wires the three together; it owns no decisions.
 """
@@ -19,7 +21,7 @@ import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import pydantic
@@ -27,6 +29,7 @@ from kubernetes.aio import client as k8s
 from kubernetes.aio import config as k8s_config
 
 from breakeven.core import api, facts, traffic
+from breakeven.core.rendering import telemetry
 from breakeven.shell import kube, metrics, prometheus
 from breakeven.shell.reconcile import Reconciler
 
@@ -48,6 +51,7 @@ class Config:
     kubeconfig: str | None = None
     metrics_port: int = 8080
     metrics_address: str = "0.0.0.0"
+    eplb_exporter_image: str = telemetry.IMAGE
 
 
 @dataclasses.dataclass
@@ -57,11 +61,20 @@ class PlanState:
     pending: bool = False  # triggered while a reconcile of it was running
     traffic: facts.Traffic | None = None
     traffic_at: float = 0.0
+    reading: bool = False  # its traffic facts are being read
     decided: api.ServingMode | None = None
 
 
 Reconcile = Callable[[PlanState], Awaitable[bool]]
 """Reconcile one plan; returns whether a switch is moving (then the plan is polled fast)."""
+
+
+class TrafficSource(Protocol):
+    def stale(self, state: PlanState) -> bool:
+        """Whether the plan's traffic facts must be read again before it is reconciled."""
+
+    async def refresh(self, states: list[PlanState]) -> None:
+        """Read the facts of `states`; afterwards none of them is stale."""
 
 
 class Scheduler:
@@ -71,15 +84,16 @@ class Scheduler:
         self,
         config: Config,
         reconcile: Reconcile,
-        before: Callable[[list[PlanState]], Awaitable[None]],
+        traffic: TrafficSource,
         ready: Callable[[], bool],
     ) -> None:
         self.config = config
         self.reconcile = reconcile
-        self.before = before  # called with the due plans before they are reconciled
+        self.traffic = traffic
         self.ready = ready  # whether reconciling can start (the node index is filled)
         self.plans: dict[tuple[str, str], PlanState] = {}
         self.wake = asyncio.Event()
+        self.reading: asyncio.Task[None] | None = None
 
     def remember(self, body: Mapping[str, Any]) -> None:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
@@ -126,11 +140,17 @@ class Scheduler:
                 await asyncio.wait_for(self.wake.wait(), timeout=max(0.2, soonest - now))
 
     async def _tick(self, due: list[tuple[tuple[str, str], PlanState]]) -> None:
-        try:
-            await self.before([s for _, s in due])
-        except Exception:  # stale or missing traffic facts turn rows Unknown, no more
-            logger.exception("reading traffic failed")
+        stale = [s for _, s in due if self.traffic.stale(s)]
+        if stale and (self.reading is None or self.reading.done()):
+            for state in stale:
+                state.reading = True
+            self.reading = asyncio.create_task(self._read(stale), name="breakeven-traffic")
         for key, state in due:
+            if self.traffic.stale(state):
+                # Reconciled when its facts arrive (`_read` triggers it); if another read is in
+                # flight, its own read starts when that one ends.
+                state.due = time.monotonic() + (self.config.interval if state.reading else 1.0)
+                continue
             state.pending = False
             try:
                 switching = await self.reconcile(state)
@@ -141,6 +161,23 @@ class Scheduler:
                 # A trigger that arrived during the reconcile is not lost.
                 state.due = time.monotonic() if state.pending else self._next(switching)
 
+    async def _read(self, states: list[PlanState]) -> None:
+        try:
+            await self.traffic.refresh(states)
+        except Exception:  # stale or missing traffic facts turn rows Unknown, no more
+            logger.exception("reading traffic failed")
+            for state in states:
+                state.traffic = facts.Traffic(source="not read", errors=("reading traffic failed",))
+                state.traffic_at = time.monotonic()
+        finally:
+            for state in states:
+                state.reading = False
+                key = (state.body["metadata"]["namespace"], state.body["metadata"]["name"])
+                if self.plans.get(key) is state:
+                    state.due = time.monotonic()
+                    state.pending = True
+            self.wake.set()
+
 
 class TrafficCache:
     """Each plan's traffic facts, read again once they are older than the interval."""
@@ -150,17 +187,22 @@ class TrafficCache:
         self.http = http
         self.allowed = traffic.allowed_urls(config.prometheus_url, config.allowed_prometheus_urls)
 
+    def stale(self, state: PlanState) -> bool:
+        return state.traffic is None or time.monotonic() - state.traffic_at >= self.config.interval
+
     async def refresh(self, states: list[PlanState]) -> None:
         """One batched read for every plan whose facts are stale; the others are left alone."""
         now = time.monotonic()
         stale: dict[str, tuple[PlanState, traffic.TrafficQuery]] = {}
         for state in states:
-            if state.traffic is not None and now - state.traffic_at < self.config.interval:
+            if not self.stale(state):
                 continue
             try:
                 plan = api.ServingPlan.model_validate(state.body)
-            except pydantic.ValidationError:
-                continue  # the reconcile reports the invalid spec
+            except pydantic.ValidationError:  # the reconcile reports the invalid spec
+                state.traffic = facts.Traffic(source="not read", errors=("invalid spec",))
+                state.traffic_at = now
+                continue
             query = traffic.plan_query(plan, self.config.prometheus_url, self.allowed)
             if isinstance(query, facts.Traffic):  # nothing may be read: the facts say why
                 state.traffic, state.traffic_at = query, now
@@ -186,13 +228,11 @@ class Runtime:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.nodes: Mapping[str, Any] | None = None
-        self.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(20.0, connect=5.0), transport=httpx.AsyncHTTPTransport(retries=2)
-        )
+        self.http = prometheus.client()
         self.traffic = TrafficCache(config, self.http)
         self.reconciler = Reconciler(config, lambda: self.nodes)
         self.scheduler = Scheduler(
-            config, self.reconciler.reconcile, self.traffic.refresh, lambda: self.nodes is not None
+            config, self.reconciler.reconcile, self.traffic, lambda: self.nodes is not None
         )
         self.task: asyncio.Task[None] | None = None
         self.api_client: k8s.ApiClient | None = None
@@ -210,10 +250,11 @@ class Runtime:
         self.task = asyncio.create_task(self.scheduler.run(), name="breakeven-scheduler")
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+        for task in (self.task, self.scheduler.reading):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.http.aclose()
         if self.api_client is not None:
             await self.api_client.close()  # type: ignore[no-untyped-call]

@@ -11,6 +11,8 @@ against the same rules by tests). The rules hold only the verbs the operator use
     deployments           get list watch create patch delete   children (apply creates)
     leaderworkersets      get list watch create patch delete   multi-node children
     services              get create patch  the stable Service
+    configmaps            create patch delete  vLLM's logging config for EPLB telemetry (MoE)
+    podmonitors           create patch delete  scraping the EPLB exporters, where that CRD is served
     pods                  list              is a workload broken?
     events                create            decisions and switches
     customresourcedefinitions  list watch   kopf discovers the resources it serves through them
@@ -27,11 +29,12 @@ from __future__ import annotations
 from typing import Any
 
 from breakeven.core import api
+from breakeven.core.rendering import telemetry
 
 NAME = "breakeven"
 PEERING = NAME  # the ClusterKopfPeering (or per-namespace KopfPeering) the replicas share
 KOPF_GROUP = "kopf.dev"
-IMAGE = "ghcr.io/breakeven/breakeven:0.1.0"
+IMAGE = telemetry.IMAGE  # one image: the operator, and the EPLB exporter sidecar it renders
 
 RULES: list[dict[str, Any]] = [
     {"apiGroups": [api.GROUP], "resources": [api.PLURAL], "verbs": ["get", "list", "watch"]},
@@ -48,7 +51,19 @@ RULES: list[dict[str, Any]] = [
         "resources": ["leaderworkersets"],
         "verbs": ["get", "list", "watch", "create", "patch", "delete"],
     },
+    {
+        # ComputeDomains for groups inside one NVLink domain (owned by the plan; GC deletes them).
+        "apiGroups": ["resource.nvidia.com"],
+        "resources": ["computedomains"],
+        "verbs": ["get", "create", "patch"],
+    },
     {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "patch"]},
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "patch", "delete"]},
+    {
+        "apiGroups": ["monitoring.coreos.com"],
+        "resources": ["podmonitors"],
+        "verbs": ["create", "patch", "delete"],
+    },
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     {

@@ -5,8 +5,8 @@
 Inputs are the published schemas of the versions the e2e control plane pins: Kubernetes' own
 OpenAPI v3 documents (api/openapi-spec/v3 in the kubernetes source tree, here from the Go module
 cache that e2e/controlplane/build.sh fills) and the LeaderWorkerSet CRD. Only the definitions
-reachable from Deployment, Service and LeaderWorkerSet are kept, without descriptions, so the
-committed files stay small; the content of each kept definition is unchanged.
+reachable from Deployment, Service, ConfigMap and LeaderWorkerSet are kept, without descriptions,
+so the committed files stay small; the content of each kept definition is unchanged.
 """
 
 from __future__ import annotations
@@ -27,7 +27,11 @@ DEFAULT_LWS = (
     GO_MOD / f"sigs.k8s.io/lws@{LWS_VERSION}/config/crd/bases/"
     "leaderworkerset.x-k8s.io_leaderworkersets.yaml"
 )
-ROOTS = ("io.k8s.api.apps.v1.Deployment", "io.k8s.api.core.v1.Service")
+ROOTS = (
+    "io.k8s.api.apps.v1.Deployment",
+    "io.k8s.api.core.v1.Service",
+    "io.k8s.api.core.v1.ConfigMap",
+)
 
 
 def strip(node: Any) -> Any:

@@ -9,6 +9,7 @@ the same functions; the operator adds owner references and applies the result.
     rendering/
       workloads.py   render(), service(), names and selectors
       versions.py    which vLLM release, and which flags it has (data/vllm_flags.yaml)
+      telemetry.py   EPLB telemetry of MoE workloads: logging ConfigMap, exporter sidecar
       names.py       DNS-1123 names and label values with hashed truncation
       errors.py      RenderError
 

@@ -33,6 +33,41 @@ class Entry(BaseModel):
     source: str
 
 
+class Support(BaseModel):
+    """An architecture's EPLB support: `since` None means no release has it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    since: str | None
+    until: str | None = None
+    source: str
+
+
+class LogFormat(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    since: str
+    until: str | None = None
+    format: str
+
+
+class Metric(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    since: str
+    until: str | None = None
+    name: str
+
+
+class Image(BaseModel):
+    """An image repository known to ship DeepEP (so the `deepep_*` backends can load)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    repository: str
+    source: str
+
+
 class Supported(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -50,14 +85,44 @@ class FlagTable(BaseModel):
     flags: dict[str, Entry]
     env: dict[str, Entry]
     all2all_backends: dict[str, Entry] = Field(default_factory=dict)
+    eplb_architectures: dict[str, Support] = Field(default_factory=dict)
+    eplb_log_formats: tuple[LogFormat, ...] = ()
+    kv_cache_metrics: tuple[Metric, ...] = ()
+    deepep_images: tuple[Image, ...] = ()
 
-    def _has(self, table: dict[str, Entry], name: str, version: Version) -> bool:
+    def _has(
+        self, table: dict[str, Entry] | dict[str, Support], name: str, version: Version
+    ) -> bool:
         entry = table.get(name)
-        if entry is None:
-            return False
-        if version < parse(entry.since):
-            return False
-        return entry.until is None or version < parse(entry.until)
+        return entry is not None and _within(entry.since, entry.until, version)
+
+    def has_eplb(self, architecture: str | None, version: Version) -> bool:
+        """Whether vLLM `version` builds EPLB state for this Hugging Face architecture."""
+        return architecture is not None and self._has(
+            self.eplb_architectures, architecture, version
+        )
+
+    def eplb_since(self, architecture: str | None) -> str | None:
+        entry = self.eplb_architectures.get(architecture or "")
+        return entry.since if entry else None
+
+    def kv_cache_metric(self, version: Version) -> str:
+        """The KV-cache usage gauge to read: the current name where the version has it."""
+        names = [m.name for m in self.kv_cache_metrics if _within(m.since, m.until, version)]
+        return "vllm:kv_cache_usage_perc" if "vllm:kv_cache_usage_perc" in names else names[0]
+
+    def eplb_log_format(self, version: Version) -> str | None:
+        return next(
+            (f.format for f in self.eplb_log_formats if _within(f.since, f.until, version)), None
+        )
+
+    def image_has_deepep(self, image: str) -> bool:
+        """Whether the image's repository is one known to ship DeepEP."""
+        repository = image.split("@", 1)[0]
+        last = repository.rsplit("/", 1)
+        if ":" in last[-1]:
+            repository = repository.rsplit(":", 1)[0]
+        return any(repository == i.repository for i in self.deepep_images)
 
     def has_flag(self, flag: str, version: Version) -> bool:
         return self._has(self.flags, flag, version)
@@ -73,6 +138,12 @@ class FlagTable(BaseModel):
 
     def is_supported(self, version: Version) -> bool:
         return parse(self.supported.min) <= version < parse(self.supported.below)
+
+
+def _within(since: str | None, until: str | None, version: Version) -> bool:
+    if since is None or version < parse(since):
+        return False
+    return until is None or version < parse(until)
 
 
 def parse(text: str) -> Version:

@@ -27,11 +27,18 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from breakeven.core import api, capacity, catalog, facts
-from breakeven.core.rendering import errors, names, versions
+from breakeven.core.rendering import errors, names, telemetry, versions
 
 Role = Literal["both", "prefill", "decode"]
 
 HTTP_PORT = 8000
+# Prefill/decode: llm-d's routing sidecar takes the decode pod's HTTP port and forwards to vLLM on
+# this one, running the prefill step first on the prefill pod the scheduler named in the request
+# header (llm-d guides/wide-ep-lws/manifests/modelserver/base/decode.yaml: an init container with
+# restartPolicy Always, `--port=8000 --vllm-port=8200 --connector=nixlv2 --secure-proxy=false`).
+VLLM_BEHIND_SIDECAR_PORT = 8200
+ROUTING_SIDECAR_IMAGE = "ghcr.io/llm-d/llm-d-routing-sidecar:v0.3.0"
+SIDECAR_UID = 65532
 SERVICE_PORT = 80
 DP_RPC_PORT = 29550  # vLLM's default --data-parallel-rpc-port, written out for clarity
 MASTER_PORT = 29501  # vLLM's default --master-port (multi-node TP/PP without Ray)
@@ -58,6 +65,53 @@ PREFERRED_TOPOLOGY_KEYS = (
 )
 # DeepEP's NVSHMEM transport needs InfiniBand/RoCE verbs (IBGDA); EFA has none.
 DEEPEP_FABRICS = frozenset({"infiniband", "roce", "rdma"})
+# EFA devices are exclusive per pod (the EFA device plugin hands out whole devices): a pod asks
+# for its GPU share of the node's devices. The other RDMA resources are shared-device plugins
+# (rdma/ib, rdma/rdma_shared_device_a, ...) where one grants access to every HCA.
+EXCLUSIVE_RDMA_RESOURCES = frozenset({"vpc.amazonaws.com/efa"})
+# GKE machine types with RDMA NICs (A3 Ultra: H200, A4: B200, A4X: GB200): one RDMA NIC per GPU,
+# attached as eth2.. on the networks rdma-0.. (llm-d guides/wide-ep-lws/manifests/modelserver/gke/
+# kustomization.yaml for 8 NICs, gke-a4x/decode.yaml for 4; GKE "configure pod manifests for
+# RDMA" as those files cite). GKE has no RDMA extended resource: the annotations attach the NICs.
+GKE_RDMA_ACCELERATORS = frozenset({"nvidia-h200-141gb", "nvidia-b200", "nvidia-gb200"})
+GKE_GIB_HOST_PATH = "/home/kubernetes/bin/gib"
+GKE_GIB_MOUNT = "/usr/local/gib"
+# Requests take this fraction of the node's allocatable CPU and memory per GPU share, leaving
+# room for the daemon sets (GPU operator, network plugins) every GPU node runs.
+ALLOCATABLE_SHARE = 0.85
+# Without allocatable figures (a node list that omits them): a floor per GPU, so serving pods are
+# Burstable rather than BestEffort.
+FALLBACK_CPU_PER_GPU = 4
+FALLBACK_MEMORY_PER_GPU = 32 * 1024**3
+SHM_PER_GPU = 2 * 1024**3  # NCCL and torch IPC buffers; llm-d's A4X guide sets 2Gi for 4 GPUs
+# NVIDIA DRA driver ComputeDomain (resource.nvidia.com/v1beta1, driver >= 25.3.0): an IMEX channel
+# for multi-node NVLink (deployments/helm/nvidia-dra-driver-gpu/crds/
+# resource.nvidia.com_computedomains.yaml in NVIDIA/k8s-dra-driver-gpu).
+IMEX_CLAIM = "imex-channel"
+# Environment the operator owns: what it renders, and what LeaderWorkerSet injects. A plan
+# setting one of these is rejected (spec.serving.env), never merged.
+RESERVED_ENV_PREFIXES = ("LWS_", "NVSHMEM_", "NCCL_", "GLOO_", "VLLM_NIXL_", "UCX_")
+RESERVED_ENV = frozenset(
+    {
+        "HOME",
+        "USER",
+        "HF_HOME",
+        "HF_TOKEN",
+        "DP_SIZE_LOCAL",
+        "VLLM_ALL2ALL_BACKEND",
+        "BASH_ENV",
+        "DEEP_EP_DEVICE_TO_HCA_MAPPING",
+        "VLLM_PORT",
+        "VLLM_HOST_IP",
+        "CUDA_VISIBLE_DEVICES",
+    }
+)
+# vLLM's short aliases of flags the operator renders (vllm/engine/arg_utils.py).
+RESERVED_SHORT_FLAGS = frozenset(
+    {"-tp", "-pp", "-dp", "-dpl", "-dpa", "-dpp", "-dpr", "-dph", "-dpn", "-ep"}
+)
+# Flags a plan may pass through extraArgs although the flag table lists them.
+USER_FLAGS = frozenset({"--trust-remote-code"})
 
 # Start rank of this pod's data-parallel ranks: LWS numbers the pods of a group 0..size-1.
 # A constant: every value reaches it through the environment or as "$@".
@@ -170,6 +224,20 @@ class _Ctx:
         """Whether pods talk over the RDMA fabric: across nodes, or NIXL KV transfer."""
         return self.pool.fabric in facts.RDMA_FABRICS and (self.multi_node or self.disaggregated)
 
+    @property
+    def gke_rdma(self) -> bool:
+        """GKE RDMA NICs to attach: a GKE RDMA machine type, and pods that talk over RDMA."""
+        return self.rdma and self.pool.gke_accelerator in GKE_RDMA_ACCELERATORS
+
+    @property
+    def one_nvlink_domain(self) -> bool:
+        """A multi-node group inside one NVLink domain (GB200/GB300 NVL72 clique)."""
+        return (
+            self.multi_node
+            and bool(self.pool.cliques)
+            and self.pool.largest_clique_gpus >= self.estimate.gpus
+        )
+
     def has_flag(self, flag: str) -> bool:
         return versions.table().has_flag(flag, self.version)
 
@@ -192,6 +260,12 @@ def _literal(text: str) -> str:
 
 
 def _check(ctx: _Ctx) -> None:
+    loaded = _model_arch(ctx)
+    if loaded.min_vllm and ctx.version < versions.parse(loaded.min_vllm):
+        raise errors.RenderError(
+            f"spec.serving.vllmVersion: vLLM {ctx.version_text} cannot load {loaded.name} "
+            f"({loaded.hf_architecture} arrived in {loaded.min_vllm})"
+        )
     est = ctx.estimate
     if est.mode != ctx.mode:
         raise errors.RenderError(
@@ -225,6 +299,14 @@ def _check(ctx: _Ctx) -> None:
         raise errors.RenderError(
             f"spec.model.name: {ctx.arch.name} has no routed experts; it cannot run as an MoE"
         )
+    if not versions.table().has_eplb(ctx.arch.hf_architecture, ctx.version):
+        since = versions.table().eplb_since(ctx.arch.hf_architecture)
+        raise errors.RenderError(
+            f"spec.serving.vllmVersion: vLLM {ctx.version_text} builds no EPLB state for "
+            f"{ctx.arch.name} ({ctx.arch.hf_architecture or 'architecture unknown'}); "
+            + (f"EPLB arrives in {since}" if since else "no vLLM release has it")
+            + ", so an MoE workload with --enable-eplb would crash on its first step"
+        )
     if est.pp != 1:
         raise errors.RenderError(
             "estimate.pp: expert-parallel MoE is rendered without pipeline stages"
@@ -236,6 +318,15 @@ def _check(ctx: _Ctx) -> None:
         )
     if est.ep < 2:
         raise errors.RenderError("estimate.ep: EPLB needs at least two expert-parallel ranks")
+    if ctx.disaggregated and ctx.pool.fabric == "efa":
+        # llm-d's AWS P/D guide runs NIXL with kv_connector_extra_config backends [LIBFABRIC] on
+        # an EFA-enabled image (guides/pd-disaggregation/modelserver/gpu/vllm/aws/); NIXL's
+        # default UCX backend has no EFA transport.
+        raise errors.RenderError(
+            "spec.serving.disaggregation.enabled: KV transfer over EFA needs NIXL's LIBFABRIC "
+            "backend and an EFA-enabled image, which Breakeven does not render; disable "
+            "prefill/decode disaggregation on this pool"
+        )
     if ctx.gpus_per_pod % est.tp:
         raise errors.RenderError(
             f"estimate.tp: tp {est.tp} does not divide the {ctx.gpus_per_pod} GPUs of a node"
@@ -266,6 +357,16 @@ def _common_labels(plan: api.ServingPlan, version: str) -> dict[str, str]:
     }
 
 
+def model_label(served_name: str) -> str:
+    """The `llm-d.ai/model` value: the served model name where it is a valid label value, else
+    its last path segment (`deepseek-ai/DeepSeek-R1-0528` -> `DeepSeek-R1-0528`, the value
+    llm-d's guides and InferencePool values select), else a hashed label value."""
+    if names.is_label_value(served_name):
+        return served_name
+    tail = served_name.rsplit("/", 1)[-1]
+    return tail if names.is_label_value(tail) else names.label_value(served_name)
+
+
 def _pod_labels(ctx: _Ctx, workload: str, role: Role, endpoint: bool) -> dict[str, str]:
     return {
         **_common_labels(ctx.plan, ctx.version_text),
@@ -274,7 +375,7 @@ def _pod_labels(ctx: _Ctx, workload: str, role: Role, endpoint: bool) -> dict[st
         WORKLOAD_LABEL: names.label_value(workload),
         ENDPOINT_LABEL: "true" if endpoint else "false",
         "llm-d.ai/role": role,
-        "llm-d.ai/model": names.label_value(ctx.served_name),
+        "llm-d.ai/model": model_label(ctx.served_name),
         "llm-d.ai/inference-serving": "true",
     }
 
@@ -282,17 +383,27 @@ def _pod_labels(ctx: _Ctx, workload: str, role: Role, endpoint: bool) -> dict[st
 # ---------------------------------------------------------------------------- vllm args
 
 
-def _base_args(ctx: _Ctx) -> list[str]:
+def _base_args(ctx: _Ctx, port: int = HTTP_PORT) -> list[str]:
     serving = ctx.serving
     args = [
         _literal(ctx.model),
-        *ctx.flag("--port", str(HTTP_PORT)),
+        *ctx.flag("--port", str(port)),
         *ctx.flag("--served-model-name", _literal(ctx.served_name)),
     ]
     if serving.max_model_len is not None:
         args += ctx.flag("--max-model-len", str(serving.max_model_len))
     args += ctx.flag("--gpu-memory-utilization", f"{serving.gpu_memory_utilization:g}")
+    for flag in _model_arch(ctx).serve_flags:
+        args += ctx.flag(flag)
     return args
+
+
+def _model_arch(ctx: _Ctx) -> catalog.Architecture:
+    """The architecture of the weights this mode loads (the dense baseline's, in dense mode)."""
+    dense = ctx.plan.spec.dense
+    if ctx.mode == api.ServingMode.DENSE and dense is not None:
+        return catalog.get(dense.architecture or dense.name) or ctx.arch
+    return ctx.arch
 
 
 def _all2all_backend(ctx: _Ctx, role: Role) -> str:
@@ -305,12 +416,14 @@ def _all2all_backend(ctx: _Ctx, role: Role) -> str:
         if table.has_backend("allgather_reducescatter", ctx.version)
         else "naive"
     )
-    in_one_domain = not ctx.multi_node or (
-        bool(ctx.pool.cliques) and ctx.pool.largest_clique_gpus >= ctx.estimate.gpus
-    )
-    if in_one_domain or ctx.pool.fabric not in DEEPEP_FABRICS:
+    if not ctx.multi_node or ctx.one_nvlink_domain or ctx.pool.fabric not in DEEPEP_FABRICS:
         return intra
-    return "deepep_high_throughput" if role == "prefill" else "deepep_low_latency"
+    if not table.image_has_deepep(ctx.serving.image):
+        # The image cannot load DeepEP (data/vllm_flags.yaml `deepep_images`): NCCL's
+        # all-gather/reduce-scatter runs over the same RDMA fabric, slower but it starts.
+        return intra
+    wanted = "deepep_high_throughput" if role == "prefill" else "deepep_low_latency"
+    return wanted if table.has_backend(wanted, ctx.version) else intra
 
 
 def _eplb_args(ctx: _Ctx) -> list[str]:
@@ -321,12 +434,14 @@ def _eplb_args(ctx: _Ctx) -> list[str]:
     args = ctx.flag("--enable-eplb")
     if ctx.has_flag("--eplb-config"):
         config = {"window_size": window, "step_interval": step, "num_redundant_experts": redundant}
+        config |= telemetry.EPLB_CONFIG  # log_balancedness: EPLB telemetry
         return args + ctx.flag("--eplb-config", json.dumps(config, separators=(",", ":")))
     return (
         args
         + ctx.flag("--eplb-window-size", str(window))
         + ctx.flag("--eplb-step-interval", str(step))
         + ctx.flag("--num-redundant-experts", str(redundant))
+        + ctx.flag(telemetry.LOG_BALANCEDNESS_FLAG)
     )
 
 
@@ -336,6 +451,23 @@ def _kv_transfer_args(ctx: _Ctx) -> list[str]:
 
 
 def _extra_args(ctx: _Ctx) -> list[str]:
+    owned = {f for f in versions.table().flags if f not in USER_FLAGS} | {
+        "--model",
+        "--host",
+        "--uds",
+        "--api-server-count",
+        "--config",
+    }
+    for i, arg in enumerate(ctx.serving.extra_args):
+        if not arg.startswith("-"):
+            continue
+        name = arg.split("=", 1)[0]
+        long = "--" + name.lstrip("-").replace("_", "-").split(".", 1)[0]
+        if name in RESERVED_SHORT_FLAGS or (name.startswith("--") and long in owned):
+            raise errors.RenderError(
+                f"spec.serving.extraArgs[{i}]: {name} is set by Breakeven (it sizes, names and "
+                "connects the workload); remove it from extraArgs"
+            )
     return [_literal(a) for a in ctx.serving.extra_args]
 
 
@@ -367,6 +499,16 @@ def _network_env(ctx: _Ctx, backend: str) -> list[dict[str, Any]]:
         env += [_env("GLOO_SOCKET_IFNAME", "eth0"), _env("NCCL_SOCKET_IFNAME", "eth0")]
     if backend.startswith("deepep"):
         env += [_env("NVSHMEM_REMOTE_TRANSPORT", "ibgda"), _env("NVSHMEM_IB_ENABLE_IBGDA", "true")]
+        if ctx.multi_node:
+            # NVSHMEM's bootstrap over the pod's primary interface (llm-d wide-ep-lws decode.yaml).
+            env.append(_env("NVSHMEM_BOOTSTRAP_UID_SOCK_IFNAME", "eth0"))
+    if ctx.gke_rdma:
+        # GKE's NCCL settings for its RDMA NICs come from the gIB plugin's script, which bash
+        # sources through BASH_ENV (the container runs under bash, see _command); GDRCopy is off
+        # on GKE (llm-d guides/wide-ep-lws/manifests/modelserver/gke/kustomization.yaml).
+        env.append(_env("BASH_ENV", f"{GKE_GIB_MOUNT}/scripts/set_nccl_env.sh"))
+        if backend.startswith("deepep"):
+            env.append(_env("NVSHMEM_DISABLED_GDRCOPY", "true"))
     if ctx.disaggregated:
         env += [
             {
@@ -379,10 +521,20 @@ def _network_env(ctx: _Ctx, backend: str) -> list[dict[str, Any]]:
 
 
 def _with_user_env(ctx: _Ctx, env: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rendered env with the plan's `spec.serving.env` on top (same name: the plan wins)."""
-    user = {e.name: _env(e.name, _literal(e.value)) for e in ctx.serving.env}
-    merged = [user.pop(e["name"], e) for e in env]
-    return merged + [user[e.name] for e in ctx.serving.env if e.name in user]
+    """The rendered env, then the plan's `spec.serving.env`; a plan may not set a variable the
+    operator or LeaderWorkerSet owns (RenderError naming the entry)."""
+    rendered = {e["name"] for e in env}
+    for i, var in enumerate(ctx.serving.env):
+        if (
+            var.name in rendered
+            or var.name in RESERVED_ENV
+            or var.name.startswith(RESERVED_ENV_PREFIXES)
+        ):
+            raise errors.RenderError(
+                f"spec.serving.env[{i}].name: {var.name} is set by Breakeven or LeaderWorkerSet "
+                "(the launch script and the fabric settings read it); remove it from env"
+            )
+    return env + [_env(e.name, _literal(e.value)) for e in ctx.serving.env]
 
 
 # --------------------------------------------------------------------------------- pod spec
@@ -405,18 +557,34 @@ def _security(ctx: _Ctx) -> tuple[dict[str, Any], dict[str, Any]]:
     }
     if ctx.rdma:
         pod.update(runAsNonRoot=False, runAsUser=0, runAsGroup=0)
-        container["capabilities"] = {"drop": ["ALL"], "add": ["IPC_LOCK"]}
+        added = ["IPC_LOCK"]
+        if _uses_deepep(ctx):
+            # NVSHMEM's IBGDA transport maps the NIC's doorbells into GPU-visible memory
+            # (mlx5dv_devx_uar): llm-d's wide-EP manifests add SYS_RAWIO for it, and on GKE run
+            # the container privileged, as GKE's RDMA guide requires for GPU-initiated RDMA.
+            added.append("SYS_RAWIO")
+            if ctx.gke_rdma:
+                container = {"privileged": True}
+        if "privileged" not in container:
+            container["capabilities"] = {"drop": ["ALL"], "add": added}
     else:
         pod.update(runAsNonRoot=True, runAsUser=NON_ROOT_UID, runAsGroup=NON_ROOT_UID)
     return pod, container
 
 
-def _probes(serves_http: bool) -> dict[str, Any]:
+def _uses_deepep(ctx: _Ctx) -> bool:
+    if ctx.mode != api.ServingMode.MOE:
+        return False
+    roles: tuple[Role, ...] = ("prefill", "decode") if ctx.disaggregated else ("both",)
+    return any(_all2all_backend(ctx, r).startswith("deepep") for r in roles)
+
+
+def _probes(serves_http: bool, port: str = "http") -> dict[str, Any]:
     if not serves_http:
         return {}
 
     def get(path: str) -> dict[str, Any]:
-        return {"path": path, "port": "http"}
+        return {"path": path, "port": port}
 
     return {
         "startupProbe": {
@@ -440,11 +608,42 @@ def _probes(serves_http: bool) -> dict[str, Any]:
     }
 
 
+def _gib(value: float) -> str:
+    return f"{max(int(value // 1024**3), 1)}Gi"
+
+
+def _memory_request(ctx: _Ctx) -> float:
+    share = ctx.gpus_per_pod / ctx.pool.gpus_per_node
+    if ctx.pool.memory_per_node > 0:
+        return ctx.pool.memory_per_node * share * ALLOCATABLE_SHARE
+    return float(FALLBACK_MEMORY_PER_GPU * ctx.gpus_per_pod)
+
+
 def _resources(ctx: _Ctx) -> dict[str, Any]:
-    limits = {"nvidia.com/gpu": str(ctx.gpus_per_pod)}
+    """GPUs (and RDMA devices) as limits; CPU and memory requests from the node's allocatable.
+
+    Requests are the pod's GPU share of the smallest node's allocatable CPU and memory (times
+    ALLOCATABLE_SHARE), so the pod is Burstable and the scheduler counts what vLLM really uses
+    (tokenizer and API server processes, pinned host buffers, /dev/shm). No CPU or memory limit:
+    weight loading peaks above the steady state and a limit would throttle or OOM-kill it.
+    """
+    gpus = str(ctx.gpus_per_pod)
+    limits = {"nvidia.com/gpu": gpus}
     if ctx.rdma and ctx.pool.rdma_resource:
-        limits[ctx.pool.rdma_resource] = "1"
-    return {"limits": limits}
+        count = 1
+        if ctx.pool.rdma_resource in EXCLUSIVE_RDMA_RESOURCES:
+            count = max(ctx.pool.rdma_devices * ctx.gpus_per_pod // ctx.pool.gpus_per_node, 1)
+        limits[ctx.pool.rdma_resource] = str(count)
+    share = ctx.gpus_per_pod / ctx.pool.gpus_per_node
+    if ctx.pool.cpu_per_node > 0:
+        cpu = max(int(ctx.pool.cpu_per_node * share * ALLOCATABLE_SHARE), 1)
+    else:
+        cpu = FALLBACK_CPU_PER_GPU * ctx.gpus_per_pod
+    requests = {**limits, "cpu": str(cpu), "memory": _gib(_memory_request(ctx))}
+    resources: dict[str, Any] = {"requests": requests, "limits": limits}
+    if ctx.one_nvlink_domain:
+        resources["claims"] = [{"name": IMEX_CLAIM}]
+    return resources
 
 
 def _volumes(ctx: _Ctx) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -454,8 +653,11 @@ def _volumes(ctx: _Ctx) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         if pvc
         else {"name": "model-cache", "emptyDir": {}}
     )
+    # /dev/shm counts against the pod's memory: SHM_PER_GPU per GPU, at most a quarter of the
+    # memory request.
+    shm = min(SHM_PER_GPU * ctx.gpus_per_pod, _memory_request(ctx) / 4)
     volumes = [
-        {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": _gib(shm)}},
         {"name": "home", "emptyDir": {}},
         cache,
     ]
@@ -464,7 +666,25 @@ def _volumes(ctx: _Ctx) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         {"name": "home", "mountPath": HOME},
         {"name": "model-cache", "mountPath": HF_HOME},
     ]
+    if ctx.gke_rdma:
+        # GKE's gIB plugin (NCCL net plugin and set_nccl_env.sh), installed on the node.
+        volumes.append({"name": "gib", "hostPath": {"path": GKE_GIB_HOST_PATH, "type": ""}})
+        mounts.append({"name": "gib", "mountPath": GKE_GIB_MOUNT})
     return volumes, mounts
+
+
+def _gke_annotations(ctx: _Ctx) -> dict[str, str]:
+    """GKE multi-network: eth0 on the default network, one RDMA NIC per GPU on rdma-0..N-1."""
+    if not ctx.gke_rdma:
+        return {}
+    nics = [{"interfaceName": "eth0", "network": "default"}] + [
+        {"interfaceName": f"eth{i + 2}", "network": f"rdma-{i}"}
+        for i in range(ctx.pool.gpus_per_node)
+    ]
+    return {
+        "networking.gke.io/default-interface": "eth0",
+        "networking.gke.io/interfaces": json.dumps(nics, separators=(",", ":")),
+    }
 
 
 def _node_selector(ctx: _Ctx) -> dict[str, str]:
@@ -503,8 +723,15 @@ def _group_affinity(ctx: _Ctx, workload: str) -> dict[str, Any]:
     return {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": preferred}}
 
 
-def _ports(ctx: _Ctx, serves_http: bool, extra: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    ports = [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}] if serves_http else []
+def _ports(
+    ctx: _Ctx, serves_http: bool, extra: list[dict[str, Any]], sidecar: bool = False
+) -> list[dict[str, Any]]:
+    http = (
+        {"name": "vllm", "containerPort": VLLM_BEHIND_SIDECAR_PORT, "protocol": "TCP"}
+        if sidecar
+        else {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}
+    )
+    ports = [http] if serves_http else []
     if ctx.disaggregated:
         ports.append({"name": "nixl", "containerPort": NIXL_PORT, "protocol": "TCP"})
     return ports + extra
@@ -517,6 +744,32 @@ class _Container:
     env: list[dict[str, Any]]
     serves_http: bool = True
     ports: tuple[dict[str, Any], ...] = ()
+    routing_sidecar: bool = False  # decode of a P/D pair: llm-d's routing sidecar in front
+
+
+def _routing_sidecar() -> dict[str, Any]:
+    """llm-d's routing sidecar as a native sidecar (an init container that keeps running)."""
+    return {
+        "name": "routing-proxy",
+        "image": ROUTING_SIDECAR_IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        "restartPolicy": "Always",
+        "args": [
+            f"--port={HTTP_PORT}",
+            f"--vllm-port={VLLM_BEHIND_SIDECAR_PORT}",
+            "--connector=nixlv2",
+            "--secure-proxy=false",
+        ],
+        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+            "runAsUser": SIDECAR_UID,
+            "runAsGroup": SIDECAR_UID,
+        },
+    }
 
 
 def _pod_template(
@@ -531,14 +784,14 @@ def _pod_template(
         "name": "vllm",
         "image": ctx.serving.image,
         "imagePullPolicy": "IfNotPresent",
-        "command": spec.command,
+        "command": _command(ctx, spec.command),
         "args": spec.args,
         "env": _with_user_env(ctx, spec.env),
-        "ports": _ports(ctx, spec.serves_http, list(spec.ports)),
+        "ports": _ports(ctx, spec.serves_http, list(spec.ports), spec.routing_sidecar),
         "resources": _resources(ctx),
         "volumeMounts": mounts,
         "securityContext": container_security,
-        **_probes(spec.serves_http),
+        **_probes(spec.serves_http, "vllm" if spec.routing_sidecar else "http"),
     }
     pod: dict[str, Any] = {
         # vLLM needs no API access, and Service links would inject VLLM_PORT-style variables
@@ -552,11 +805,26 @@ def _pod_template(
         "containers": [container],
         "volumes": volumes,
     }
+    if spec.routing_sidecar:
+        pod["initContainers"] = [_routing_sidecar()]
     if affinity:
         pod["affinity"] = affinity
     if ctx.serving.priority_class_name:
         pod["priorityClassName"] = ctx.serving.priority_class_name
-    return {"metadata": {"labels": labels}, "spec": pod}
+    metadata: dict[str, Any] = {"labels": labels}
+    annotations = _gke_annotations(ctx)
+    if annotations:
+        metadata["annotations"] = annotations
+    return {"metadata": metadata, "spec": pod}
+
+
+def _command(ctx: _Ctx, command: list[str]) -> list[str]:
+    """The container command; under bash where GKE's BASH_ENV must be sourced first."""
+    if not ctx.gke_rdma:
+        return command
+    if command[:2] == ["/bin/sh", "-c"]:
+        return ["/bin/bash", "-c", *command[2:]]
+    return ["/bin/bash", "-c", 'exec "$0" "$@"', *command]
 
 
 # -------------------------------------------------------------------------------- objects
@@ -631,6 +899,11 @@ def _leader_worker_set(
     else:
         labels = _pod_labels(ctx, name, role, endpoint)
         template["workerTemplate"] = _pod_template(ctx, labels, worker, affinity)
+    if ctx.one_nvlink_domain:
+        claims = [{"name": IMEX_CLAIM, "resourceClaimTemplateName": _imex_template(name)}]
+        for key in ("leaderTemplate", "workerTemplate"):
+            if key in template:
+                template[key]["spec"]["resourceClaims"] = claims
     return {
         "apiVersion": "leaderworkerset.x-k8s.io/v1",
         "kind": "LeaderWorkerSet",
@@ -641,6 +914,38 @@ def _leader_worker_set(
             "leaderWorkerTemplate": template,
         },
     }
+
+
+def _imex_template(workload: str) -> str:
+    return f"{workload}-imex"
+
+
+def _compute_domain(ctx: _Ctx, name: str, role: Role) -> dict[str, Any]:
+    """The NVIDIA DRA driver's ComputeDomain for a group spanning nodes of one NVLink domain.
+
+    The driver's controller creates the ResourceClaimTemplate named in `channel`; each pod's
+    claim on it gives the pod an IMEX channel, which multi-node NVLink (MNNVL) memory sharing
+    needs. `numNodes: 0`, as the CRD recommends with the driver's IMEXDaemonsWithDNSNames
+    feature gate (on by default): the spec is immutable, so a count that followed
+    spec.serving.replicas would make every later apply fail.
+    """
+    return {
+        "apiVersion": "resource.nvidia.com/v1beta1",
+        "kind": "ComputeDomain",
+        "metadata": _metadata(ctx, name, role),
+        "spec": {
+            "numNodes": 0,
+            "channel": {"resourceClaimTemplate": {"name": _imex_template(name)}},
+        },
+    }
+
+
+def _with_domain(
+    ctx: _Ctx, name: str, role: Role, workload: dict[str, Any]
+) -> list[dict[str, Any]]:
+    if not ctx.one_nvlink_domain:
+        return [workload]
+    return [_compute_domain(ctx, name, role), workload]
 
 
 # --------------------------------------------------------------------------------- dense
@@ -686,16 +991,19 @@ def _render_dense(ctx: _Ctx) -> list[dict[str, Any]]:
         env=env,
         serves_http=False,
     )
-    return [_leader_worker_set(ctx, name, "both", ctx.serving.replicas, worker, leader, True)]
+    lws = _leader_worker_set(ctx, name, "both", ctx.serving.replicas, worker, leader, True)
+    return _with_domain(ctx, name, "both", lws)
 
 
 # ----------------------------------------------------------------------------------- MoE
 
 
-def _moe_role(ctx: _Ctx, role: Role, name: str, replicas: int) -> dict[str, Any]:
+def _moe_role(ctx: _Ctx, role: Role, name: str, replicas: int) -> list[dict[str, Any]]:
     est = ctx.estimate
     backend = _all2all_backend(ctx, role)
-    args = _base_args(ctx) + ctx.flag("--enable-expert-parallel")
+    sidecar = ctx.disaggregated and role == "decode"
+    port = VLLM_BEHIND_SIDECAR_PORT if sidecar else HTTP_PORT
+    args = _base_args(ctx, port) + ctx.flag("--enable-expert-parallel")
     args += ctx.flag("--tensor-parallel-size", str(est.tp))
     args += ctx.flag("--data-parallel-size", str(est.dp))
     env = _base_env(ctx)
@@ -713,8 +1021,13 @@ def _moe_role(ctx: _Ctx, role: Role, name: str, replicas: int) -> dict[str, Any]
     env += _network_env(ctx, backend)
     endpoint = role != "prefill"
     if not ctx.multi_node:
-        spec = _Container(command=["vllm", "serve"], args=args + _extra_args(ctx), env=env)
-        return _deployment(ctx, name, role, replicas, spec, endpoint)
+        spec = _Container(
+            command=["vllm", "serve"],
+            args=args + _extra_args(ctx),
+            env=env,
+            routing_sidecar=sidecar,
+        )
+        return [_deployment(ctx, name, role, replicas, spec, endpoint)]
     # One pod per node, each running its local DP ranks with its own API server (hybrid load
     # balancing); LWS numbers the pods, the script turns that into the first DP rank.
     local = ctx.gpus_per_pod // est.tp
@@ -730,19 +1043,21 @@ def _moe_role(ctx: _Ctx, role: Role, name: str, replicas: int) -> dict[str, Any]
         args=args + _extra_args(ctx),
         env=env,
         ports=rpc,
+        routing_sidecar=sidecar,
     )
-    return _leader_worker_set(ctx, name, role, replicas, spec, None, endpoint)
+    lws = _leader_worker_set(ctx, name, role, replicas, spec, None, endpoint)
+    return _with_domain(ctx, name, role, lws)
 
 
 def _render_moe(ctx: _Ctx) -> list[dict[str, Any]]:
     main = workload_name(ctx.plan, ctx.mode)
     if not ctx.disaggregated:
-        return [_moe_role(ctx, "both", main, ctx.serving.replicas)]
+        return _moe_role(ctx, "both", main, ctx.serving.replicas)
     prefill = prefill_workload_name(ctx.plan)
     prefill_replicas = ctx.serving.disaggregation.prefill_replicas
     return [
-        _moe_role(ctx, "prefill", prefill, prefill_replicas),
-        _moe_role(ctx, "decode", main, ctx.serving.replicas),
+        *_moe_role(ctx, "prefill", prefill, prefill_replicas),
+        *_moe_role(ctx, "decode", main, ctx.serving.replicas),
     ]
 
 
@@ -755,6 +1070,7 @@ def render(
     estimate: capacity.Estimate,
     pool: facts.Pool,
     arch: catalog.Architecture,
+    telemetry_options: telemetry.Options = telemetry.DEFAULT,
 ) -> list[dict[str, Any]]:
     """The workload objects that serve `plan` in `mode`, sized by `estimate` on `pool`.
 
@@ -776,7 +1092,10 @@ def render(
     _check(ctx)
     if mode == api.ServingMode.DENSE:
         return _render_dense(ctx)
-    return _render_moe(ctx)
+    labels = {**_common_labels(plan, version_text), MODE_LABEL: "moe"}
+    selector = {k: labels[k] for k in (PLAN_LABEL, MODE_LABEL)}
+    return telemetry.instrument(_render_moe(ctx), plan, workload_name(plan, mode),
+                                ctx.served_name, labels, selector, telemetry_options)  # fmt: skip
 
 
 def service(plan: api.ServingPlan, mode: api.ServingMode) -> dict[str, Any]:
