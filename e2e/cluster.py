@@ -453,9 +453,18 @@ class LocalCluster:
                              "--field-manager=breakeven-e2e", "-f", str(crd))  # fmt: skip
             if r.returncode != 0:
                 raise StartError(f"applying {crd.name} failed: {r.stderr.strip()}")
-        r = self.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                         "crd/leaderworkersets.leaderworkerset.x-k8s.io",
-                         "crd/disaggregatedsets.disaggregatedset.x-k8s.io")  # fmt: skip
+        # kubectl wait fails at once ("status.conditions accessor error") when it reads a CRD
+        # whose status has no conditions yet, right after the apply: try again until the deadline.
+        deadline = time.monotonic() + 60
+        while True:
+            r = self.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                             "crd/leaderworkersets.leaderworkerset.x-k8s.io",
+                             "crd/disaggregatedsets.disaggregatedset.x-k8s.io")  # fmt: skip
+            if r.returncode == 0 or "accessor error" not in r.stderr:
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         if r.returncode != 0:
             raise StartError(f"LWS CRDs not established: {r.stderr.strip()}")
         ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": LWS_NAMESPACE}}

@@ -69,6 +69,7 @@ def test_default_render_is_cluster_wide_with_the_generated_rules() -> None:
         ("ClusterRoleBinding", "", "breakeven"),
         ("Service", "breakeven", "breakeven-metrics"),
         ("Deployment", "breakeven", "breakeven"),
+        ("ClusterKopfPeering", "", "breakeven"),
     }
     assert docs[("ClusterRole", "", "breakeven")]["rules"] == deploy.RULES
     binding = docs[("ClusterRoleBinding", "", "breakeven")]
@@ -79,6 +80,11 @@ def test_default_render_is_cluster_wide_with_the_generated_rules() -> None:
     assert c["image"] == "ghcr.io/breakeven/breakeven:0.1.0"  # the chart's appVersion
     args = build_parser().parse_args(c["args"])  # the operator's own parser accepts them
     assert args.namespace == [] and args.prometheus_url == "http://prometheus.monitoring:9090"
+    # Two replicas, one active: kopf peering in the ClusterKopfPeering named after the release,
+    # each replica identified by its pod name.
+    assert docs[("Deployment", "breakeven", "breakeven")]["spec"]["replicas"] == 2
+    assert args.peering == "breakeven" and not args.standalone
+    assert {"name": "POD_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in c["env"]
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     pod = docs[("Deployment", "breakeven", "breakeven")]["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsUser"] == 65532
@@ -115,6 +121,12 @@ def test_every_option_shows_in_the_render() -> None:
 
     args = build_parser().parse_args(c["args"])
     assert args.namespace == ["team-a", "team-b"]
+    # Namespaced kopf peers per namespace: a KopfPeering in each, no ClusterKopfPeering.
+    assert args.peering == "breakeven"
+    assert {k for k in objs if "KopfPeering" in k[0]} == {
+        ("KopfPeering", "team-a", "breakeven"),
+        ("KopfPeering", "team-b", "breakeven"),
+    }
     assert args.prometheus_url == values["prometheus"]["url"]
     assert args.allowed_prometheus_url == values["prometheus"]["allowedUrls"]
     assert args.interval == 120
@@ -160,7 +172,8 @@ def test_every_option_shows_in_the_render() -> None:
         for r in rule["resources"]
         for v in rule["verbs"]
     }
-    assert split == generated
+    # plus listing and watching namespaces, which kopf does when it serves a list of them.
+    assert split == generated | {("", "namespaces", "list"), ("", "namespaces", "watch")}
 
     monitor = objs[("ServiceMonitor", "breakeven", "breakeven")]
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
@@ -184,7 +197,7 @@ def test_every_option_shows_in_the_render() -> None:
 @pytest.mark.parametrize(
     ("setting", "named"),
     [
-        ("replicas=2", "/replicas"),
+        ("replicas=-1", "/replicas"),
         ("interval=0", "/interval"),
         ("interval=soon", "/interval"),
         ("watchNamespaces={Team_A}", "/watchNamespaces/0"),
@@ -221,9 +234,24 @@ def test_service_monitor_without_service_fails() -> None:
 
 
 def _can_i(cluster: ClusterHandle, sa: str, verb: str, resource: str, ns: str | None) -> bool:
+    """`kubectl auth can-i VERB RESOURCE --as=SA`, or, for a resource of an API group this
+    cluster does not serve (kubectl cannot resolve it: ComputeDomains, PodMonitors), the same
+    SubjectAccessReview sent through the API."""
+    name, _, sub = resource.partition("/")
+    base, _, group = name.partition(".")
+    if group in ("resource.nvidia.com", "monitoring.coreos.com"):
+        from kubernetes import client
+
+        attributes = {"verb": verb, "group": group, "resource": base}
+        attributes.update({"subresource": sub} if sub else {})
+        attributes.update({"namespace": ns} if ns else {})
+        with cluster.api_client() as api:
+            review = client.AuthorizationV1Api(api).create_subject_access_review(
+                {"spec": {"user": sa, "resourceAttributes": attributes}}
+            )
+        return bool(review.status.allowed)
     argv = [str(tool("kubectl")), "--kubeconfig", str(cluster.kubeconfig), "auth", "can-i"]
-    resource, _, sub = resource.partition("/")
-    argv += [verb, resource, f"--as={sa}"] + ([f"--subresource={sub}"] if sub else [])
+    argv += [verb, name, f"--as={sa}"] + ([f"--subresource={sub}"] if sub else [])
     argv += ["--namespace", ns] if ns else ["--all-namespaces"]
     out = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert out.stdout.strip() in ("yes", "no"), out.stdout + out.stderr
@@ -275,6 +303,11 @@ def test_helm_install_creates_what_the_operator_needs(cluster: ClusterHandle) ->
             assert rbac.read_cluster_role_binding(release).subjects[0].name == release
             deployment = client.AppsV1Api(api).read_namespaced_deployment(release, namespace)
             assert deployment.spec.template.spec.service_account_name == release
+            # Helm installed kopf's peering CRDs from crds/ before the peering object.
+            peering = client.CustomObjectsApi(api).get_cluster_custom_object(
+                "kopf.dev", "v1", "clusterkopfpeerings", release
+            )
+            assert peering["metadata"]["name"] == release
 
         def crd_established() -> bool:
             with cluster.api_client() as api:
@@ -315,6 +348,14 @@ def test_helm_install_with_watched_namespaces_grants_only_those(cluster: Cluster
         assert not _can_i(cluster, sa, "create", "deployments.apps", "default")
         assert not _can_i(cluster, sa, "list", "servingplans.breakeven.dev", None)
         assert _can_i(cluster, sa, "watch", "nodes", None)
+        assert _can_i(cluster, sa, "watch", "namespaces", None)
+        assert _can_i(cluster, sa, "patch", "kopfpeerings.kopf.dev", watched)
+        assert not _can_i(cluster, sa, "patch", "kopfpeerings.kopf.dev", "default")
+        with cluster.api_client() as api:
+            peering = client.CustomObjectsApi(api).get_namespaced_custom_object(
+                "kopf.dev", "v1", watched, "kopfpeerings", release
+            )
+        assert peering["metadata"]["namespace"] == watched
         assert _can_i(cluster, sa, "list", "customresourcedefinitions.apiextensions.k8s.io", None)
     finally:
         _uninstall(cluster, release, namespace)

@@ -133,7 +133,8 @@ def test_operator_runs_from_the_image_under_the_chart_service_account(
          "--volume", f"{creds}:{SA_DIR}:ro",
          "--env", f"KUBERNETES_SERVICE_HOST={server.hostname}",
          "--env", f"KUBERNETES_SERVICE_PORT={server.port}",
-         built, "run", "--namespace", namespace, "--prometheus-url", "http://127.0.0.1:9",
+         built, "run", "--namespace", namespace, "--peering", release,
+         "--prometheus-url", "http://127.0.0.1:9",
          "--interval", "2", "--metrics-port", "0"],
     )  # fmt: skip
     assert started.returncode == 0, started.stderr

@@ -86,6 +86,9 @@ def test_base_renders_the_generated_objects() -> None:
         ("ClusterRole", "", "breakeven"),
         ("ClusterRoleBinding", "", "breakeven"),
         ("Deployment", "breakeven", "breakeven"),
+        ("ClusterKopfPeering", "", "breakeven"),
+        ("CustomResourceDefinition", "", "clusterkopfpeerings.kopf.dev"),
+        ("CustomResourceDefinition", "", "kopfpeerings.kopf.dev"),
     }
 
 
