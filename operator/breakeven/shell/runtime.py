@@ -63,6 +63,7 @@ class PlanState:
     traffic_at: float = 0.0
     reading: bool = False  # its traffic facts are being read
     decided: api.ServingMode | None = None
+    gone: bool = False  # the reconcile found it deleted (a watch restart hides deletions)
 
 
 Reconcile = Callable[[PlanState], Awaitable[bool]]
@@ -157,6 +158,8 @@ class Scheduler:
             except Exception:  # one plan's failure never stops the others
                 logger.exception("reconcile of %s/%s failed", *key)
                 switching = False
+            if state.gone:
+                self.forget(*key)
             if key in self.plans:
                 # A trigger that arrived during the reconcile is not lost.
                 state.due = time.monotonic() if state.pending else self._next(switching)
