@@ -11,13 +11,15 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+import pytest
 from kubernetes.aio.client.exceptions import ApiException
-from test_reconcile import ROOT, FakeApi, plan_and_evaluation
+from test_reconcile import ROOT, FakeApi, plan_and_evaluation, rendered_kind
 
-from breakeven.core import api, facts, statuses
+from breakeven.core import api, facts, statuses, switching
 from breakeven.shell import inputs
 from breakeven.shell.reconcile import Reconciler
 from breakeven.shell.runtime import Config, PlanState, Scheduler
@@ -137,3 +139,52 @@ def test_unreadable_fields_are_dropped_one_by_one_and_the_rest_kept() -> None:
     prev = statuses.previous({"status": {"criteria": "garbage", "mode": "MoE", "phase": 7}})
     assert prev is not None and prev.mode == api.ServingMode.MOE and prev.criteria == []
     assert statuses.previous({"status": {}}) is None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="real, not fixed here: a switch target that never gets a ready pod (Pending for a "
+    "missing PVC, or never created: a missing PriorityClass, Pod Security Admission) is never "
+    "broken, so the switch waits forever with no back-off (docs/reliability.md, Verified)",
+)
+async def test_a_switch_target_whose_pods_never_schedule_is_broken_after_a_deadline() -> None:
+    plan, ev = plan_and_evaluation(replicas=1, nodes=4)
+    fake = FakeApi()
+    r = Reconciler(Config(), lambda: None)
+    r.connect(fake)  # type: ignore[arg-type]
+    moe = f"{plan.name}-moe"
+    dense = f"{plan.name}-dense"
+    fake.workload(rendered_kind(ev, api.ServingMode.DENSE, dense), dense, 1, 1)
+    fake.workload(rendered_kind(ev, api.ServingMode.MOE, moe), moe, 1, 0)
+    fake.pod_list = [
+        {
+            "metadata": {"name": f"{moe}-0"},
+            "status": {
+                "phase": "Pending",
+                "conditions": [
+                    {
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": 'persistentvolumeclaim "model-cache" not found',
+                    }
+                ],
+            },
+        }
+    ]
+    now = dt.datetime(2026, 11, 1, 12, tzinfo=dt.UTC)
+    started = switching.rfc3339(now - dt.timedelta(hours=6))
+    prev = api.ServingPlanStatus(
+        mode=api.ServingMode.DENSE,
+        target_mode=api.ServingMode.MOE,
+        criteria=list(ev.decision.rows),
+        switch=api.SwitchStatus.model_validate(
+            {"from": "Dense", "to": "MoE", "startedAt": started, "step": "WaitingForTarget"}
+        ),
+    )
+    seen = await r.observe(plan, ev, prev, now)
+    assert seen[api.ServingMode.MOE].exists and seen[api.ServingMode.MOE].ready_replicas == 0
+    step = switching.step(ev, prev, seen, now)
+    # Six hours of Pending pods: the attempt should have failed into a reported back-off.
+    assert seen[api.ServingMode.MOE].broken is not None
+    assert step.moe_backoff is not None
