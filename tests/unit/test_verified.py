@@ -188,3 +188,40 @@ async def test_a_switch_target_whose_pods_never_schedule_is_broken_after_a_deadl
     # Six hours of Pending pods: the attempt should have failed into a reported back-off.
     assert seen[api.ServingMode.MOE].broken is not None
     assert step.moe_backoff is not None
+
+
+async def test_plans_are_reconciled_when_a_read_takes_longer_than_the_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by the chaos suite (Prometheus answering after 30 s, --interval 2): facts dated
+    from the read's start arrived already stale, so no plan was ever reconciled."""
+    from breakeven.shell import prometheus
+    from breakeven.shell.runtime import TrafficCache
+
+    _, _, body, _ = setup()
+
+    async def slow_read(client: Any, queries: Any, **_: Any) -> dict[str, facts.Traffic]:
+        await asyncio.sleep(0.3)  # three intervals
+        return {q.key: facts.Traffic(errors=("timed out",)) for q in queries}
+
+    monkeypatch.setattr(prometheus, "read_traffic", slow_read)
+    config = Config(prometheus_url="http://prometheus:9090", interval=0.1)
+    reconciled: list[str] = []
+
+    async def reconcile(state: PlanState) -> bool:
+        reconciled.append(state.body["metadata"]["name"])
+        return False
+
+    scheduler = Scheduler(config, reconcile, TrafficCache(config, None), lambda: True)  # type: ignore[arg-type]
+    scheduler.remember(body)
+    task = asyncio.create_task(scheduler.run())
+    try:
+        for _ in range(40):
+            await asyncio.sleep(0.1)
+            if reconciled:
+                break
+    finally:
+        task.cancel()
+        if scheduler.reading is not None:
+            scheduler.reading.cancel()
+    assert reconciled, "no reconcile while every read outlasted the interval"

@@ -220,6 +220,10 @@ class TrafficCache:
             on_error=lambda url, reason: metrics.PROMETHEUS_ERRORS.labels(url=url).inc(),
         )
         metrics.TRAFFIC_READ.observe(time.perf_counter() - started)
+        # The facts' age counts from their arrival: counted from the read's start, a read that
+        # takes longer than the interval (a slow Prometheus, a short --interval) delivered facts
+        # already stale, and no plan was ever reconciled.
+        now = time.monotonic()
         for key, (state, _) in stale.items():
             state.traffic = results.get(key, facts.Traffic(errors=("no result",)))
             state.traffic_at = now
