@@ -254,7 +254,8 @@ def test_the_operator_killed_at_random_points_of_switches_never_drops_the_servic
     print(
         f"\nchaos: kills={KILLS} seed={SEED} at={at_kill} endpoint samples={len(counts)} "
         f"zero-ready samples={sum(1 for c in counts if c == 0)} min ready={min(counts)} "
-        f"unreadable={watch.unreadable} orphans=0 duplicates=0"
+        f"unreadable={watch.unreadable}; after each kill: the expected children, owned by "
+        "the plan alone"
     )
     assert counts and min(counts) > 0, f"zero ready endpoints during a switch: {counts}"
 
