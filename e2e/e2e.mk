@@ -43,6 +43,16 @@ test-e2e: $(STAMP) controlplane prometheus-install ## End-to-end tests of the op
 
 .PHONY: controlplane prometheus-install cluster-up cluster-down cluster-status test-integration test-e2e
 
+# The chaos suite (tests/e2e/test_chaos.py) with CHAOS_KILLS operator kills (make test runs 5)
+# and a fixed seed; -s prints each test's `chaos:` figures.
+CHAOS_KILLS ?= 20
+CHAOS_SEED ?= 20261129
+chaos: $(STAMP) controlplane prometheus-install ## The chaos suite with CHAOS_KILLS operator kills (make test runs 5)
+	BREAKEVEN_CHAOS_KILLS=$(CHAOS_KILLS) BREAKEVEN_CHAOS_SEED=$(CHAOS_SEED) \
+		$(PY) -m pytest -q -s -m e2e -p no:cacheprovider tests/e2e/test_chaos.py
+
+.PHONY: chaos
+
 # The operator image (Containerfile; docs/install.md). Offline by default: Debian bases from
 # debootstrap and wheels from the host's pip (e2e/image.py). A release build passes the base,
 # pinned by digest: make image IMAGE_BASE=docker.io/library/python:3.11-slim-bookworm@sha256:...

@@ -35,6 +35,8 @@ class FakeApi:
         self.refuse: Callable[[Mapping[str, Any]], bool] = lambda obj: False
         self.status: dict[str, Any] = {}
         self.events: list[str] = []
+        self.plan: dict[str, Any] | None = None  # what get_plan answers (None: deleted)
+        self.status_versions: list[str | None] = []
 
     async def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
@@ -60,8 +62,18 @@ class FakeApi:
     async def serves(self, group: str, version: str, plural: str) -> bool:
         return False  # no Prometheus Operator: MoE telemetry goes by annotations
 
-    async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    async def patch_status(
+        self,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        resource_version: str | None = None,
+    ) -> None:
+        self.status_versions.append(resource_version)
         self.status = {**self.status, **status}
+
+    async def get_plan(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.plan
 
     async def post_event(
         self, plan: Mapping[str, Any], type: str, reason: str, message: str
@@ -212,6 +224,7 @@ async def test_a_whole_reconcile_writes_status_once_and_announces_each_thing_onc
     state = PlanState(body=body, traffic=ev.traffic)
 
     async def reconcile() -> None:
+        fake.plan = state.body
         await r.reconcile(state)
         await asyncio.gather(*r.publisher._posting)
         state.body = {**state.body, "status": dict(fake.status)}

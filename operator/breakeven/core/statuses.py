@@ -61,14 +61,76 @@ def current(body: Mapping[str, Any]) -> dict[str, Any]:
 
 def previous(body: Mapping[str, Any]) -> api.ServingPlanStatus | None:
     """The status the operator wrote last, or None when there is none or it cannot be read
-    (then the caller says so: every clock restarts)."""
+    (then the caller says so: every clock restarts).
+
+    A status written by a newer operator (read after a rollback, the newer CRD still in place)
+    may carry fields or values this version does not know. Those parts are dropped, not the
+    whole status: an unknown field goes, an unreadable list item (a row of an unknown
+    criterion) or top-level field (an unknown phase) goes, and everything else, the clocks
+    above all, is kept. A status none of which can be read is None."""
     raw = current(body)
     if not raw:
         return None
-    try:
-        return api.ServingPlanStatus.model_validate(raw)
-    except pydantic.ValidationError:
-        return None
+    data: Any = raw
+    for _ in range(_READ_ATTEMPTS):
+        if not data:  # nothing of it could be read
+            return None
+        try:
+            return api.ServingPlanStatus.model_validate(data)
+        except pydantic.ValidationError as exc:
+            data = _without(data, [_unreadable(e) for e in exc.errors()])
+    return None
+
+
+_READ_ATTEMPTS = 8
+_DROPPED = object()
+
+
+def _unreadable(error: Any) -> tuple[str | int, ...]:
+    """The part of a status a validation error condemns: an unknown field itself; else the
+    list item it is in (the outermost), or the top-level field."""
+    loc = tuple(error["loc"])
+    if error["type"] == "extra_forbidden":
+        return loc
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            return loc[: i + 1]
+    return loc[:1]
+
+
+def _without(data: Any, paths: Sequence[tuple[str | int, ...]]) -> Any:
+    """A deep copy of `data` without the parts at `paths`."""
+
+    def copy(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: copy(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [copy(v) for v in value]
+        return value
+
+    def sweep(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: sweep(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [sweep(v) for v in value if v is not _DROPPED]
+        return value
+
+    out = copy(data)
+    for path in paths:
+        if not path:  # an error about the status as a whole: nothing to single out
+            continue
+        parent = out
+        for part in path[:-1]:
+            try:
+                parent = parent[part]
+            except (KeyError, IndexError, TypeError):
+                parent = None
+                break
+        if isinstance(parent, dict):
+            parent.pop(path[-1], None)
+        elif isinstance(parent, list) and isinstance(path[-1], int) and path[-1] < len(parent):
+            parent[path[-1]] = _DROPPED
+    return sweep(out)
 
 
 def merge_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:

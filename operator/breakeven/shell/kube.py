@@ -194,14 +194,26 @@ class Writer:
         items: list[Obj] = (await _json(resp)).get("items", [])
         return items
 
-    async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    async def patch_status(
+        self,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        resource_version: str | None = None,
+    ) -> None:
+        """A merge patch of the status. With `resource_version`, the API server refuses it
+        (409 Conflict) unless the plan is still at that version: a status computed from an
+        older body never lands on a newer one."""
+        patch: dict[str, Any] = {"status": dict(status)}
+        if resource_version:
+            patch["metadata"] = {"resourceVersion": resource_version}
         resp = await self.custom.patch_namespaced_custom_object_status_without_preload_content(
             api.GROUP,
             api.VERSION,
             namespace,
             api.PLURAL,
             name,
-            {"status": dict(status)},
+            patch,
             _content_type=MERGE,
         )
         await _raise_for_status(resp)

@@ -1,7 +1,8 @@
 """The writer: a reconcile's status onto the plan's status subresource, its Events onto the plan.
 
 Status goes as a JSON merge patch of what changed (statuses.merge_patch), nothing when nothing
-did; a plan deleted meanwhile needs none. Events are posted in the background: a failed post is
+did, with the body's resourceVersion as a precondition (a 409 when the plan changed since it was
+read); a plan deleted meanwhile needs none. Events are posted in the background: a failed post is
 logged, never fatal, and never delays the next plan. The metrics that count Events (decisions,
 switches, fallbacks) are counted here, once per Event.
 """
@@ -33,7 +34,9 @@ class Publisher:
             return
         meta = body["metadata"]
         try:
-            await self.writer.patch_status(meta["namespace"], meta["name"], changes)
+            await self.writer.patch_status(
+                meta["namespace"], meta["name"], changes, meta.get("resourceVersion")
+            )
         except ApiException as exc:
             if exc.status != 404:  # a plan deleted meanwhile needs no status
                 raise

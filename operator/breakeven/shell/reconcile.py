@@ -82,7 +82,10 @@ class Reconciler:
     async def reconcile(self, state: PlanState) -> bool:
         """Reconcile one plan. Returns whether a switch is moving (the plan is polled fast)."""
         started = time.perf_counter()
-        body, now = state.body, dt.datetime.now(dt.UTC)
+        body, now = await self.read(state), dt.datetime.now(dt.UTC)
+        if body is None:  # deleted: nothing is applied, and the scheduler forgets it
+            state.gone = True
+            return False
         previous = self.previous(body)
         plan = self.gather(body)
         if isinstance(plan, Rejected):
@@ -107,7 +110,16 @@ class Reconciler:
             decided_before=state.decided,
         )
         state.decided = evaluation.decision.rubric_mode
-        await self.publisher.write(body, outcome.status)
+        try:
+            await self.publisher.write(body, outcome.status)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            # The plan changed after it was read (another writer): reconcile it again at once,
+            # from a fresh read; the status computed from the older body is not written.
+            logger.info("%s/%s changed while reconciled; again", plan.namespace, plan.name)
+            state.pending = True
+            return False
         self.publisher.emit(body, plan, outcome, evaluation.decision.rubric_mode)
         assert outcome.step is not None
         metrics.record(f"{plan.namespace}/{plan.name}", evaluation, outcome.step)
@@ -115,6 +127,18 @@ class Reconciler:
         return outcome.step.switching and not plan.spec.dry_run
 
     # ------------------------------------------------------------------------- the steps
+
+    async def read(self, state: PlanState) -> dict[str, Any] | None:
+        """The plan as the API server has it now, or None when it is gone (or replaced by a
+        plan of the same name: a new uid). The watch's cached body can be behind: after our own
+        status write (the previous status), or across a watch restart, whose re-list reports no
+        deletion (kopf/_cogs/clients/watching.py, continuous_watch), so a plan deleted then
+        stays in the cache."""
+        meta = state.body["metadata"]
+        fresh = await self.writer.get_plan(meta["namespace"], meta["name"])
+        if fresh is None or fresh["metadata"].get("uid") != meta.get("uid"):
+            return None
+        return fresh
 
     @staticmethod
     def previous(body: Mapping[str, Any]) -> api.ServingPlanStatus | None:

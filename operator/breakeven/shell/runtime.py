@@ -63,6 +63,7 @@ class PlanState:
     traffic_at: float = 0.0
     reading: bool = False  # its traffic facts are being read
     decided: api.ServingMode | None = None
+    gone: bool = False  # the reconcile found it deleted (a watch restart hides deletions)
 
 
 Reconcile = Callable[[PlanState], Awaitable[bool]]
@@ -157,6 +158,8 @@ class Scheduler:
             except Exception:  # one plan's failure never stops the others
                 logger.exception("reconcile of %s/%s failed", *key)
                 switching = False
+            if state.gone:
+                self.forget(*key)
             if key in self.plans:
                 # A trigger that arrived during the reconcile is not lost.
                 state.due = time.monotonic() if state.pending else self._next(switching)
@@ -217,6 +220,10 @@ class TrafficCache:
             on_error=lambda url, reason: metrics.PROMETHEUS_ERRORS.labels(url=url).inc(),
         )
         metrics.TRAFFIC_READ.observe(time.perf_counter() - started)
+        # The facts' age counts from their arrival: counted from the read's start, a read that
+        # takes longer than the interval (a slow Prometheus, a short --interval) delivered facts
+        # already stale, and no plan was ever reconciled.
+        now = time.monotonic()
         for key, (state, _) in stale.items():
             state.traffic = results.get(key, facts.Traffic(errors=("no result",)))
             state.traffic_at = now
