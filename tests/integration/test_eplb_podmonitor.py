@@ -23,7 +23,7 @@ from breakeven.core import rendering
 from breakeven.core.rendering import telemetry
 from breakeven.shell import kube
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rendering"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "rendering"))
 import rendering_cases as cases
 
 pytestmark = pytest.mark.integration

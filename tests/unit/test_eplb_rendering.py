@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rendering"))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "rendering"))
 import rendering_cases as cases
 
 from breakeven.cli import main as cli
