@@ -1,10 +1,14 @@
 """A real local Kubernetes control plane for Breakeven's integration and e2e tests.
 
-No container engine runs here, so kind and k3d are out. This module starts etcd, kube-apiserver
-(TLS, client certificates, RBAC), kube-controller-manager, kube-scheduler, kwok (fake GPU nodes
-and pods that go Running) and the LeaderWorkerSet controller with its webhooks, all as local
-processes on 127.0.0.1, from binaries that e2e/controlplane/build.sh builds from pinned Go
-modules. Every PID is recorded in the work directory and stopped by PID.
+No container engine runs here, so kind and k3d are out. kwokctl's binary runtime
+(`kwokctl create cluster --runtime binary`, sigs.k8s.io/kwok pkg/kwokctl/runtime/binary) starts
+etcd, kube-apiserver (TLS, client certificates, RBAC, service-account keys),
+kube-controller-manager, kube-scheduler and kwok (fake nodes, pods that go Running) as local
+processes on 127.0.0.1, from the binaries e2e/controlplane/build.sh builds from pinned Go modules;
+it makes the certificates and stops its processes by PID (`kwokctl delete cluster`). This module
+adds what kwokctl cannot: the LeaderWorkerSet controller out of cluster with its webhooks (serving
+cert signed by kwokctl's CA) and the fake GPU node pools. Its own PIDs are recorded in the work
+directory and stopped by PID.
 
     python -m e2e.cluster up [--workdir DIR]     # last line: export KUBECONFIG=...
     python -m e2e.cluster status|down [--workdir DIR]
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import re
@@ -32,7 +37,15 @@ import yaml
 
 from e2e import pki
 from e2e.nodes import DEFAULT_DESCRIPTION, KWOK_ANNOTATION, apply_nodes, node_objects
-from e2e.proc import Managed, ProcessGroup, StartError, free_port, pid_alive, wait_until
+from e2e.proc import (
+    Managed,
+    ProcessGroup,
+    StartError,
+    free_port,
+    log_tail,
+    pid_alive,
+    wait_until,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = REPO_ROOT / "e2e" / "controlplane" / "build.sh"
@@ -83,6 +96,7 @@ class Binaries:
         self.kubectl = b / f"kubectl-{v['KUBE']}"
         self.etcd = b / f"etcd-{v['ETCD']}"
         self.kwok = b / f"kwok-{v['KWOK']}"
+        self.kwokctl = b / f"kwokctl-{v['KWOK']}"
         self.lws = b / f"lws-controller-{v['LWS']}"
         data = self.cache / "data"
         self.kwok_stages = [data / f"kwok-{v['KWOK']}" / f"{s}.yaml" for s in KWOK_STAGES]
@@ -91,7 +105,7 @@ class Binaries:
     def missing(self) -> list[Path]:
         paths = [
             self.kube_apiserver, self.kube_controller_manager, self.kube_scheduler, self.kubectl,
-            self.etcd, self.kwok, self.lws, *self.kwok_stages, *self.lws_crds,
+            self.etcd, self.kwok, self.kwokctl, self.lws, *self.kwok_stages, *self.lws_crds,
         ]  # fmt: skip
         return [p for p in paths if not p.exists()]
 
@@ -138,6 +152,61 @@ def _kubeconfig(server: str, ca: Path, cert: Path, key: Path, user: str) -> dict
         ],
         "current-context": "breakeven-e2e",
     }
+
+
+KWOKCTL_CLUSTER = "breakeven"
+
+
+def kwokctl_config(bins: Binaries, ports: Mapping[str, int]) -> list[dict[str, Any]]:
+    """kwokctl's configuration for our control plane: the cached binaries, loopback only, the
+    ports we picked free (kwokctl's own pick scans down from 32767 per process, a race between
+    concurrent test sessions), and the flags kwokctl does not set (ComponentPatches.extraArgs)."""
+
+    def args(**flags: str) -> list[dict[str, str]]:
+        return [{"key": k.replace("_", "-"), "value": v} for k, v in flags.items()]
+
+    options = {
+        "runtime": "binary",
+        "bindAddress": "127.0.0.1",
+        "kubeApiserverBinary": str(bins.kube_apiserver),
+        "kubeControllerManagerBinary": str(bins.kube_controller_manager),
+        "kubeSchedulerBinary": str(bins.kube_scheduler),
+        "etcdBinary": str(bins.etcd),
+        "kwokControllerBinary": str(bins.kwok),
+        "etcdPort": ports["etcd"],
+        "etcdPeerPort": ports["etcd_peer"],
+        "kubeApiserverPort": ports["apiserver"],
+        "kubeControllerManagerPort": ports["kcm"],
+        "kubeSchedulerPort": ports["scheduler"],
+        "kwokControllerPort": ports["kwok"],
+        "kubeAuthorization": True,
+        # kwokctl multiplies node lease and node-monitor periods by 5 unless told 1
+        # (pkg/kwokctl/cmd/create/cluster/cluster.go); 1 keeps Kubernetes' own timings.
+        "heartbeatFactor": 1,
+        "nodeLeaseDurationSeconds": 40,
+    }
+    patches = [
+        {"name": "etcd", "extraArgs": args(unsafe_no_fsync="true", log_level="warn")},
+        {"name": "kube-apiserver", "extraArgs": args(
+            advertise_address="127.0.0.1", service_cluster_ip_range=SERVICE_CIDR,
+            endpoint_reconciler_type="none", profiling="false")},
+        {"name": "kube-controller-manager", "extraArgs": args(
+            service_cluster_ip_range=SERVICE_CIDR, use_service_account_credentials="true",
+            controllers="*,-nodeipam", enable_garbage_collector="true",
+            kube_api_qps="200", kube_api_burst="400")},
+        {"name": "kwok-controller", "extraArgs": args(
+            manage_all_nodes="false",
+            manage_nodes_with_annotation_selector=f"{KWOK_ANNOTATION}=fake",
+            node_ip="127.0.0.1")},
+    ]  # fmt: skip
+    return [
+        {
+            "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+            "kind": "KwokctlConfiguration",
+            "options": options,
+            "componentsPatches": patches,
+        }
+    ]
 
 
 def _webhook_configurations(base_url: str, ca_bundle: bytes) -> list[dict[str, Any]]:
@@ -235,7 +304,8 @@ class LocalCluster:
         self.timeout = timeout
         self.bins = Binaries()
         self.group = ProcessGroup(self.workdir)
-        self.pki_dir = self.workdir / "pki"
+        self.kwok_dir = self.workdir / "kwok"  # kwokctl's KWOK_WORKDIR
+        self.pki_dir = self.kwok_dir / "clusters" / KWOKCTL_CLUSTER / "pki"  # kwokctl's CA
         self.kubeconfig = self.workdir / "kubeconfig"
         self.ports: dict[str, int] = {}
 
@@ -276,7 +346,7 @@ class LocalCluster:
         return self
 
     def stop(self) -> None:
-        stopped = self.group.stop_all()
+        stopped = self.group.stop_all() + _kwokctl_delete(self.workdir, self.bins)
         if stopped:
             _log(f"stopped {', '.join(stopped)}")
 
@@ -296,136 +366,65 @@ class LocalCluster:
     def _start(self) -> None:
         wd = self.workdir
         wd.mkdir(parents=True, exist_ok=True)
-        for stale in ("etcd-data", "logs", "lws-certs"):
+        for stale in ("kwok", "logs", "lws-certs"):
             shutil.rmtree(wd / stale, ignore_errors=True)
         self.ports = {
             name: free_port()
-            for name in ("etcd", "etcd_peer", "apiserver", "kcm", "scheduler", "lws_webhook",
-                         "lws_health")
+            for name in ("etcd", "etcd_peer", "apiserver", "kcm", "scheduler", "kwok",
+                         "lws_webhook", "lws_health")
         }  # fmt: skip
         (wd / "ports.json").write_text(json.dumps(self.ports, indent=1))
-        _log("making certificates")
-        ca, sa, apiserver, admin, webhook = self._certificates()
+        self._kwokctl_create()
+        ca = pki.KeyPair(self.pki_dir / "ca.crt", self.pki_dir / "ca.key")
+        admin = pki.KeyPair(self.pki_dir / "admin.crt", self.pki_dir / "admin.key")
         self.kubeconfig.write_text(
             yaml.safe_dump(_kubeconfig(self.server, ca.cert, admin.cert, admin.key, "admin"))
         )
         self.kubeconfig.chmod(0o600)
-
-        etcd = self._start_etcd()
-        api = self._start_apiserver(ca, sa, apiserver, [etcd])
-        kcm = self._start_controller_manager(ca, sa, [api])
-        sched = self._start_scheduler([api])
-        kwok = self._start_kwok([api])
-        self._install_lws(ca)
-        lws = self._start_lws(webhook, [api])
-        watch = [etcd, api, kcm, sched, kwok, lws]
-        self._wait_webhook(watch)
-        self._wait_scheduler(sched)
-        self._apply_node_pools(watch)
-
-    def _certificates(self) -> tuple[pki.KeyPair, ...]:
-        d = self.pki_dir
-        ca = pki.make_ca(d)
-        sa = pki.make_signing_key(d, "service-account")
-        apiserver = pki.issue(
-            ca, d, "apiserver", "kube-apiserver",
-            dns_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                       "kubernetes.default.svc.cluster.local"),
-            ip_addresses=("127.0.0.1", "10.0.0.1"), server=True,
-        )  # fmt: skip
-        admin = pki.issue(ca, d, "admin", "breakeven-admin", ("system:masters",), client=True)
-        webhook_dir = self.workdir / "lws-certs"
         webhook = pki.issue(
-            ca, webhook_dir, "tls", "lws-webhook", dns_names=("localhost",),
+            ca, wd / "lws-certs", "tls", "lws-webhook", dns_names=("localhost",),
             ip_addresses=("127.0.0.1",), server=True,
         )  # fmt: skip
-        return ca, sa, apiserver, admin, webhook
+        self._install_lws(ca)
+        lws = self._start_lws(webhook, [])
+        watch = [lws]
+        self._wait_webhook(watch)
+        self._wait_scheduler(watch)
+        self._apply_node_pools(watch)
 
-    def _start_etcd(self) -> Managed:
-        p = self.ports
-        client_url = f"http://127.0.0.1:{p['etcd']}"
-        peer_url = f"http://127.0.0.1:{p['etcd_peer']}"
-        _log(f"starting etcd {self.bins.versions['ETCD']} on {client_url}")
-        etcd = self.group.start("etcd", [
-            str(self.bins.etcd), "--name=default", f"--data-dir={self.workdir / 'etcd-data'}",
-            f"--listen-client-urls={client_url}", f"--advertise-client-urls={client_url}",
-            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=default={peer_url}", "--unsafe-no-fsync=true",
-            "--quota-backend-bytes=8589934592", "--log-level=warn",
-        ])  # fmt: skip
+    def _kwokctl_create(self) -> None:
+        """`kwokctl create cluster`, waiting until it reports the cluster ready."""
+        v = self.bins.versions
+        _log(f"kwokctl {v['KWOK']}: etcd {v['ETCD']}, kube-apiserver {v['KUBE']} on "
+             f"{self.server}, controller-manager, scheduler, kwok")  # fmt: skip
+        config = self.workdir / "kwokctl.yaml"
+        docs = [*kwokctl_config(self.bins, self.ports)]
+        # Our stages (pod-ready, pod-complete, ...) replace kwokctl's defaults.
+        stages = [d for f in self.bins.kwok_stages for d in yaml.safe_load_all(f.read_text()) if d]
+        config.write_text(yaml.safe_dump_all([*docs, *stages]))
+        self.group.logdir.mkdir(parents=True, exist_ok=True)
+        log = self.group.logdir / "kwokctl.log"
+        argv = [
+            str(self.bins.kwokctl), "--config", str(config), "create", "cluster",
+            "--name", KWOKCTL_CLUSTER, "--kubeconfig", str(self.kwok_dir / "kubeconfig"),
+            "--heartbeat-factor=1", "--wait", f"{int(self.timeout)}s",
+        ]  # fmt: skip
+        with log.open("ab") as out:
+            result = subprocess.run(
+                argv, stdout=out, stderr=subprocess.STDOUT, env=_kwok_env(self.workdir),
+                cwd=self.workdir, timeout=self.timeout + 30, check=False,
+            )  # fmt: skip
+        if result.returncode != 0:
+            logs = self.kwok_dir / "clusters" / KWOKCTL_CLUSTER / "logs"
+            tails = "".join(
+                f"\n--- {p.name}\n{log_tail(p, 15)}" for p in sorted(logs.glob("*.log"))
+            )
+            raise StartError(
+                f"kwokctl create cluster failed (exit {result.returncode}):\n"
+                f"{log_tail(log, 20)}{tails}"
+            )
 
-        def healthy() -> bool:
-            with urllib.request.urlopen(f"{client_url}/health", timeout=2) as r:
-                return bool(json.loads(r.read()).get("health") == "true")
-
-        wait_until("etcd /health", healthy, self.timeout, [etcd])
-        return etcd
-
-    def _https_ok(self, url: str) -> bool:
-        ctx = ssl.create_default_context(cafile=str(self.pki_dir / "ca.crt"))
-        ctx.load_cert_chain(str(self.pki_dir / "admin.crt"), str(self.pki_dir / "admin.key"))
-        with urllib.request.urlopen(url, context=ctx, timeout=5) as r:
-            return bool(r.status == 200)
-
-    def _start_apiserver(
-        self, ca: pki.KeyPair, sa: pki.KeyPair, tls: pki.KeyPair, watch: list[Managed]
-    ) -> Managed:
-        _log(f"starting kube-apiserver {self.bins.versions['KUBE']} on {self.server}")
-        api = self.group.start("kube-apiserver", [
-            str(self.bins.kube_apiserver),
-            f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            f"--secure-port={self.ports['apiserver']}",
-            f"--tls-cert-file={tls.cert}", f"--tls-private-key-file={tls.key}",
-            f"--client-ca-file={ca.cert}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={sa.cert}",
-            f"--service-account-signing-key-file={sa.key}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--authorization-mode=Node,RBAC", "--allow-privileged=true",
-            "--endpoint-reconciler-type=none", "--profiling=false",
-            f"--cert-dir={self.workdir / 'apiserver-certs'}",
-        ])  # fmt: skip
-        watch = [*watch, api]
-        wait_until("kube-apiserver /readyz", lambda: self._https_ok(f"{self.server}/readyz"),
-                   self.timeout, watch)  # fmt: skip
-        return api
-
-    def _component_kubeconfig_args(self) -> list[str]:
-        k = str(self.kubeconfig)
-        return [
-            f"--kubeconfig={k}",
-            f"--authentication-kubeconfig={k}",
-            f"--authorization-kubeconfig={k}",
-            "--leader-elect=false",
-            "--bind-address=127.0.0.1",
-        ]
-
-    def _start_controller_manager(
-        self, ca: pki.KeyPair, sa: pki.KeyPair, watch: list[Managed]
-    ) -> Managed:
-        _log("starting kube-controller-manager")
-        return self.group.start("kube-controller-manager", [
-            str(self.bins.kube_controller_manager), *self._component_kubeconfig_args(),
-            f"--secure-port={self.ports['kcm']}",
-            f"--cert-dir={self.workdir / 'kcm-certs'}",
-            f"--root-ca-file={ca.cert}", f"--service-account-private-key-file={sa.key}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--use-service-account-credentials=true",
-            "--controllers=*,-nodeipam",
-            "--enable-garbage-collector=true",
-            "--kube-api-qps=200", "--kube-api-burst=400",
-        ])  # fmt: skip
-
-    def _start_scheduler(self, watch: list[Managed]) -> Managed:
-        _log("starting kube-scheduler")
-        return self.group.start("kube-scheduler", [
-            str(self.bins.kube_scheduler), *self._component_kubeconfig_args(),
-            f"--secure-port={self.ports['scheduler']}",
-            f"--cert-dir={self.workdir / 'scheduler-certs'}",
-        ])  # fmt: skip
-
-    def _wait_scheduler(self, sched: Managed) -> None:
+    def _wait_scheduler(self, watch: list[Managed]) -> None:
         def healthy() -> bool:
             ctx = ssl.create_default_context()
             ctx.check_hostname = False
@@ -434,17 +433,7 @@ class LocalCluster:
             with urllib.request.urlopen(url, context=ctx, timeout=2) as r:
                 return bool(r.status == 200)
 
-        wait_until("kube-scheduler /healthz", healthy, self.timeout, [sched])
-
-    def _start_kwok(self, watch: list[Managed]) -> Managed:
-        _log(f"starting kwok {self.bins.versions['KWOK']}")
-        config_args = [f"--config={stage}" for stage in self.bins.kwok_stages]
-        return self.group.start("kwok", [
-            str(self.bins.kwok), f"--kubeconfig={self.kubeconfig}", *config_args,
-            "--manage-all-nodes=false",
-            f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
-            "--node-ip=127.0.0.1", "--node-lease-duration-seconds=40",
-        ])  # fmt: skip
+        wait_until("kube-scheduler /healthz", healthy, self.timeout, watch)
 
     def _install_lws(self, ca: pki.KeyPair) -> None:
         _log("installing the LeaderWorkerSet CRDs (server-side apply)")
@@ -532,14 +521,46 @@ class LocalCluster:
                    interval=0.5)  # fmt: skip
 
 
+def _kwok_env(workdir: Path) -> dict[str, str]:
+    """kwokctl keeps everything under KWOK_WORKDIR: here, inside our work directory."""
+    return {**os.environ, "KWOK_WORKDIR": str(workdir / "kwok")}
+
+
+def _kwokctl_pids(workdir: Path) -> list[tuple[str, int]]:
+    """(component, pid) of the processes kwokctl recorded (clusters/<name>/pids/<component>.pid)."""
+    found = []
+    for path in sorted((workdir / "kwok" / "clusters" / KWOKCTL_CLUSTER / "pids").glob("*.pid")):
+        with contextlib.suppress(OSError, ValueError):
+            found.append((path.stem, int(path.read_text().strip())))
+    return found
+
+
+def _kwokctl_delete(workdir: Path, bins: Binaries | None = None) -> list[str]:
+    """`kwokctl delete cluster` (it stops its processes by PID); the names that were running."""
+    if not (workdir / "kwok" / "clusters" / KWOKCTL_CLUSTER).exists():
+        return []
+    running = [name for name, pid in _kwokctl_pids(workdir) if pid_alive(pid)]
+    kwokctl = (bins or Binaries()).kwokctl
+    argv = [str(kwokctl), "delete", "cluster", "--name", KWOKCTL_CLUSTER,
+            "--kubeconfig", str(workdir / "kwok" / "kubeconfig")]  # fmt: skip
+    result = subprocess.run(
+        argv, env=_kwok_env(workdir), capture_output=True, text=True, timeout=60, check=False
+    )
+    if result.returncode != 0:
+        raise StartError(f"kwokctl delete cluster failed: {result.stdout}{result.stderr}")
+    return running
+
+
 def status(workdir: Path) -> list[tuple[str, int, bool]]:
-    """(name, pid, running) of every process recorded in `workdir`."""
-    return [(p.name, p.pid, pid_alive(p.pid, p.exe)) for p in ProcessGroup.load(workdir).procs]
+    """(name, pid, running) of every process started for `workdir` (kwokctl's and ours)."""
+    ours = [(p.name, p.pid, pid_alive(p.pid, p.exe)) for p in ProcessGroup.load(workdir).procs]
+    kwok = [(name, pid, pid_alive(pid)) for name, pid in _kwokctl_pids(workdir)]
+    return kwok + ours
 
 
 def down(workdir: Path) -> list[str]:
-    """Stop, by PID, every process recorded in `workdir`."""
-    return ProcessGroup.load(workdir).stop_all()
+    """Stop, by PID, every process recorded in `workdir`, then kwokctl's cluster."""
+    return ProcessGroup.load(workdir).stop_all() + _kwokctl_delete(workdir)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,9 +1,9 @@
-"""Certificates for the local control plane, made with the `openssl` command-line tool.
+"""The LWS webhook's serving certificate, made with the `openssl` command-line tool.
 
-The API server serves TLS and authenticates clients by certificate, the LWS webhook server must be
-trusted by the API server, and service-account tokens need a signing key: one throw-away CA per work
-directory covers all of it. The `cryptography` package is not a dependency of the project, so this
-uses the openssl CLI (argument lists only, never a shell).
+kwokctl makes the control plane's CA, serving, admin and service-account keys (pki/ in its cluster
+directory); the API server must also trust the LWS webhook server, so its certificate is issued here
+from kwokctl's CA. The `cryptography` package is not a dependency of the project, so this uses the
+openssl CLI (argument lists only, never a shell).
 """
 
 from __future__ import annotations
@@ -31,21 +31,6 @@ def _openssl(*args: str) -> None:
     result = subprocess.run([exe, *args], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"openssl {args[0]} failed: {result.stderr.strip()}")
-
-
-def make_ca(directory: Path, common_name: str = "breakeven-e2e-ca") -> KeyPair:
-    """A self-signed CA (reused if it already exists in `directory`)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    ca = KeyPair(directory / "ca.crt", directory / "ca.key")
-    if ca.cert.exists() and ca.key.exists():
-        return ca
-    _openssl(
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "3650",
-        "-keyout", str(ca.key), "-out", str(ca.cert), "-subj", f"/CN={common_name}",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
-    )  # fmt: skip
-    return ca
 
 
 def issue(
@@ -85,17 +70,4 @@ def issue(
     )  # fmt: skip
     csr.unlink()
     ext.unlink()
-    return pair
-
-
-def make_signing_key(directory: Path, name: str = "sa") -> KeyPair:
-    """An RSA key pair for service-account tokens: `cert` is the public key PEM."""
-    directory.mkdir(parents=True, exist_ok=True)
-    pair = KeyPair(directory / f"{name}.pub", directory / f"{name}.key")
-    if pair.cert.exists() and pair.key.exists():
-        return pair
-    _openssl(
-        "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(pair.key)
-    )
-    _openssl("pkey", "-in", str(pair.key), "-pubout", "-out", str(pair.cert))
     return pair

@@ -23,7 +23,8 @@ from breakeven.core import rendering
 from breakeven.core.rendering import telemetry
 from breakeven.shell import kube
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rendering"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "rendering"))
+import builders
 import rendering_cases as cases
 
 pytestmark = pytest.mark.integration
@@ -49,7 +50,7 @@ CRD = {
 
 def rendered(namespace: str) -> list[dict[str, Any]]:
     case = cases.CASES["moe-single-node"]()
-    plan = cases.plan(namespace=namespace, image="vllm/vllm-openai:v0.12.0")
+    plan = builders.serving_plan(namespace=namespace, image="vllm/vllm-openai:v0.12.0")
     return rendering.render(plan, case.mode, case.estimate, case.pool, case.arch,
                             telemetry.Options(pod_monitor=True))  # fmt: skip
 

@@ -94,3 +94,32 @@ def test_openmetrics_output(tmp_path: Path) -> None:
     assert stats.samples == stats.series * (12 * 60 + 1)
     windows = write_openmetrics(specs, tmp_path / "w.om", days=0.5, end=1_800_000_000, window=7200)
     assert len(windows.paths) == 7 and windows.samples == stats.samples
+
+
+def test_kwokctl_config_keeps_every_server_on_loopback_ports_we_picked() -> None:
+    """kwokctl's own defaults are 0.0.0.0 and ports scanned down from 32767 (a race between
+    sessions); the config hands it ours, our cached binaries, and the flags it does not set."""
+    from e2e.cluster import Binaries, kwokctl_config
+
+    bins = Binaries()
+    ports = {
+        name: 40000 + i
+        for i, name in enumerate(("etcd", "etcd_peer", "apiserver", "kcm", "scheduler", "kwok"))
+    }
+    [doc] = kwokctl_config(bins, ports)
+    options = doc["options"]
+    assert doc["kind"] == "KwokctlConfiguration" and options["runtime"] == "binary"
+    assert options["bindAddress"] == "127.0.0.1"
+    given = {v for k, v in options.items() if k.endswith("Port")}
+    assert given == set(ports.values())
+    assert options["kubeApiserverBinary"] == str(bins.kube_apiserver)
+    assert options["kwokControllerBinary"] == str(bins.kwok)
+    args = {
+        p["name"]: {a["key"]: a["value"] for a in p["extraArgs"]} for p in doc["componentsPatches"]
+    }
+    assert args["kube-apiserver"]["endpoint-reconciler-type"] == "none"
+    assert args["kube-controller-manager"]["use-service-account-credentials"] == "true"
+    assert args["kwok-controller"]["manage-all-nodes"] == "false"
+    assert args["kwok-controller"]["manage-nodes-with-annotation-selector"] == (
+        f"{KWOK_ANNOTATION}=fake"
+    )

@@ -1,8 +1,8 @@
 """Every golden manifest passes server-side dry-run on the real API server.
 
 The API server (with the LeaderWorkerSet CRD and its webhooks, as e2e/ starts them) is the final
-judge of what tests/rendering checks offline: its validation of names, labels, probes, ports and
-pod templates, the LWS admission webhooks, and, with fieldValidation=Strict, unknown fields.
+judge of what tests/unit/rendering checks offline: its validation of names, labels, probes, ports
+and pod templates, the LWS admission webhooks, and, with fieldValidation=Strict, unknown fields.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-GOLDEN = Path(__file__).resolve().parents[1] / "rendering" / "golden"
+GOLDEN = Path(__file__).resolve().parents[1] / "unit" / "rendering" / "golden"
 # The NVIDIA DRA driver's ComputeDomain CRD (a trimmed copy; its header names the upstream file).
 # Pods claim its channel through spec.resourceClaims, core API fields in Kubernetes 1.36
 # (resource.k8s.io is GA): no feature gate or runtime-config is needed on the test control plane.

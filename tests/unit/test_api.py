@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from unit_builders import plan
+from builders import plan
 
 from breakeven.core import api
 from breakeven.shell import inputs

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 from bad_input import BAD_SPECS, plan_object, spec_with
-from unit_builders import EXAMPLES, node
+from builders import EXAMPLES, node
 
 from breakeven.cli import main as cli
 from breakeven.core import api, facts

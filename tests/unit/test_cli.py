@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from unit_builders import EXAMPLES, ROOT
+from builders import EXAMPLES, ROOT
 
 from breakeven.cli import main as cli
 from breakeven.shell import inputs

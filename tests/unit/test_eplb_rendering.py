@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rendering"))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "rendering"))
+import builders
 import rendering_cases as cases
 
 from breakeven.cli import main as cli
@@ -45,8 +46,9 @@ def vllm(template: dict[str, Any]) -> dict[str, Any]:
 
 def moe_plan(version: str, **serving: Any) -> cases.Case:
     return cases.Case(
-        cases.plan(image=f"vllm/vllm-openai:{version}", **serving),
-        api.ServingMode.MOE, cases.moe(8, 1, redundant=8), cases.pool(), cases.arch(cases.DEEPSEEK),
+        builders.serving_plan(image=f"vllm/vllm-openai:{version}", **serving),
+        api.ServingMode.MOE, builders.moe(8, 1, redundant=8), builders.pool(),
+        builders.arch(builders.DEEPSEEK),
     )  # fmt: skip
 
 
@@ -104,7 +106,7 @@ def test_the_sidecar_arguments_are_what_the_command_line_accepts() -> None:
         telemetry.LOG_FILE,
         telemetry.EXPORTER_PORT,
         "0.0.0.0",
-        cases.DEEPSEEK,
+        builders.DEEPSEEK,
     )
     mounts = {m["name"]: m["mountPath"] for m in vllm(template)["volumeMounts"]}
     assert args.log_file == mounts["eplb-log"] + "/eplb.log"  # where vLLM's handler writes

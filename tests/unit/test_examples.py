@@ -8,7 +8,7 @@ import re
 import shlex
 
 import pytest
-from unit_builders import EXAMPLES, ROOT
+from builders import EXAMPLES, ROOT
 
 from breakeven.cli import main as cli
 from breakeven.shell import inputs

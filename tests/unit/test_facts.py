@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from unit_builders import example_nodes, node, nodes
+from builders import example_nodes, node, nodes
 
 from breakeven.core import facts, hardware
 

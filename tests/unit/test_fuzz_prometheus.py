@@ -8,9 +8,9 @@ import math
 from typing import Any
 
 import pytest
+from builders import plan
 from fuzzing import SETTINGS, count, prometheus_answers
 from hypothesis import given
-from unit_builders import plan
 
 from breakeven.shell import prometheus as prom
 

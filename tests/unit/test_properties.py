@@ -9,9 +9,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from builders import node, plan
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from unit_builders import node, plan
 
 from breakeven.core import api, facts, planning
 

@@ -1,6 +1,6 @@
 """Regenerate the trimmed OpenAPI schemas the rendering tests validate against.
 
-    python tests/rendering/schemas/trim.py [--kubernetes DIR] [--lws-crd FILE]
+    python tests/unit/rendering/schemas/trim.py [--kubernetes DIR] [--lws-crd FILE]
 
 Inputs are the published schemas of the versions the e2e control plane pins: Kubernetes' own
 OpenAPI v3 documents (api/openapi-spec/v3 in the kubernetes source tree, here from the Go module

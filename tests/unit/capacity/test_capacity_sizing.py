@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from capacity_builders import arch, pool
+from builders import arch
 
 from breakeven.core import api, capacity, facts
 
@@ -14,7 +14,7 @@ W = capacity.Workload()
 
 
 def test_deepseek_v3_fp8_on_one_h200_node_is_ep8(deepseek):
-    est = capacity.size_moe(deepseek, pool("H200", 8), FP8, W)
+    est = capacity.size_moe(deepseek, capacity.synthetic_pool("H200", 8), FP8, W)
     assert est.feasible, est.note
     assert (est.ep, est.dp, est.tp, est.gpus, est.nodes) == (8, 8, 1, 8, 1)
     assert (256 + est.redundant_experts) % 8 == 0
@@ -23,21 +23,21 @@ def test_deepseek_v3_fp8_on_one_h200_node_is_ep8(deepseek):
 
 
 def test_deepseek_v3_fp8_needs_two_h100_nodes_for_ep(deepseek):
-    est = capacity.size_moe(deepseek, pool("H100", 32), FP8, W)
+    est = capacity.size_moe(deepseek, capacity.synthetic_pool("H100", 32), FP8, W)
     assert est.feasible
     assert (est.ep, est.nodes) == (16, 2)
 
 
 def test_llama_405b_bf16_needs_pipeline_stages_across_h100_nodes():
     model = arch("meta-llama/Llama-3.1-405B-Instruct")
-    assert not capacity.size_dense(model, pool("H100", 8), BF16, W).feasible
-    est = capacity.size_dense(model, pool("H100", 16), BF16, W)
+    assert not capacity.size_dense(model, capacity.synthetic_pool("H100", 8), BF16, W).feasible
+    est = capacity.size_dense(model, capacity.synthetic_pool("H100", 16), BF16, W)
     assert est.feasible
     assert (est.tp, est.pp, est.gpus, est.nodes) == (8, 2, 16, 2)
 
 
 def test_l40s_node_cannot_host_deepseek(deepseek):
-    node = pool("L40S", 8)
+    node = capacity.synthetic_pool("L40S", 8)
     for est in (
         capacity.size_moe(deepseek, node, FP8, W),
         capacity.size_dense(deepseek, node, FP8, W),
@@ -47,12 +47,16 @@ def test_l40s_node_cannot_host_deepseek(deepseek):
 
 
 def test_small_model_fits_one_gpu():
-    est = capacity.size_dense(arch("meta-llama/Llama-3.1-8B-Instruct"), pool("H100", 8), BF16, W)
+    est = capacity.size_dense(
+        arch("meta-llama/Llama-3.1-8B-Instruct"), capacity.synthetic_pool("H100", 8), BF16, W
+    )
     assert (est.tp, est.pp, est.gpus, est.pool_replicas) == (1, 1, 1, 8)
 
 
 def test_unknown_gpu_is_infeasible_with_a_reason(deepseek):
-    unknown = pool("H100", 8).model_copy(update={"gpu": "Mystery-9000", "known": False})
+    unknown = capacity.synthetic_pool("H100", 8).model_copy(
+        update={"gpu": "Mystery-9000", "known": False}
+    )
     for est in (
         capacity.size_dense(deepseek, unknown, FP8, W),
         capacity.size_moe(deepseek, unknown, FP8, W),
@@ -62,7 +66,9 @@ def test_unknown_gpu_is_infeasible_with_a_reason(deepseek):
 
 
 def test_moe_mode_of_a_dense_model_is_infeasible():
-    est = capacity.size_moe(arch("meta-llama/Llama-3.1-8B-Instruct"), pool("H100", 8), BF16, W)
+    est = capacity.size_moe(
+        arch("meta-llama/Llama-3.1-8B-Instruct"), capacity.synthetic_pool("H100", 8), BF16, W
+    )
     assert not est.feasible and "dense" in est.note
 
 
@@ -122,13 +128,15 @@ def test_touched_experts_grow_with_the_batch(deepseek):
 
 
 def test_dense_70b_decode_on_h200_is_memory_bound():
-    est = capacity.size_dense(arch("meta-llama/Llama-3.3-70B-Instruct"), pool("H200", 8), FP8, W)
+    est = capacity.size_dense(
+        arch("meta-llama/Llama-3.3-70B-Instruct"), capacity.synthetic_pool("H200", 8), FP8, W
+    )
     assert est.decode_bound_by == "memory"
     assert est.inputs["decode_memory_ms"] > est.inputs["decode_compute_ms"]
 
 
 def test_imbalance_slows_the_moe_step(deepseek):
-    node = pool("H200", 8)
+    node = capacity.synthetic_pool("H200", 8)
     even = capacity.moe_at(deepseek, node, FP8, W, ep=8, imbalance=1.0, batch=64)
     skewed = capacity.moe_at(deepseek, node, FP8, W, ep=8, imbalance=2.5, batch=64)
     assert skewed.itl_ms > even.itl_ms
@@ -136,15 +144,21 @@ def test_imbalance_slows_the_moe_step(deepseek):
 
 
 def test_cross_node_ep_pays_for_the_fabric(deepseek):
-    infiniband = capacity.moe_at(deepseek, pool("H100", 16), FP8, W, ep=16, batch=32)
-    ethernet = capacity.moe_at(deepseek, pool("H100", 16, "ethernet"), FP8, W, ep=16, batch=32)
-    one_domain = capacity.moe_at(deepseek, pool("H100", 16, "nvlink"), FP8, W, ep=16, batch=32)
+    infiniband = capacity.moe_at(
+        deepseek, capacity.synthetic_pool("H100", 16), FP8, W, ep=16, batch=32
+    )
+    ethernet = capacity.moe_at(
+        deepseek, capacity.synthetic_pool("H100", 16, "ethernet"), FP8, W, ep=16, batch=32
+    )
+    one_domain = capacity.moe_at(
+        deepseek, capacity.synthetic_pool("H100", 16, "nvlink"), FP8, W, ep=16, batch=32
+    )
     assert one_domain.inputs["decode_comm_ms"] < infiniband.inputs["decode_comm_ms"]
     assert infiniband.inputs["decode_comm_ms"] < ethernet.inputs["decode_comm_ms"]
 
 
 def test_itl_target_bounds_the_step():
-    model, node = arch("meta-llama/Llama-3.3-70B-Instruct"), pool("H100", 8)
+    model, node = arch("meta-llama/Llama-3.3-70B-Instruct"), capacity.synthetic_pool("H100", 8)
     free = capacity.size_dense(model, node, FP8, W)
     bounded = capacity.size_dense(model, node, FP8, W.model_copy(update={"itl_target_ms": 25}))
     assert bounded.itl_ms <= 25 < free.itl_ms
@@ -155,7 +169,11 @@ def test_itl_target_bounds_the_step():
 
 def test_cost_at_full_load_and_at_observed_demand():
     est = capacity.size_dense(
-        arch("meta-llama/Llama-3.1-8B-Instruct"), pool("H100", 8), BF16, W, hourly_cost=2.0
+        arch("meta-llama/Llama-3.1-8B-Instruct"),
+        capacity.synthetic_pool("H100", 8),
+        BF16,
+        W,
+        hourly_cost=2.0,
     )
     per_gpu = est.output_tokens_per_second_per_gpu
     assert est.dollars_per_million_tokens == pytest.approx(2.0 / (per_gpu * 3600) * 1e6)
@@ -175,12 +193,12 @@ def test_cost_at_full_load_and_at_observed_demand():
 
 
 def test_default_price_comes_from_the_hardware_table(deepseek):
-    est = capacity.size_moe(deepseek, pool("H200", 8), FP8, W)
+    est = capacity.size_moe(deepseek, capacity.synthetic_pool("H200", 8), FP8, W)
     assert est.hourly_cost_per_gpu == 3.5
 
 
 def test_every_estimate_carries_its_inputs(deepseek):
-    est = capacity.size_moe(deepseek, pool("H200", 8), FP8, W)
+    est = capacity.size_moe(deepseek, capacity.synthetic_pool("H200", 8), FP8, W)
     for key in (
         "weights_gb_per_gpu",
         "kv_bytes_per_token",
@@ -201,7 +219,9 @@ def test_every_estimate_carries_its_inputs(deepseek):
 
 
 def test_output_rate_combines_prefill_and_decode():
-    est = capacity.size_dense(arch("meta-llama/Llama-3.1-8B-Instruct"), pool("H100", 1), BF16, W)
+    est = capacity.size_dense(
+        arch("meta-llama/Llama-3.1-8B-Instruct"), capacity.synthetic_pool("H100", 1), BF16, W
+    )
     request_ms = est.inputs["prefill_ms_per_request"] + est.inputs["decode_ms_per_request"]
     assert est.output_tokens_per_second_per_gpu == pytest.approx(
         1000 / (request_ms / 1000), rel=1e-3
@@ -240,7 +260,7 @@ def test_estimate_names_the_bad_flag(kwargs, flag):
 
 def test_estimate_by_names(deepseek):
     est = capacity.estimate("deepseek-ai/DeepSeek-V3", "H200", 8, "moe")
-    assert est == capacity.size_moe(deepseek, pool("H200", 8), FP8, W)
+    assert est == capacity.size_moe(deepseek, capacity.synthetic_pool("H200", 8), FP8, W)
     assert capacity.estimate("deepseek-ai/DeepSeek-V3", "h200", 8, api.ServingMode.DENSE).tp == 8
 
 
@@ -255,7 +275,7 @@ def test_model_given_only_by_numbers_is_approximated():
     from breakeven.core import catalog
 
     model = catalog.resolve(spec)
-    est = capacity.size_moe(model, pool("H200", 16), BF16, W)
+    est = capacity.size_moe(model, capacity.synthetic_pool("H200", 16), BF16, W)
     assert est.feasible
     assert "approximate" in est.note
     assert math.isfinite(est.output_tokens_per_second_per_gpu)
@@ -263,6 +283,8 @@ def test_model_given_only_by_numbers_is_approximated():
 
 def test_the_pools_reported_gpu_memory_wins_over_the_table(deepseek):
     # Nodes labelled with less memory than the datasheet (a MIG slice, a smaller SKU).
-    small: facts.Pool = pool("H200", 8).model_copy(update={"gpu_memory_gb": 80.0})
-    assert capacity.size_moe(deepseek, pool("H200", 8), FP8, W).feasible
+    small: facts.Pool = capacity.synthetic_pool("H200", 8).model_copy(
+        update={"gpu_memory_gb": 80.0}
+    )
+    assert capacity.size_moe(deepseek, capacity.synthetic_pool("H200", 8), FP8, W).feasible
     assert not capacity.size_moe(deepseek, small, FP8, W).feasible

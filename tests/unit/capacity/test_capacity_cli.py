@@ -125,7 +125,7 @@ def test_calibration_covers_every_row_and_the_doc_is_current():
     assert all(r.predicted > 0 for r in results)
     body = calibration.table(results)
     assert body.count("\n| ") == len(results) + 1  # the separator line plus one per row
-    doc = Path(__file__).resolve().parents[2] / calibration.DEFAULT_DOC
+    doc = Path(__file__).resolve().parents[3] / calibration.DEFAULT_DOC
     if doc.exists():  # absent only in an installed package without the docs
         assert calibration.render(doc.read_text(), body) == doc.read_text(), (
             "docs/capacity-model.md is stale: run python -m breakeven.tools.calibration --write"

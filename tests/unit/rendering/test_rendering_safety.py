@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import builders
 import pytest
 import rendering_cases as cases
 
@@ -235,7 +236,7 @@ def test_render_has_no_owner_references_and_uses_the_plan_namespace() -> None:
 
 
 def test_service_selects_the_mode_and_switching_changes_only_the_selector() -> None:
-    plan = cases.plan()
+    plan = builders.serving_plan()
     dense = rendering.service(plan, api.ServingMode.DENSE)
     moe = rendering.service(plan, api.ServingMode.MOE)
     assert dense["spec"]["selector"]["breakeven.dev/mode"] == "dense"

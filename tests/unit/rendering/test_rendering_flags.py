@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+import builders
 import pytest
 import rendering_cases as cases
 
@@ -133,7 +134,7 @@ def test_prefill_uses_high_throughput_and_decode_low_latency() -> None:
     ],
 )
 def test_resolve_vllm_version(image: str, declared: str | None, expected: str) -> None:
-    plan = cases.plan(image=image, vllm_version=declared)
+    plan = builders.serving_plan(image=image, vllm_version=declared)
     assert rendering.resolve_vllm_version(plan) == expected
 
 
@@ -150,7 +151,7 @@ def test_resolve_vllm_version(image: str, declared: str | None, expected: str) -
 def test_unsupported_or_unknown_version_names_the_field(
     image: str, declared: str | None, field: str
 ) -> None:
-    plan = cases.plan(image=image, vllm_version=declared)
+    plan = builders.serving_plan(image=image, vllm_version=declared)
     with pytest.raises(rendering.RenderError, match=f"^{re.escape(field)}: "):
         rendering.resolve_vllm_version(plan)
     case = cases.CASES["moe-two-node-lws"]()

@@ -1,8 +1,7 @@
-"""Builders and the golden-case matrix for the rendering tests.
+"""The golden-case matrix for the rendering tests (its builders are tests/builders.py).
 
 Each case is the input of one `rendering.render` call (plan, mode, sizing, pool, architecture);
 its expected output lives in golden/<case>.yaml as the workload objects followed by the Service.
-Builders take keyword overrides, like LWS's test wrappers, so a case states only what it is about.
 """
 
 from __future__ import annotations
@@ -15,101 +14,23 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from builders import (
+    DEEPSEEK,
+    LLAMA_8B,
+    LLAMA_70B,
+    LLAMA_405B,
+    arch,
+    estimate,
+    moe,
+    pool,
+    serving_plan,
+)
 
 from breakeven.core import api, capacity, catalog, facts, rendering
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 UPDATE_ENV = "BREAKEVEN_UPDATE_GOLDEN"
-
-DEEPSEEK = "deepseek-ai/DeepSeek-V3"
-LLAMA_8B = "meta-llama/Llama-3.1-8B-Instruct"
-LLAMA_70B = "meta-llama/Llama-3.1-70B-Instruct"
-LLAMA_405B = "meta-llama/Llama-3.1-405B-Instruct"
-
-
-def plan(
-    name: str = "chat",
-    namespace: str = "serving",
-    model: str = DEEPSEEK,
-    dense: str | None = None,
-    **serving: Any,
-) -> api.ServingPlan:
-    spec: dict[str, Any] = {"model": {"name": model}, "serving": serving}
-    if dense:
-        spec["dense"] = {"name": dense}
-    return api.ServingPlan.model_validate(
-        {"metadata": {"name": name, "namespace": namespace}, "spec": spec}
-    )
-
-
-def pool(
-    gpu: str = "H200",
-    product: str = "NVIDIA-H200",
-    gpus_per_node: int = 8,
-    nodes: int = 4,
-    fabric: str = "infiniband",
-    rdma_resource: str | None = "rdma/ib",
-    cliques: dict[str, int] | None = None,
-    rdma_devices: int = 1,
-    cpu: float = 0,
-    memory_gib: float = 0,
-    gke_accelerator: str = "",
-    gpu_label: str = "nvidia.com/gpu.product",
-) -> facts.Pool:
-    return facts.Pool(
-        gpu=gpu,
-        product=product,
-        known=True,
-        gpus_per_node=gpus_per_node,
-        gpu_memory_gb=141.0 if gpu == "H200" else 80.0,
-        nodes=tuple(f"{gpu.lower()}-{i}" for i in range(nodes)),
-        ready_nodes=nodes,
-        intra_node_nvlink=gpus_per_node > 1,
-        fabrics={fabric: nodes},
-        cliques=cliques or {},
-        rdma_resource=rdma_resource,
-        rdma_devices=rdma_devices if rdma_resource else 0,
-        cpu_per_node=cpu,
-        memory_per_node=memory_gib * 1024**3,
-        gke_accelerator=gke_accelerator,
-        gpu_label=gpu_label,
-    )
-
-
-def estimate(
-    mode: api.ServingMode,
-    gpus: int,
-    nodes: int = 1,
-    tp: int = 1,
-    pp: int = 1,
-    dp: int = 1,
-    ep: int = 1,
-    redundant: int = 0,
-    gpu: str = "H200",
-) -> capacity.Estimate:
-    return capacity.Estimate(
-        mode=mode,
-        gpu=gpu,
-        gpus=gpus,
-        nodes=nodes,
-        tp=tp,
-        pp=pp,
-        dp=dp,
-        ep=ep,
-        redundant_experts=redundant,
-    )
-
-
-def arch(name: str) -> catalog.Architecture:
-    found = catalog.get(name)
-    assert found is not None, name
-    return found
-
-
-def moe(gpus: int, nodes: int, redundant: int, tp: int = 1, gpu: str = "H200") -> capacity.Estimate:
-    return estimate(api.ServingMode.MOE, gpus, nodes, tp=tp, dp=gpus // tp, ep=gpus,
-                    redundant=redundant, gpu=gpu)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -132,7 +53,7 @@ MOE = api.ServingMode.MOE
 
 def _dense_1gpu() -> Case:
     return Case(
-        plan(name="llama-8b", model=LLAMA_8B, image="vllm/vllm-openai:v0.12.0",
+        serving_plan(name="llama-8b", model=LLAMA_8B, image="vllm/vllm-openai:v0.12.0",
              hf_token_secret={"name": "hf-token"}),
         DENSE, estimate(DENSE, 1, gpu="H100"),
         pool("H100", "NVIDIA-H100-80GB-HBM3", fabric="ethernet", rdma_resource=None),
@@ -142,7 +63,7 @@ def _dense_1gpu() -> Case:
 
 def _dense_tp8() -> Case:
     return Case(
-        plan(name="llama-70b", model=LLAMA_70B, image="vllm/vllm-openai:v0.12.0",
+        serving_plan(name="llama-70b", model=LLAMA_70B, image="vllm/vllm-openai:v0.12.0",
              model_cache_pvc="hf-cache", max_model_len=32768, replicas=2,
              hf_token_secret={"name": "hf-token", "key": "HF_TOKEN"}),
         DENSE, estimate(DENSE, 8, tp=8, gpu="H100"),
@@ -153,7 +74,7 @@ def _dense_tp8() -> Case:
 
 def _dense_tp8_pp2() -> Case:
     return Case(
-        plan(name="llama-405b", model=LLAMA_405B, image="vllm/vllm-openai:v0.12.0",
+        serving_plan(name="llama-405b", model=LLAMA_405B, image="vllm/vllm-openai:v0.12.0",
              model_cache_pvc="hf-cache-rwx"),
         DENSE, estimate(DENSE, 16, nodes=2, tp=8, pp=2, gpu="H100"),
         pool("H100", "NVIDIA-H100-80GB-HBM3"),
@@ -163,14 +84,14 @@ def _dense_tp8_pp2() -> Case:
 
 def _moe_single_node(version: str = "v0.12.0") -> Case:
     return Case(
-        plan(image=f"vllm/vllm-openai:{version}", model_cache_pvc="hf-cache"),
+        serving_plan(image=f"vllm/vllm-openai:{version}", model_cache_pvc="hf-cache"),
         MOE, moe(8, 1, redundant=8), pool(), arch(DEEPSEEK),
     )  # fmt: skip
 
 
 def _moe_two_node(version: str = "v0.12.0") -> Case:
     return Case(
-        plan(image=f"vllm/vllm-openai:{version}", model_cache_pvc="hf-cache-rwx",
+        serving_plan(image=f"vllm/vllm-openai:{version}", model_cache_pvc="hf-cache-rwx",
              hf_token_secret={"name": "hf-token"}, priority_class_name="inference-high",
              tolerations=[{"key": "dedicated", "operator": "Equal", "value": "inference",
                            "effect": "NoSchedule"}],
@@ -181,7 +102,7 @@ def _moe_two_node(version: str = "v0.12.0") -> Case:
 
 def _moe_pd() -> Case:
     return Case(
-        plan(image=LLMD_IMAGE, vllm_version="0.12.0", model_cache_pvc="hf-cache-rwx",
+        serving_plan(image=LLMD_IMAGE, vllm_version="0.12.0", model_cache_pvc="hf-cache-rwx",
              disaggregation={"enabled": True, "prefill_replicas": 2}, replicas=1),
         MOE, moe(16, 2, redundant=32), pool(), arch(DEEPSEEK),
     )  # fmt: skip
@@ -190,7 +111,7 @@ def _moe_pd() -> Case:
 def _moe_gb200_clique() -> Case:
     cliques = {"cluster-a.0": 72, "cluster-a.1": 72}
     return Case(
-        plan(image="vllm/vllm-openai:v0.13.0", model_cache_pvc="hf-cache-rwx"),
+        serving_plan(image="vllm/vllm-openai:v0.13.0", model_cache_pvc="hf-cache-rwx"),
         MOE, moe(32, 8, redundant=32),
         pool("GB200", "NVIDIA-GB200", gpus_per_node=4, nodes=36, fabric="roce",
              rdma_resource="rdma/rdma_shared_device_a", cliques=cliques),
@@ -204,7 +125,7 @@ LLMD_IMAGE = "ghcr.io/llm-d/llm-d-cuda:v0.4.0"  # ships DeepEP (vllm_flags.yaml 
 def _gke_a3_ultra() -> Case:
     # a3-ultragpu-8g: 8 H200, 8 RDMA NICs (RoCE); allocatable as a node of that type reports.
     return Case(
-        plan(image=LLMD_IMAGE, vllm_version="0.13.0", model_cache_pvc="hf-cache-rwx"),
+        serving_plan(image=LLMD_IMAGE, vllm_version="0.13.0", model_cache_pvc="hf-cache-rwx"),
         MOE, moe(16, 2, redundant=32),
         pool("H200", "nvidia-h200-141gb", fabric="roce", rdma_resource=None, cpu=220,
              memory_gib=2800, gke_accelerator="nvidia-h200-141gb",
@@ -220,7 +141,7 @@ def _gke_a4x() -> Case:
     # a4x-highgpu-4g: 4 GB200 per node, 4 RDMA NICs, NVL72 cliques.
     cliques = {"block-a.0": 72}
     return Case(
-        plan(image="vllm/vllm-openai:v0.33.0", model_cache_pvc="hf-cache-rwx"),
+        serving_plan(image="vllm/vllm-openai:v0.33.0", model_cache_pvc="hf-cache-rwx"),
         MOE, moe(32, 8, redundant=32),
         pool("GB200", "nvidia-gb200", gpus_per_node=4, nodes=18, fabric="roce",
              rdma_resource=None, cliques=cliques, cpu=136, memory_gib=850,
@@ -237,7 +158,7 @@ def _gke_a4x() -> Case:
 def _eks_p5() -> Case:
     # p5.48xlarge: 8 H100, 32 EFA devices, 192 vCPU, 2 TiB.
     return Case(
-        plan(image="vllm/vllm-openai:v0.33.0", model_cache_pvc="hf-cache-rwx"),
+        serving_plan(image="vllm/vllm-openai:v0.33.0", model_cache_pvc="hf-cache-rwx"),
         MOE, moe(16, 2, redundant=32, gpu="H100"),
         pool("H100", "p5.48xlarge", gpu_label="node.kubernetes.io/instance-type", fabric="efa",
              rdma_resource="vpc.amazonaws.com/efa", rdma_devices=32, cpu=188, memory_gib=1900),
@@ -252,7 +173,7 @@ def _eks_p5() -> Case:
 def _gb200_multi_node() -> Case:
     cliques = {"cluster-a.0": 72}
     return Case(
-        plan(image="vllm/vllm-openai:v0.33.0", model_cache_pvc="hf-cache-rwx"),
+        serving_plan(image="vllm/vllm-openai:v0.33.0", model_cache_pvc="hf-cache-rwx"),
         MOE, moe(16, 4, redundant=32),
         pool("GB200", "NVIDIA-GB200", gpus_per_node=4, nodes=18, fabric="infiniband",
              rdma_resource="rdma/ib", cliques=cliques, cpu=140, memory_gib=850),

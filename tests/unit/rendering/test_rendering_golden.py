@@ -1,7 +1,7 @@
 """Golden files: every case of the matrix renders exactly what golden/<case>.yaml holds.
 
-Regenerate after an intended change with `BREAKEVEN_UPDATE_GOLDEN=1 pytest tests/rendering`, and
-read the diff: it is the change a cluster would see.
+Regenerate after an intended change with `BREAKEVEN_UPDATE_GOLDEN=1 pytest tests/unit/rendering`,
+and read the diff: it is the change a cluster would see.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def test_the_render_pasted_in_docs_rendering_is_current(
 
     from breakeven.cli import main as cli
 
-    root = cases.GOLDEN.parents[2]
+    root = cases.GOLDEN.parents[3]
     doc = (root / "docs" / "rendering.md").read_text()
     section = doc.split("## A multi-node MoE plan, rendered", 1)[1]
     block = section.split("```console\n", 1)[1].split("```", 1)[0]

@@ -37,7 +37,7 @@ from breakeven.core import api, capacity, catalog, facts, planning, rubric
 from breakeven.shell import inputs
 
 HERE = Path(__file__).parent
-EXAMPLES = HERE.parents[1] / "examples"
+EXAMPLES = HERE.parents[2] / "examples"
 BASE_SPEC: dict[str, Any] = {
     "model": {"name": "deepseek-ai/DeepSeek-V3"},
     "operations": {"platformTeam": "Dedicated"},

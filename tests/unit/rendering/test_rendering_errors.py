@@ -6,6 +6,7 @@ import ast
 import re
 from pathlib import Path
 
+import builders
 import pytest
 import rendering_cases as cases
 
@@ -28,21 +29,22 @@ def _with(name: str, **changes: object) -> cases.Case:
     ("case", "field"),
     [
         # Ray-free multi-node pipeline parallelism arrived in vLLM 0.11.1.
-        (lambda: _with("dense-tp8-pp2", plan=cases.plan(
-            name="llama-405b", model=cases.LLAMA_405B, image="vllm/vllm-openai:v0.11.0")),
+        (lambda: _with("dense-tp8-pp2", plan=builders.serving_plan(
+            name="llama-405b", model=builders.LLAMA_405B, image="vllm/vllm-openai:v0.11.0")),
          "spec.serving.vllmVersion"),
-        (lambda: _with("moe-single-node", arch=cases.arch(cases.LLAMA_70B)), "spec.model.name"),
-        (lambda: _with("moe-two-node-lws", estimate=cases.moe(16, 2, redundant=30)),
+        (lambda: _with("moe-single-node", arch=builders.arch(builders.LLAMA_70B)),
+         "spec.model.name"),
+        (lambda: _with("moe-two-node-lws", estimate=builders.moe(16, 2, redundant=30)),
          "estimate.redundant_experts"),
-        (lambda: _with("moe-two-node-lws", estimate=cases.moe(16, 2, redundant=32).model_copy(
+        (lambda: _with("moe-two-node-lws", estimate=builders.moe(16, 2, redundant=32).model_copy(
             update={"ep": 8})), "estimate.ep"),
-        (lambda: _with("moe-single-node", estimate=cases.moe(16, 1, redundant=0)),
+        (lambda: _with("moe-single-node", estimate=builders.moe(16, 1, redundant=0)),
          "estimate.gpus"),
-        (lambda: _with("moe-single-node", estimate=cases.moe(8, 1, 0).model_copy(
+        (lambda: _with("moe-single-node", estimate=builders.moe(8, 1, 0).model_copy(
             update={"feasible": False, "note": "does not fit"})), "estimate.feasible"),
-        (lambda: _with("dense-tp8", estimate=cases.estimate(DENSE, 8, tp=4)), "estimate.gpus"),
+        (lambda: _with("dense-tp8", estimate=builders.estimate(DENSE, 8, tp=4)), "estimate.gpus"),
         (lambda: _with("dense-tp8", mode=MOE), "estimate.mode"),
-        (lambda: _with("moe-single-node", estimate=cases.estimate(MOE, 1, ep=1)), "estimate.ep"),
+        (lambda: _with("moe-single-node", estimate=builders.estimate(MOE, 1, ep=1)), "estimate.ep"),
     ],
     ids=["pp-needs-0.11.1", "dense-model-as-moe", "experts-not-divisible", "ep-not-tp-x-dp",
          "more-gpus-than-node", "infeasible", "tp-x-pp-not-gpus", "mode-mismatch", "ep-1"],
@@ -53,13 +55,13 @@ def test_render_error_names_the_field(case: object, field: str) -> None:
 
 
 def test_dense_baseline_is_served_under_the_plan_model_name() -> None:
-    plan = cases.plan(name="chat", model=cases.DEEPSEEK, dense=cases.LLAMA_70B,
+    plan = builders.serving_plan(name="chat", model=builders.DEEPSEEK, dense=builders.LLAMA_70B,
                       image="vllm/vllm-openai:v0.12.0")  # fmt: skip
     case = _with("dense-tp8", plan=plan)
     (deployment,) = rendering.render(plan, DENSE, case.estimate, case.pool, case.arch)
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert args[0] == cases.LLAMA_70B
-    assert args[args.index("--served-model-name") + 1] == cases.DEEPSEEK
+    assert args[0] == builders.LLAMA_70B
+    assert args[args.index("--served-model-name") + 1] == builders.DEEPSEEK
 
 
 FORBIDDEN = {"kopf", "kubernetes", "httpx", "requests", "subprocess", "socket", "time", "random",

@@ -12,7 +12,7 @@ import yaml
 
 from breakeven.cli import main as cli
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PLAN = ROOT / "examples" / "plans" / "kimi-k2-multi-node.yaml"
 TRAFFIC = ROOT / "examples" / "traffic" / "sustained.yaml"
 

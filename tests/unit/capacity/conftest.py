@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from capacity_builders import arch
+from builders import arch
 
 from breakeven.core import catalog
 

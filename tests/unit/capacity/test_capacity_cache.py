@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from capacity_builders import arch
+from builders import arch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import builders
 import pytest
 import rendering_cases as cases
 from hypothesis import given
@@ -44,7 +45,7 @@ def test_valid_strings_are_kept_and_changed_ones_hashed() -> None:
 
 @given(PLAN_NAME)
 def test_every_name_and_label_of_any_plan_is_valid(plan_name: str) -> None:
-    plan = cases.plan(name=plan_name, image="vllm/vllm-openai:v0.12.0")
+    plan = builders.serving_plan(name=plan_name, image="vllm/vllm-openai:v0.12.0")
     case = cases.CASES["moe-pd"]()
     objects = rendering.render(plan, api.ServingMode.MOE, case.estimate, case.pool, case.arch)
     for mode in api.ServingMode:
@@ -85,7 +86,7 @@ def test_golden_labels_and_port_names(name: str) -> None:
 
 
 def test_public_names() -> None:
-    plan = cases.plan(name="chat")
+    plan = builders.serving_plan(name="chat")
     assert rendering.workload_name(plan, api.ServingMode.DENSE) == "chat-dense"
     assert rendering.workload_name(plan, api.ServingMode.MOE) == "chat-moe"
     assert rendering.prefill_workload_name(plan) == "chat-moe-prefill"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import builders
 import pytest
 import rendering_cases as cases
 
@@ -26,21 +27,21 @@ STOCK = "vllm/vllm-openai"
 def _pools() -> dict[str, tuple[facts.Pool, int, int, str]]:
     """name -> (pool, MoE GPUs, MoE nodes, image repository)."""
     return {
-        "h200-infiniband": (cases.pool(), 16, 2, STOCK),
-        "h200-infiniband-llm-d": (cases.pool(), 16, 2, "ghcr.io/llm-d/llm-d-cuda"),
-        "h200-one-node": (cases.pool(nodes=1), 8, 1, STOCK),
+        "h200-infiniband": (builders.pool(), 16, 2, STOCK),
+        "h200-infiniband-llm-d": (builders.pool(), 16, 2, "ghcr.io/llm-d/llm-d-cuda"),
+        "h200-one-node": (builders.pool(nodes=1), 8, 1, STOCK),
         "gke-a3-ultra": (
-            cases.pool("H200", "nvidia-h200-141gb", fabric="roce", rdma_resource=None,
+            builders.pool("H200", "nvidia-h200-141gb", fabric="roce", rdma_resource=None,
                        gke_accelerator="nvidia-h200-141gb", cpu=220, memory_gib=2800),
             16, 2, "ghcr.io/llm-d/llm-d-cuda",
         ),
         "eks-p5": (
-            cases.pool("H100", "p5.48xlarge", fabric="efa",
+            builders.pool("H100", "p5.48xlarge", fabric="efa",
                        rdma_resource="vpc.amazonaws.com/efa", rdma_devices=32),
             16, 2, STOCK,
         ),
         "gb200-clique": (
-            cases.pool("GB200", "NVIDIA-GB200", gpus_per_node=4, nodes=18, fabric="infiniband",
+            builders.pool("GB200", "NVIDIA-GB200", gpus_per_node=4, nodes=18, fabric="infiniband",
                        cliques={"c.0": 72}),
             16, 4, STOCK,
         ),
@@ -66,7 +67,7 @@ def _plan(model: str, version: str, repository: str, mode: str = "Auto") -> api.
 
 def _moe_estimate(arch: catalog.Architecture, gpus: int, nodes: int) -> Any:
     redundant = (-arch.routed_experts) % gpus or gpus
-    return cases.moe(gpus, nodes, redundant=redundant)
+    return builders.moe(gpus, nodes, redundant=redundant)
 
 
 def _flags(args: list[str]) -> list[str]:
@@ -109,7 +110,7 @@ def test_every_model_and_pool_renders_only_what_the_matrix_allows(version: str) 
             image = plan.spec.serving.image
             # Dense renders (a single-node tensor-parallel replica) wherever the release's model
             # registry has the architecture.
-            dense = cases.estimate(api.ServingMode.DENSE, pool.gpus_per_node,
+            dense = builders.estimate(api.ServingMode.DENSE, pool.gpus_per_node,
                                    tp=pool.gpus_per_node)  # fmt: skip
             if arch.min_vllm and parsed < versions.parse(arch.min_vllm):
                 with pytest.raises(rendering.RenderError, match="cannot load"):
@@ -150,7 +151,7 @@ def test_gpt_oss_without_eplb_is_dense_with_a_gating_runtime_support_row(
     arch = catalog.get("openai/gpt-oss-120b")
     assert arch is not None
     plan = _plan("openai/gpt-oss-120b", version, STOCK, mode=mode)
-    pool = cases.pool()
+    pool = builders.pool()
     cluster = facts.Cluster(pools=(pool,))
     traffic = facts.Traffic(
         tokens_per_second=facts.Percentiles(p10=12000, p50=14000, p95=16000),
@@ -177,7 +178,7 @@ def test_kimi_k2_is_served_with_trust_remote_code() -> None:
     arch = catalog.get("moonshotai/Kimi-K2-Instruct")
     assert arch is not None and arch.serve_flags == ("--trust-remote-code",)
     plan = _plan("moonshotai/Kimi-K2-Instruct", "0.33.0", STOCK)
-    objs = rendering.render(plan, api.ServingMode.MOE, cases.moe(8, 1, 8), cases.pool(), arch)
+    objs = rendering.render(plan, api.ServingMode.MOE, builders.moe(8, 1, 8), builders.pool(), arch)
     (obj,) = [o for o in objs if o["kind"] in ("Deployment", "LeaderWorkerSet")]
     assert "--trust-remote-code" in cases.containers(obj)[0]["args"]
 
