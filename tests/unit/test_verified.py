@@ -141,12 +141,6 @@ def test_unreadable_fields_are_dropped_one_by_one_and_the_rest_kept() -> None:
     assert statuses.previous({"status": {}}) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="real, not fixed here: a switch target that never gets a ready pod (Pending for a "
-    "missing PVC, or never created: a missing PriorityClass, Pod Security Admission) is never "
-    "broken, so the switch waits forever with no back-off (docs/reliability.md, Verified)",
-)
 async def test_a_switch_target_whose_pods_never_schedule_is_broken_after_a_deadline() -> None:
     plan, ev = plan_and_evaluation(replicas=1, nodes=4)
     fake = FakeApi()
@@ -188,6 +182,20 @@ async def test_a_switch_target_whose_pods_never_schedule_is_broken_after_a_deadl
     # Six hours of Pending pods: the attempt should have failed into a reported back-off.
     assert seen[api.ServingMode.MOE].broken is not None
     assert step.moe_backoff is not None
+    assert "not scheduled" in str(seen[api.ServingMode.MOE].broken)
+    assert 'persistentvolumeclaim "model-cache" not found' in str(seen[api.ServingMode.MOE].broken)
+
+
+def test_a_switch_target_that_never_served_is_not_broken_before_the_deadline() -> None:
+    now = dt.datetime(2026, 11, 1, 12, tzinfo=dt.UTC)
+    started = now - dt.timedelta(seconds=statuses.TARGET_READY_DEADLINE_S - 60)
+    pending = [{"metadata": {"name": "p-0"}, "status": {"phase": "Pending"}}]
+    assert statuses.broken(pending, None, 300.0, now, switching.rfc3339(started)) is None
+    later = now + dt.timedelta(seconds=120)
+    assert statuses.broken([], None, 300.0, later, switching.rfc3339(started)) == (
+        f"no ready pod 2h after the switch began at {switching.rfc3339(started)}: "
+        "no pods created (admission refused?)"
+    )
 
 
 async def test_plans_are_reconciled_when_a_read_takes_longer_than_the_interval(

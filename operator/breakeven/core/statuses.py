@@ -170,15 +170,26 @@ def down_since(
     return None
 
 
+# How long a switch's target may take to get its first ready pod before the attempt counts as
+# broken (and backs off): the pods' startup probe allows an hour to download and load weights
+# (rendering: 360 x 10 s), and image pulls and scheduling get as long again. Pods Pending for a
+# PVC or PriorityClass that does not exist, or never created (Pod Security Admission), never
+# become ready; without this deadline such a switch waited for ever.
+TARGET_READY_DEADLINE_S = 2 * 3600.0
+
+
 def broken(
     pods: Sequence[Mapping[str, Any]],
     down: str | None,
     grace: float,
     now: dt.datetime,
+    coming_up_since: str | None = None,
 ) -> str | None:
-    """Why a workload is failing: crashing pods at once, or no ready pods for longer than
-    `grace` seconds after it had served. A rollout or a pod restart that takes every ready pod
-    away for a moment (a single-group LeaderWorkerSet, say) is not a failure."""
+    """Why a workload is failing: crashing pods at once, no ready pods for longer than `grace`
+    seconds after it had served, or, for a switch's target that never served
+    (`coming_up_since`: when the switch to it started), no ready pod within
+    TARGET_READY_DEADLINE_S. A rollout or a pod restart that takes every ready pod away for a
+    moment (a single-group LeaderWorkerSet, say) is not a failure."""
     for pod in pods:
         status = pod.get("status") or {}
         if status.get("phase") == "Failed":
@@ -190,6 +201,25 @@ def broken(
     since = switching.parse_time(down)
     if since is not None and (now - since).total_seconds() > grace:
         return f"no ready pods since {down} (nodes gone or pods evicted)"
+    started = switching.parse_time(coming_up_since)
+    if started is not None and (now - started).total_seconds() > TARGET_READY_DEADLINE_S:
+        why = _not_scheduled(pods) or (
+            f"{len(pods)} pods, none ready" if pods else "no pods created (admission refused?)"
+        )
+        return (
+            f"no ready pod {TARGET_READY_DEADLINE_S / 3600:g}h after the switch began at "
+            f"{coming_up_since}: {why}"
+        )
+    return None
+
+
+def _not_scheduled(pods: Sequence[Mapping[str, Any]]) -> str | None:
+    """The first pod's reason for not being scheduled, as the scheduler wrote it."""
+    for pod in pods:
+        for c in (pod.get("status") or {}).get("conditions") or []:
+            if c.get("type") == "PodScheduled" and c.get("status") == "False":
+                name = (pod.get("metadata") or {}).get("name", "?")
+                return f"pod {name} not scheduled: {str(c.get('message') or c.get('reason'))[:200]}"
     return None
 
 

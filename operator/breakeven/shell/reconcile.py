@@ -212,13 +212,15 @@ class Reconciler:
             ready = sum(int((o.get("status") or {}).get("readyReplicas") or 0) for o in objs)
             pods = await self.writer.pods(plan.namespace, rendering.selector_labels(plan, mode))
             down = statuses.down_since(ready, mode, previous, now)
+            switch = previous.switch if previous else None
+            coming_up = switch.started_at if switch and switch.to == mode and not ready else None
             out[mode] = switching.Observed(
                 mode=mode,
                 exists=True,
                 kind=str((objs or found)[0].get("kind", "")),
                 replicas=replicas,
                 ready_replicas=ready,
-                broken=statuses.broken(pods, down, grace, now),
+                broken=statuses.broken(pods, down, grace, now, coming_up_since=coming_up),
                 down_since=down,
                 stale=names,
             )
