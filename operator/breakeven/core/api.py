@@ -395,12 +395,13 @@ class Traffic(Model):
         default="336h",
         description="How much history the traffic facts cover (default 14 days).",
     )
-    expert_load_metric: str = Field(
-        default="moe_expert_tokens_total",
+    expert_load_metric: str | None = Field(
+        default=None,
         max_length=256,
         pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$",
-        description="Counter of tokens routed to each expert, labelled per expert. No vLLM "
-        "release exports one; point this at what your stack exports.",
+        description="Optional counter of tokens routed to each expert, labelled per expert, from "
+        "your own pipeline (no vLLM release exports one). expertBalance reads Breakeven's EPLB "
+        "exporter first (docs/telemetry.md) and this only where that has no data.",
     )
     expert_label: str = Field(
         default="expert",

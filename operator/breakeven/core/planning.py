@@ -91,7 +91,7 @@ def evaluate(plan: api.ServingPlan, cluster: facts.Cluster, traffic: facts.Traff
             rubric.Candidate(
                 pool=pool,
                 estimate=capacity.size_moe(
-                    arch, pool, dtype, workload, traffic.expert_load_max_over_mean, cost
+                    arch, pool, dtype, workload, traffic.load_max_over_mean, cost
                 ),
             )
             for pool in cluster.pools

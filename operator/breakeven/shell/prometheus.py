@@ -32,6 +32,7 @@ from breakeven.core.traffic import (
     Batch,
     Failed,
     TrafficQuery,
+    balance_promql,
     batches,
     expert_promql,
     length_promql,
@@ -185,14 +186,19 @@ async def _read_batch(
     ranged = {"query": tokens_promql(batch), "start": f"{end - batch.window_s:.3f}",
               "end": at, "step": f"{step}s"}  # fmt: skip
     now_form = {"query": recent_promql(batch), "time": f"{real_end:.3f}"}
-    tokens, prompt, output, experts, recent = await asyncio.gather(
+
+    async def optional(query: str | None) -> Answer | None:
+        return None if query is None else await instant(query)
+
+    tokens, prompt, output, experts, recent, balance = await asyncio.gather(
         _ask(client, batch.url, "/api/v1/query_range", ranged, settings, limit, on_error, deadline),
         instant(length_promql(batch, PROMPT_LENGTH)),
         instant(length_promql(batch, OUTPUT_LENGTH)),
-        instant(expert_promql(batch)),
+        optional(expert_promql(batch)),
         _ask(client, batch.url, "/api/v1/query", now_form, settings, limit, on_error, deadline),
+        optional(balance_promql(batch)),
     )
-    return reduce(batch, Answers(tokens, prompt, output, experts, recent))
+    return reduce(batch, Answers(tokens, prompt, output, experts, recent, balance))
 
 
 async def read_traffic(
