@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -42,6 +42,8 @@ class LocalPrometheus:
     """Prometheus in `workdir`, backfilled with `backfill` specs and scraping `live_targets`.
 
     `live_targets` are host:port strings or LiveExporter objects. `url` is the HTTP API base.
+    `target_labels` adds labels to a target's series (host:port -> labels), as a Kubernetes
+    scrape adds the pod's namespace.
     """
 
     def __init__(
@@ -53,7 +55,9 @@ class LocalPrometheus:
         step: int = 60,
         scrape_interval: str = "1s",
         timeout: float = 60.0,
+        target_labels: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
+        self.target_labels = {t: dict(labels) for t, labels in (target_labels or {}).items()}
         self.workdir = Path(workdir).resolve()
         self.backfill = list(backfill)
         self.live_targets = list(live_targets)
@@ -110,7 +114,12 @@ class LocalPrometheus:
             "job_name": "live",
             "scrape_interval": self.scrape_interval,
             "scrape_timeout": self.scrape_interval,
-            "static_configs": [{"targets": targets}],
+            "static_configs": [{"targets": [t]} for t in targets if t not in self.target_labels]
+            + [
+                {"targets": [t], "labels": self.target_labels[t]}
+                for t in targets
+                if t in self.target_labels
+            ],
         }
         config.write_text(
             yaml.safe_dump(
