@@ -509,8 +509,10 @@ async def test_the_range_query_covers_the_window_in_aligned_steps() -> None:
     assert (end - start) / step <= traffic.MAX_POINTS
     instants = [r for r in fake.requests if r["path"].endswith("/query")]
     recent = [r for r in instants if r["query"].startswith("max_over_time(")]
-    assert {float(r["time"]) for r in instants if r not in recent} == {end}
+    balance = [r for r in instants if "breakeven_eplb" in r["query"]]
+    assert {float(r["time"]) for r in instants if r not in recent + balance} == {end}
     assert [float(r["time"]) for r in recent] == [NOW + 17]  # the recent peak is read at now
+    assert [float(r["time"]) for r in balance] == [NOW + 17]  # so are a trial's newest steps
     assert a.observed == "336h"  # points cover the whole window, though 336h is no multiple of step
 
 

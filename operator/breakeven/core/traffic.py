@@ -33,7 +33,8 @@ series are handed back to the plans by their label values. For two plans on the 
                       (rate(vllm:request_prompt_tokens_bucket M [W]))), "breakeven_quantile", "0.5",
                       "", "")
         or label_replace(histogram_quantile(0.9, ...), "breakeven_quantile", "0.9", "", "")
-    busiest EP rank over the mean rank, p95 over the window's EPLB steps (instant; the series of
+    busiest EP rank over the mean rank, p95 over the window's EPLB steps (instant, at the real
+    current time like the recent peak, so a trial's newest steps count; the series of
     Breakeven's own EPLB exporter, docs/telemetry.md; no series = no expert-balance data yet):
         histogram_quantile(0.95, sum by (model, namespace, le)
           (rate(breakeven_eplb_rank_load_max_over_mean_steps_bucket B [W])))

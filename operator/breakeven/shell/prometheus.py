@@ -187,8 +187,14 @@ async def _read_batch(
               "end": at, "step": f"{step}s"}  # fmt: skip
     now_form = {"query": recent_promql(batch), "time": f"{real_end:.3f}"}
 
-    async def optional(query: str | None) -> Answer | None:
-        return None if query is None else await instant(query)
+    async def optional(query: str | None, at_now: bool = False) -> Answer | None:
+        if query is None:
+            return None
+        if not at_now:
+            return await instant(query)
+        form = {"query": query, "time": f"{real_end:.3f}"}
+        return await _ask(client, batch.url, "/api/v1/query", form, settings, limit, on_error,
+                          deadline)  # fmt: skip
 
     tokens, prompt, output, experts, recent, balance = await asyncio.gather(
         _ask(client, batch.url, "/api/v1/query_range", ranged, settings, limit, on_error, deadline),
@@ -196,7 +202,8 @@ async def _read_batch(
         instant(length_promql(batch, OUTPUT_LENGTH)),
         optional(expert_promql(batch)),
         _ask(client, batch.url, "/api/v1/query", now_form, settings, limit, on_error, deadline),
-        optional(balance_promql(batch)),
+        # At the real current time, like the recent peak: a trial's newest EPLB steps count.
+        optional(balance_promql(batch), at_now=True),
     )
     return reduce(batch, Answers(tokens, prompt, output, experts, recent, balance))
 
