@@ -8,6 +8,7 @@ Debian's `prometheus` on a free 127.0.0.1 port, scraping live exporters. Stopped
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -43,7 +44,8 @@ class LocalPrometheus:
 
     `live_targets` are host:port strings or LiveExporter objects. `url` is the HTTP API base.
     `target_labels` adds labels to a target's series (host:port -> labels), as a Kubernetes
-    scrape adds the pod's namespace.
+    scrape adds the pod's namespace. `add_target`/`remove_target` change targets while it runs
+    (a file_sd job, as pods come and go).
     """
 
     def __init__(
@@ -121,6 +123,16 @@ class LocalPrometheus:
                 if t in self.target_labels
             ],
         }
+        self.targets_dir.mkdir(exist_ok=True)
+        pods = {
+            "job_name": "pods",
+            "scrape_interval": self.scrape_interval,
+            "scrape_timeout": self.scrape_interval,
+            "honor_labels": True,
+            "file_sd_configs": [
+                {"files": [str(self.targets_dir / "*.json")], "refresh_interval": "1s"}
+            ],
+        }
         config.write_text(
             yaml.safe_dump(
                 {
@@ -128,7 +140,7 @@ class LocalPrometheus:
                         "scrape_interval": self.scrape_interval,
                         "evaluation_interval": self.scrape_interval,
                     },
-                    "scrape_configs": [scrape] if targets else [],
+                    "scrape_configs": [*([scrape] if targets else []), pods],
                 }
             )
         )
@@ -147,6 +159,19 @@ class LocalPrometheus:
             # Prometheus applies target sets every 5 s, so the first scrape comes a while later.
             wait_until("the first scrape of every live target", self._targets_up, self.timeout,
                        [proc])  # fmt: skip
+
+    @property
+    def targets_dir(self) -> Path:
+        return self.workdir / "targets"
+
+    def add_target(self, name: str, target: str, labels: Mapping[str, str]) -> None:
+        """Scrape `target` (host:port) with `labels` from now on (the `pods` job)."""
+        tmp = self.targets_dir / f".{name}.tmp"
+        tmp.write_text(json.dumps([{"targets": [target], "labels": dict(labels)}]))
+        tmp.rename(self.targets_dir / f"{name}.json")  # atomic: never a half-written file
+
+    def remove_target(self, name: str) -> None:
+        (self.targets_dir / f"{name}.json").unlink(missing_ok=True)
 
     def _targets_up(self) -> bool:
         active = httpx.get(f"{self.url}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
