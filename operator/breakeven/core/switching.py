@@ -595,12 +595,11 @@ def trial_gates(
         young = [r.name.value for r in others if held_for(r, history, now) < window]
         if young:
             start = f"{', '.join(young)} must hold Go for {policy.promotion_window}"
-    lapsed = [r for r in others if (v := known(r)) is not None and v != V.GO]
-    run = infeasible or (
-        f"{lapsed[0].name.value} is {known(lapsed[0]).value}: {lapsed[0].reason}"  # type: ignore[union-attr]
-        if lapsed
-        else None
-    )
+    lapsed = [(r, v) for r in others if (v := known(r)) is not None and v != V.GO]
+    run = infeasible
+    if run is None and lapsed:
+        row, verdict = lapsed[0]
+        run = f"{row.name.value} is {verdict.value}: {row.reason}"
     return trial.Gates(
         start=start, run=run, room=trial_room(evaluation), waiting=_backing_off(backoff_, now)
     )
