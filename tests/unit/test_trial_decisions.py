@@ -133,6 +133,17 @@ def test_a_balanced_trial_passes_after_its_duration_and_promotion_reuses_its_wor
     assert switch.target == MOE and switch.mode == MOE
     assert ("apply", "MoE", 1) in actions(switch) and ("select", "MoE", None) in actions(switch)
     assert switch.trial is not None and switch.trial.phase == P.PASSED
+    assert switch.trial.started_at == switching.rfc3339(T0 + 61 * M)
+    assert switch.trial.generation == 1
+    serving = run(balanced, T0 + 63 * M + 2 * H, both)
+    assert serving.mode == MOE and serving.trial is not None
+    assert serving.trial.phase == P.PASSED
+    assert serving.trial.workload is None and "promoted" in serving.trial.reason
+    # Back on dense later (traffic dropped, say): the finished trial runs no replica again.
+    run.status = run.status.model_copy(update={"mode": DENSE, "target_mode": DENSE})  # type: ignore[union-attr]
+    later = run(balanced, T0 + 10 * H, {DENSE: ready(DENSE), MOE: ready(MOE)})
+    assert ("apply", "MoE", 1) not in actions(later) or later.target == MOE
+    assert later.trial is not None and later.trial.phase == P.PASSED
 
 
 def test_a_hot_rank_fails_the_trial_removes_it_and_waits_retry_after() -> None:

@@ -84,11 +84,10 @@ def _status(
     now: dt.datetime,
     **fields: object,
 ) -> api.TrialStatus:
-    """The next status: `since` moves only when the phase changes."""
-    base: dict[str, object] = (
-        prev.model_dump(by_alias=False) if prev is not None and prev.phase == phase else {}
-    )
-    base.setdefault("since", _rfc3339(now))
+    """The next status, keeping the trial's fields: `since` moves only when the phase changes."""
+    base: dict[str, object] = prev.model_dump(by_alias=False) if prev is not None else {}
+    if prev is None or prev.phase != phase:
+        base["since"] = _rfc3339(now)
     return api.TrialStatus.model_validate({**base, "phase": phase, **fields})
 
 
@@ -110,12 +109,18 @@ def decide(
     plan = evaluation.plan
     spec = plan.spec.trial
     generation = plan.metadata.generation
-    live = prev is not None and prev.phase in LIVE
+    # A Passed trial is live until the promotion took its workload over (workload cleared).
+    live = prev is not None and prev.phase in LIVE and (prev.phase != P.PASSED or prev.workload)
     if active == api.ServingMode.MOE:
         # MoE serves (the trial passed and the switch happened, or it never needed one): the
         # MoE workload is the serving one now, never the trial's to delete.
         if prev is not None and prev.phase in (P.PENDING, P.RUNNING):
             return Decision(_status(prev, P.ABORTED, now, reason="the plan serves MoE"))
+        if prev is not None and prev.phase == P.PASSED and prev.workload:
+            promoted = f"{prev.reason}; promoted: {prev.workload} serves as the MoE workload"
+            return Decision(
+                prev.model_copy(update={"workload": None, "share": None, "reason": promoted})
+            )
         return Decision(prev)
 
     def abort(reason: str) -> Decision:
