@@ -8,11 +8,12 @@ Debian's `prometheus` on a free 127.0.0.1 port, scraping live exporters. Stopped
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -42,6 +43,9 @@ class LocalPrometheus:
     """Prometheus in `workdir`, backfilled with `backfill` specs and scraping `live_targets`.
 
     `live_targets` are host:port strings or LiveExporter objects. `url` is the HTTP API base.
+    `target_labels` adds labels to a target's series (host:port -> labels), as a Kubernetes
+    scrape adds the pod's namespace. `add_target`/`remove_target` change targets while it runs
+    (a file_sd job, as pods come and go).
     """
 
     def __init__(
@@ -53,7 +57,9 @@ class LocalPrometheus:
         step: int = 60,
         scrape_interval: str = "1s",
         timeout: float = 60.0,
+        target_labels: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
+        self.target_labels = {t: dict(labels) for t, labels in (target_labels or {}).items()}
         self.workdir = Path(workdir).resolve()
         self.backfill = list(backfill)
         self.live_targets = list(live_targets)
@@ -110,7 +116,22 @@ class LocalPrometheus:
             "job_name": "live",
             "scrape_interval": self.scrape_interval,
             "scrape_timeout": self.scrape_interval,
-            "static_configs": [{"targets": targets}],
+            "static_configs": [{"targets": [t]} for t in targets if t not in self.target_labels]
+            + [
+                {"targets": [t], "labels": self.target_labels[t]}
+                for t in targets
+                if t in self.target_labels
+            ],
+        }
+        self.targets_dir.mkdir(exist_ok=True)
+        pods = {
+            "job_name": "pods",
+            "scrape_interval": self.scrape_interval,
+            "scrape_timeout": self.scrape_interval,
+            "honor_labels": True,
+            "file_sd_configs": [
+                {"files": [str(self.targets_dir / "*.json")], "refresh_interval": "1s"}
+            ],
         }
         config.write_text(
             yaml.safe_dump(
@@ -119,7 +140,7 @@ class LocalPrometheus:
                         "scrape_interval": self.scrape_interval,
                         "evaluation_interval": self.scrape_interval,
                     },
-                    "scrape_configs": [scrape] if targets else [],
+                    "scrape_configs": [*([scrape] if targets else []), pods],
                 }
             )
         )
@@ -138,6 +159,19 @@ class LocalPrometheus:
             # Prometheus applies target sets every 5 s, so the first scrape comes a while later.
             wait_until("the first scrape of every live target", self._targets_up, self.timeout,
                        [proc])  # fmt: skip
+
+    @property
+    def targets_dir(self) -> Path:
+        return self.workdir / "targets"
+
+    def add_target(self, name: str, target: str, labels: Mapping[str, str]) -> None:
+        """Scrape `target` (host:port) with `labels` from now on (the `pods` job)."""
+        tmp = self.targets_dir / f".{name}.tmp"
+        tmp.write_text(json.dumps([{"targets": [target], "labels": dict(labels)}]))
+        tmp.rename(self.targets_dir / f"{name}.json")  # atomic: never a half-written file
+
+    def remove_target(self, name: str) -> None:
+        (self.targets_dir / f"{name}.json").unlink(missing_ok=True)
 
     def _targets_up(self) -> bool:
         active = httpx.get(f"{self.url}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]

@@ -53,7 +53,12 @@ def plan(
             "mode": mode,
             "dryRun": dry_run,
             "operations": {"platformTeam": team},
-            "traffic": {"selector": {"model_name": f"e2e/{profile}", "namespace": "traffic"}},
+            # The harness's generator writes a per-expert counter (e2e/traffic.py): these plans
+            # read it through the user-supplied path. The EPLB exporter's series is the trial's.
+            "traffic": {
+                "selector": {"model_name": f"e2e/{profile}", "namespace": "traffic"},
+                "expertLoadMetric": "moe_expert_tokens_total",
+            },
             "policy": dict(FAST),
             "serving": {"nodeSelector": dict(H200)},
         },
@@ -423,6 +428,7 @@ def test_a_live_traffic_drop_sends_the_plan_back_to_dense(
     body = plan("live", namespace)
     body["spec"]["traffic"] = {
         "selector": {"model_name": LIVE_SERIES, "namespace": "traffic"},
+        "expertLoadMetric": "moe_expert_tokens_total",
         "window": "3m",
     }
     body["spec"]["policy"]["demotionWindow"] = "20s"

@@ -35,6 +35,8 @@ def profile_query(env: PrometheusEnv, profile: str, **fields: Any) -> prom.Traff
             {"model_name": f"breakeven-test/{profile}", "namespace": HISTORY_NAMESPACE},
         ),
         window_s=WINDOW_S,
+        # The harness's history writes a per-expert counter: read it as a team's own pipeline.
+        expert_metric=fields.pop("expert_metric", "moe_expert_tokens_total"),
         **fields,
     )
 
@@ -188,7 +190,10 @@ async def test_a_serving_plan_s_default_selector_finds_its_model(
     plan = api.ServingPlan.model_validate(
         {
             "metadata": {"name": "hot", "namespace": HISTORY_NAMESPACE},
-            "spec": {"model": {"name": "breakeven-test/hot-expert"}},
+            "spec": {
+                "model": {"name": "breakeven-test/hot-expert"},
+                "traffic": {"expertLoadMetric": "moe_expert_tokens_total"},
+            },
         }
     )
     q = prom.query_for(plan, prometheus.url)

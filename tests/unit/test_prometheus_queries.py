@@ -47,6 +47,7 @@ def query(key: str, model: str, namespace: str = "team", **fields: Any) -> traff
         url=fields.pop("url", URL),
         selector=fields.pop("selector", {"model_name": model, "namespace": namespace}),
         window_s=fields.pop("window_s", 14 * DAY),
+        balance_selector=fields.pop("balance_selector", {"model": model, "namespace": namespace}),
         **fields,
     )
 
@@ -69,7 +70,9 @@ def test_query_for_defaults_to_the_model_and_namespace() -> None:
     assert q.url == URL  # trailing slash dropped, so equal URLs batch together
     assert q.selector == {"model_name": "deepseek-ai/DeepSeek-V3", "namespace": "team"}
     assert q.window_s == 14 * DAY and q.window == "336h"
-    assert (q.expert_metric, q.expert_label) == ("moe_expert_tokens_total", "expert")
+    # No per-expert metric unless the plan names one; the EPLB exporter's series by served name.
+    assert (q.expert_metric, q.expert_label) == (None, "expert")
+    assert q.balance_selector == {"model": "deepseek-ai/DeepSeek-V3", "namespace": "team"}
 
 
 def test_query_for_takes_the_plan_s_settings_over_the_operator_s() -> None:
@@ -267,6 +270,18 @@ def test_the_promql_of_a_batch() -> None:
         f' or label_replace(histogram_quantile(0.9, {buckets}), "breakeven_quantile", "0.9", '
         '"", "")'
     )
+    assert traffic.expert_promql(batch) is None  # no spec.traffic.expertLoadMetric
+    b = '{model=~"org/a|org/b",namespace="team"}'
+    assert traffic.balance_promql(batch) == (
+        "histogram_quantile(0.95, sum by (model, namespace, le) "
+        f"(rate(breakeven_eplb_rank_load_max_over_mean_steps_bucket{b}[1209600s])))"
+    )
+    batch = traffic.batches(
+        [
+            query("team/a", "org/a", expert_metric="moe_expert_tokens_total"),
+            query("team/b", "org/b", expert_metric="moe_expert_tokens_total"),
+        ]
+    )[0]
     per_expert = (
         f"sum by (model_name, namespace, expert) (rate(moe_expert_tokens_total{m}[1209600s]))"
     )
@@ -334,6 +349,13 @@ def test_answers_reduce_to_each_plan_s_traffic() -> None:
         ),
         output=traffic.parse(vector()),
         experts=traffic.parse(vector((A, 2.5), (B, 0.9999999))),
+        balance=traffic.parse(
+            vector(
+                ({"model": "org/a", "namespace": "team"}, 1.75),
+                ({"model": "org/b", "namespace": "team"}, 0.98),
+                ({"model": "org/a", "namespace": "elsewhere"}, 9.0),  # nobody's
+            )
+        ),
     )
     got = traffic.reduce(batch, answers)
     a, b = got["team/a"], got["team/b"]
@@ -344,12 +366,15 @@ def test_answers_reduce_to_each_plan_s_traffic() -> None:
     assert a.prompt_tokens == facts.Percentiles(p50=900, p90=1800)
     assert a.output_tokens == facts.Percentiles()
     assert a.expert_load_max_over_mean == 2.5
+    assert a.rank_load_max_over_mean == 1.75
+    assert a.load_max_over_mean == 1.75  # the rank figure is what the capacity model derates by
     assert a.errors == ()
     assert a.source == f'prometheus {URL} {{model_name="org/a",namespace="team"}}'
     assert b.tokens_per_second.p50 == 10 and b.tokens_per_second.p95 == pytest.approx(1000)
     assert b.observed == api.format_duration(1009 * 303 + 300)
     assert b.prompt_tokens == facts.Percentiles()  # NaN: an empty histogram is not a number
     assert b.expert_load_max_over_mean == 1.0  # rounding below 1 is clamped
+    assert b.rank_load_max_over_mean == 1.0  # interpolated inside the lowest bucket: clamped
 
 
 def test_a_plan_without_series_says_so_and_others_are_unaffected() -> None:
@@ -363,6 +388,7 @@ def test_a_plan_without_series_says_so_and_others_are_unaffected() -> None:
     got = traffic.reduce(batch, answers)
     assert got["team/a"].has_volume and got["team/a"].errors == ()
     assert got["team/a"].expert_load_max_over_mean is None  # no telemetry, not an error
+    assert got["team/a"].rank_load_max_over_mean is None
     b = got["team/b"]
     assert not b.has_volume and b.observed is None
     assert b.errors == (
@@ -379,6 +405,7 @@ def test_a_failed_metric_keeps_the_others_and_names_the_failure() -> None:
         prompt=traffic.parse(vector(({**A, "breakeven_quantile": "0.5"}, 1000))),
         output=failed,
         experts=failed,
+        balance=failed,
     )
     a = traffic.reduce(batch, answers)["team/a"]
     assert not a.has_volume
@@ -440,6 +467,8 @@ class FakePrometheus:
             )
         if "moe_expert_tokens_total" in promql:
             return httpx.Response(200, json=vector((A, 1.5)))
+        if "breakeven_eplb_rank_load_max_over_mean_steps_bucket" in promql:
+            return httpx.Response(200, json=vector(({"model": "org/a", "namespace": "team"}, 1.4)))
         return httpx.Response(200, json=vector())
 
 
@@ -455,13 +484,14 @@ async def test_one_request_per_metric_per_batch_whatever_the_number_of_plans() -
     async with client_for(fake) as client:
         got = await prom.read_traffic(client, queries, now=NOW, settings=FAST)
     assert set(got) == {q.key for q in queries}
-    assert len(fake.requests) == 2 * 5  # two batches, five metrics each
+    assert len(fake.requests) == 2 * 5  # two batches, five metrics each (no per-expert metric)
     paths = sorted(r["path"] for r in fake.requests)
     assert paths == ["/api/v1/query"] * 8 + ["/api/v1/query_range"] * 2
     a = got["team/a"]
     assert a.tokens_per_second.p50 == 104  # the median of 4001 points cycling 100..109
     assert a.prompt_tokens == facts.Percentiles(p50=1000, p90=1500)
-    assert a.expert_load_max_over_mean == 1.5
+    assert a.expert_load_max_over_mean is None  # not asked: no expertLoadMetric
+    assert a.rank_load_max_over_mean == 1.4
     assert a.errors == ()
     assert got["team/p0"].errors and not got["team/p0"].has_volume
 
@@ -479,8 +509,10 @@ async def test_the_range_query_covers_the_window_in_aligned_steps() -> None:
     assert (end - start) / step <= traffic.MAX_POINTS
     instants = [r for r in fake.requests if r["path"].endswith("/query")]
     recent = [r for r in instants if r["query"].startswith("max_over_time(")]
-    assert {float(r["time"]) for r in instants if r not in recent} == {end}
+    balance = [r for r in instants if "breakeven_eplb" in r["query"]]
+    assert {float(r["time"]) for r in instants if r not in recent + balance} == {end}
     assert [float(r["time"]) for r in recent] == [NOW + 17]  # the recent peak is read at now
+    assert [float(r["time"]) for r in balance] == [NOW + 17]  # so are a trial's newest steps
     assert a.observed == "336h"  # points cover the whole window, though 336h is no multiple of step
 
 
@@ -518,7 +550,7 @@ async def test_a_5xx_is_retried_and_then_succeeds() -> None:
     fake = FakePrometheus(fail=lambda n: httpx.Response(503, text="busy") if n <= 5 else None)
     async with client_for(fake) as client:
         a = await prom.read_one(client, query("team/a", "org/a"), now=NOW, settings=FAST)
-    assert a.errors == () and a.has_volume and a.expert_load_max_over_mean == 1.5
+    assert a.errors == () and a.has_volume and a.rank_load_max_over_mean == 1.4
     assert len(fake.requests) == 10  # five first tries failed, five retries
 
 

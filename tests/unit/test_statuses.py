@@ -64,6 +64,7 @@ def test_a_first_reconcile_writes_the_mode_rows_conditions_and_a_deploying_event
         "Ready",
         "Switching",
         "FallbackActive",
+        "Trial",
     ]
     assert reasons(out) == []  # dense already served: nothing to announce
     nothing_yet = statuses.build(ev, switching.step(ev, None, {}, T0), {}, None, T0)

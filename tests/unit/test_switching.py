@@ -261,6 +261,7 @@ def test_conditions_move_their_transition_time_only_on_change() -> None:
         "Ready",
         "Switching",
         "FallbackActive",
+        "Trial",
     ]
 
 

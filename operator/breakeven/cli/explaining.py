@@ -42,6 +42,25 @@ async def _read(args: argparse.Namespace, namespace: str) -> dict[str, Any] | No
         return await kube.Writer(api_client).get_plan(namespace, args.name)
 
 
+def trial_text(trial: api.TrialStatus | None) -> str:
+    """The plan's latest expert-balance trial, for a person; empty when none ran."""
+    if trial is None:
+        return ""
+    fields = [
+        ("phase", f"{trial.phase.value} since {trial.since}"),
+        ("workload", trial.workload),
+        ("started", trial.started_at),
+        ("ready since", trial.ready_since),
+        ("canary share", trial.share),
+        ("observed balance", trial.observed_balance),
+        ("reason", trial.reason),
+        ("next trial after", trial.retry_after),
+    ]
+    lines = ["Trial (expert balance):"]
+    lines += [f"  {name + ':':<18}{value}" for name, value in fields if value]
+    return "\n".join(lines)
+
+
 def main(args: argparse.Namespace) -> int:
     namespace = _namespace(args)
     try:
@@ -72,4 +91,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     model = ((body.get("spec") or {}).get("model") or {}).get("name", "?")
     print(report.status_table(status, f"ServingPlan {namespace}/{args.name}: {model}"))
+    if status.trial is not None:
+        print()
+        print(trial_text(status.trial))
     return 0

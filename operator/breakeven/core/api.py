@@ -395,12 +395,13 @@ class Traffic(Model):
         default="336h",
         description="How much history the traffic facts cover (default 14 days).",
     )
-    expert_load_metric: str = Field(
-        default="moe_expert_tokens_total",
+    expert_load_metric: str | None = Field(
+        default=None,
         max_length=256,
         pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$",
-        description="Counter of tokens routed to each expert, labelled per expert. No vLLM "
-        "release exports one; point this at what your stack exports.",
+        description="Optional counter of tokens routed to each expert, labelled per expert, from "
+        "your own pipeline (no vLLM release exports one). expertBalance reads Breakeven's EPLB "
+        "exporter first (docs/telemetry.md) and this only where that has no data.",
     )
     expert_label: str = Field(
         default="expert",
@@ -673,6 +674,34 @@ class Serving(Model):
     )
 
 
+class TrialSpec(Model):
+    """The trial that measures expert balance before a promotion (docs/operations.md)."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Run a trial when every gating row but expertBalance is Go and no expert "
+        "balance has been measured. Off: such a plan stays dense until expertBalance is Go.",
+    )
+    duration: Duration = Field(
+        default="336h",
+        description="How long the trial serves before its balance is judged (default 14 days, "
+        "the article's two weeks).",
+    )
+    retry_after: Duration = Field(
+        default="336h",
+        description="After a failed trial, the least time before the next (default 14 days, the "
+        "default traffic window, so a retry is judged on fresh EPLB steps).",
+    )
+    ready_timeout: Duration = Field(
+        default="30m", description="A trial whose pods are not ready within this fails."
+    )
+    telemetry_timeout: Duration = Field(
+        default="15m",
+        description="A ready trial whose EPLB telemetry has not reached Prometheus within this "
+        "fails.",
+    )
+
+
 class ServingPlanSpec(Model):
     """What the platform team wants served, and how the choice of mode is made."""
 
@@ -698,6 +727,11 @@ class ServingPlanSpec(Model):
         "expert parallelism.",
     )
     serving: Serving = Field(default_factory=Serving, description="How workloads are rendered.")
+    trial: TrialSpec = Field(
+        default_factory=TrialSpec,
+        description="A canary trial of one MoE replica that measures expert balance before "
+        "promotion.",
+    )
 
     @model_validator(mode="after")
     def _disaggregation_needs_moe(self) -> ServingPlanSpec:
@@ -869,6 +903,39 @@ class MoEBackoff(Model):
     reason: str = Field(default="", description="Why the last one broke.")
 
 
+class TrialPhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    PASSED = "Passed"
+    FAILED = "Failed"
+    ABORTED = "Aborted"
+
+
+class TrialStatus(Model):
+    """The expert-balance trial: one replica of the MoE workload beside dense, in the Service."""
+
+    model_config = ConfigDict(extra="allow")
+
+    phase: TrialPhase = Field(description="Pending, Running, Passed, Failed or Aborted.")
+    since: str = Field(description="When the trial entered this phase (RFC 3339).")
+    started_at: str | None = Field(default=None, description="When it started running.")
+    ready_since: str | None = Field(default=None, description="When its pods were first ready.")
+    workload: str | None = Field(default=None, description="The trial's workload.")
+    share: str | None = Field(
+        default=None,
+        description="Canary: the trial's share of the Service's ready endpoints, trial/all; "
+        "requests follow the endpoint count.",
+    )
+    observed_balance: str | None = Field(
+        default=None, description="The expertBalance row's observation during the trial."
+    )
+    reason: str = Field(default="", description="Why the trial is in this phase, for a person.")
+    retry_after: str | None = Field(
+        default=None, description="Failed: no new trial starts before this (RFC 3339)."
+    )
+    generation: int | None = Field(default=None, description="The spec generation it runs for.")
+
+
 class ServingPlanStatus(Model):
     """What the operator observed, decided and did. Written only by the operator."""
 
@@ -898,6 +965,9 @@ class ServingPlanStatus(Model):
     moe_backoff: MoEBackoff | None = Field(
         default=None,
         description="Set while MoE is backing off after its workload broke (docs/reliability.md).",
+    )
+    trial: TrialStatus | None = Field(
+        default=None, description="The latest expert-balance trial, if any ran."
     )
     placements: dict[str, Placement] | None = Field(
         default=None,

@@ -494,7 +494,7 @@ class Traffic(_Facts):
     """Observed traffic for one plan, reduced to the numbers the rubric reads.
 
     Loads from YAML with the keys below; an absent key means it was not observed (and an absent
-    `expertLoadMaxOverMean` means no per-expert telemetry exists).
+    `rankLoadMaxOverMean` means no EPLB telemetry was read).
     """
 
     window: api.Duration = Field(default="336h", description="span the facts cover")
@@ -517,7 +517,16 @@ class Traffic(_Facts):
         default_factory=Percentiles, description="generated tokens per request"
     )
     expert_load_max_over_mean: float | None = Field(
-        default=None, ge=1, description="hottest expert's load over the mean; absent = no telemetry"
+        default=None,
+        ge=1,
+        description="hottest expert's load over the mean, from spec.traffic.expertLoadMetric; "
+        "absent = no such series",
+    )
+    rank_load_max_over_mean: float | None = Field(
+        default=None,
+        ge=1,
+        description="p95 over the window's EPLB steps of the busiest EP rank's load over the "
+        "mean rank's, from Breakeven's EPLB exporter; absent = no EPLB telemetry",
     )
     source: str = ""
     errors: tuple[str, ...] = Field(default=(), description="why some facts are missing")
@@ -535,6 +544,14 @@ class Traffic(_Facts):
     @property
     def has_volume(self) -> bool:
         return self.tokens_per_second.p10 is not None and self.tokens_per_second.p50 is not None
+
+    @property
+    def load_max_over_mean(self) -> float | None:
+        """The imbalance the capacity model derates MoE by: the EP ranks' (what stalls the
+        group) when measured, else the hottest expert's."""
+        if self.rank_load_max_over_mean is not None:
+            return self.rank_load_max_over_mean
+        return self.expert_load_max_over_mean
 
     @property
     def observed_seconds(self) -> float:

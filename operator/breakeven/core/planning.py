@@ -110,7 +110,7 @@ def evaluate(plan: api.ServingPlan, cluster: facts.Cluster, traffic: facts.Traff
         None if dense_arch is arch else dense_arch,
         dense_dtype,
         workload,
-        traffic.expert_load_max_over_mean if arch.is_moe else None,
+        traffic.load_max_over_mean if arch.is_moe else None,
         cost,
         tuple(capacity.PoolShape.of(pool) for pool in pools),
     )

@@ -3,8 +3,8 @@
     modelScale         large and sparse enough?                     gating
     sustainedLoad      traffic keeps every EP rank busy, not bursty? gating
     interconnect       NVLink inside, RDMA (or one NVLink domain)?   gating
-    opsMaturity        per-expert telemetry and a dedicated team?    gating
-    expertBalance      no expert hot enough to stall the EP group?   gating
+    opsMaturity        a dedicated team?                             gating
+    expertBalance      no EP rank hot enough to stall the group?     gating
     runtimeSupport     does the plan's vLLM release run EPLB for it? always gating
     trafficRegularity  homogeneous prompt lengths?                   advisory
     memoryBandwidthPressure  dense decode bandwidth-bound here?      advisory
@@ -330,12 +330,11 @@ def sustained_load(traffic: facts.Traffic, candidate: Candidate | None, policy: 
     )
 
 
-def ops_maturity(traffic: facts.Traffic, team: api.PlatformTeam) -> Row:
-    threshold = "per-expert load telemetry present and platformTeam Dedicated (EPLB is always on)"
-    telemetry = traffic.expert_load_max_over_mean is not None
-    observed = (
-        f"platformTeam {team.value}; per-expert telemetry {'present' if telemetry else 'absent'}"
-    )
+def ops_maturity(team: api.PlatformTeam) -> Row:
+    """What the team declares: expert-balance telemetry is Breakeven's own job now (its EPLB
+    exporter beside every MoE workload, docs/telemetry.md), no longer a precondition."""
+    threshold = "platformTeam Dedicated (EPLB and its telemetry are always on)"
+    observed = f"platformTeam {team.value}"
     if team != api.PlatformTeam.DEDICATED:
         return Row(
             name=C.OPS_MATURITY,
@@ -345,58 +344,56 @@ def ops_maturity(traffic: facts.Traffic, team: api.PlatformTeam) -> Row:
             reason="a shared platform team: expert placement, EPLB and all-to-all tuning "
             "need a dedicated one",
         )
-    if not telemetry:
-        if traffic.errors or not traffic.has_volume:
-            return Row(
-                name=C.OPS_MATURITY,
-                verdict=V.UNKNOWN,
-                observed=observed,
-                threshold=threshold,
-                reason="traffic could not be read, so per-expert telemetry is unknown",
-            )
-        return Row(
-            name=C.OPS_MATURITY,
-            verdict=V.STAY_DENSE,
-            observed=observed,
-            threshold=threshold,
-            reason="no per-expert load telemetry: expert imbalance would go unseen",
-        )
     return Row(
         name=C.OPS_MATURITY,
         verdict=V.GO,
         observed=observed,
         threshold=threshold,
-        reason="a dedicated team that can see per-expert load",
+        reason="a dedicated team to run EP groups, EPLB and the all-to-all",
     )
 
 
 def expert_balance(traffic: facts.Traffic, policy: api.Policy) -> Row:
+    """The busiest EP rank over the mean (p95 of the EPLB steps in the window) from Breakeven's
+    EPLB exporter; where it has no data, the hottest expert from spec.traffic.expertLoadMetric."""
     limit = policy.expert_balance.max_load_over_mean
-    threshold = f"hottest expert <= {limit:g}x the mean expert load"
-    ratio = traffic.expert_load_max_over_mean
-    if ratio is None:
+    threshold = (
+        f"busiest EP rank <= {limit:g}x the mean rank load in 95% of EPLB steps "
+        f"(or hottest expert <= {limit:g}x the mean, spec.traffic.expertLoadMetric)"
+    )
+    rank = traffic.rank_load_max_over_mean
+    expert = traffic.expert_load_max_over_mean
+    if rank is None and expert is None:
         return Row(
             name=C.EXPERT_BALANCE,
             verdict=V.UNKNOWN,
-            observed="no per-expert telemetry",
+            observed="no EPLB telemetry",
             threshold=threshold,
-            reason="expert load cannot be seen",
+            reason="expert balance is only seen by running the MoE deployment: a trial measures it",
         )
-    observed = f"hottest expert {ratio:.2f}x the mean"
+    if rank is not None:
+        observed = f"busiest EP rank {rank:.2f}x the mean (p95 of EPLB steps)"
+        ratio = rank
+        hot = "a hot EP rank: it sets the pace of the whole EP group"
+    else:
+        assert expert is not None
+        observed = f"hottest expert {expert:.2f}x the mean"
+        ratio = expert
+        hot = "a hot expert: the rank holding it sets the pace of the whole EP group"
     if ratio > limit:
         return Row(
             name=C.EXPERT_BALANCE,
             verdict=V.STAY_DENSE,
             observed=observed,
             threshold=threshold,
-            reason="a hot expert: the rank holding it sets the pace of the whole EP group",
+            reason=hot,
         )
     return Row(
         name=C.EXPERT_BALANCE,
         verdict=V.GO,
         observed=observed,
         threshold=threshold,
-        reason="expert load is even enough for EPLB to keep ranks balanced",
+        reason="load is even enough across the EP ranks",
     )
 
 
@@ -519,7 +516,7 @@ def decide(
         C.MODEL_SCALE: model_scale(arch, policy),
         C.SUSTAINED_LOAD: sustained_load(traffic, smallest, policy),
         C.INTERCONNECT: interconnect(moe, cluster, arch.is_moe),
-        C.OPS_MATURITY: ops_maturity(traffic, spec.operations.platform_team),
+        C.OPS_MATURITY: ops_maturity(spec.operations.platform_team),
         C.EXPERT_BALANCE: expert_balance(traffic, policy),
         C.TRAFFIC_REGULARITY: traffic_regularity(traffic, policy),
         C.MEMORY_BANDWIDTH_PRESSURE: memory_bandwidth_pressure(dense),

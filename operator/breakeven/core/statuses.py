@@ -385,11 +385,27 @@ def conditions(
             step.reason if step.fallback else "NoFallback",
             step.message if step.fallback else "not falling back",
         ),
+        _trial_condition(step.trial),
     ]
     return [
         _condition(previous, type_, status, reason, message, generation, now)
         for type_, status, reason, message in wanted
     ]
+
+
+def _trial_condition(
+    trial: api.TrialStatus | None,
+) -> tuple[str, Literal["True", "False"], str, str]:
+    """`Trial`: True while a trial runs or waits; its reason is the trial's phase."""
+    if trial is None:
+        return ("Trial", "False", "NoTrial", "no expert-balance trial has run")
+    live = trial.phase in (api.TrialPhase.PENDING, api.TrialPhase.RUNNING)
+    return (
+        "Trial",
+        "True" if live else "False",
+        "Trial" + trial.phase.value,
+        trial.reason or trial.phase.value,
+    )
 
 
 def _condition(
@@ -429,6 +445,7 @@ def _apply_failed(
             "mode": previous.mode if previous else None,
             "switch": previous.switch if previous else None,
             "last_switch_time": previous.last_switch_time if previous else None,
+            "trial": previous.trial if previous else None,
             "events": (),
             "phase": api.Phase.DEGRADED,
             "reason": "ApplyFailed",
@@ -496,6 +513,7 @@ def build(
         switch=None if dry else step.switch,
         last_switch_time=step.last_switch_time,
         moe_backoff=None if dry else step.moe_backoff,
+        trial=None if dry else step.trial,
         rendered=rendered,
         conditions=conditions(
             step, evaluation, previous.conditions if previous else [], generation, now

@@ -37,7 +37,8 @@ from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from breakeven.core import api, planning
+from breakeven.core import api, planning, trial
+from breakeven.core.rendering import workloads as rendered_workloads
 
 V = api.Verdict
 C = api.Criterion
@@ -123,6 +124,7 @@ class Step(BaseModel):
     moe_backoff: api.MoEBackoff | None = None
     fallback: bool = False
     switching: bool = False  # a switch is moving: the operator polls the plan fast
+    trial: api.TrialStatus | None = None
 
 
 # ------------------------------------------------------------------------------ hysteresis
@@ -462,6 +464,7 @@ class Situation(NamedTuple):
     target: Target
     events: tuple[Event, ...]  # those already due (a changed target)
     backoff: api.MoEBackoff | None
+    trial: trial.Decision | None = None
 
     @property
     def replicas(self) -> int:
@@ -484,6 +487,7 @@ class Situation(NamedTuple):
             "last_switch_time": self.prev.last_switch_time,
             "moe_backoff": self.backoff,
             "fallback": self.target.fallback,
+            "trial": self.trial.status if self.trial else self.prev.trial,
         }
         return Step.model_validate({**base, **fields})
 
@@ -500,7 +504,7 @@ def step(
 ) -> Step:
     """One reconcile's worth of progress. Purely computational; the operator acts on it."""
     s = _situation(evaluation, previous or api.ServingPlanStatus(), observed, now)
-    return _pruned(s, _step(s))
+    return _with_trial(s, _pruned(s, _step(s)))
 
 
 def _step(s: Situation) -> Step:
@@ -549,6 +553,9 @@ def _situation(
     target = hysteresis(
         evaluation, rows, active, parse_time(prev.last_switch_time), moe_broken, now, backoff_
     )
+    trial_ = _trial(evaluation, prev, observed, rows, active, backoff_, now)
+    if trial_.hold and active == DENSE and target.mode == MOE:
+        target = Target(DENSE, "TrialPending", f"MoE waits for the trial: {trial_.hold}")
     events: tuple[Event, ...] = ()
     if prev.target_mode is not None and prev.target_mode != target.mode:
         events = (
@@ -559,7 +566,118 @@ def _situation(
                 f"{target.message}",
             ),
         )
-    return Situation(evaluation, prev, observed, now, rows, active, target, events, backoff_)
+    return Situation(
+        evaluation, prev, observed, now, rows, active, target, events, backoff_, trial_
+    )
+
+
+# ------------------------------------------------------------------------------ the trial
+
+
+def trial_gates(
+    evaluation: planning.Evaluation,
+    rows: Sequence[api.CriterionRow],
+    backoff_: api.MoEBackoff | None,
+    now: dt.datetime,
+) -> trial.Gates:
+    """What the rows other than expertBalance, the pool and the back-off say about a trial."""
+    policy = evaluation.plan.spec.policy
+    others = [r for r in rows if r.gating and r.name != C.EXPERT_BALANCE]
+    infeasible = None if _moe_possible(evaluation) else "no GPU pool can host an EP group"
+    start = infeasible
+    not_go = [r for r in others if r.verdict != V.GO]
+    if start is None and not_go:
+        start = f"{not_go[0].name.value} is {not_go[0].verdict.value}"
+    if start is None:
+        traffic = evaluation.traffic
+        history = traffic.observed_seconds if traffic.has_volume else 0.0
+        window = api.parse_duration(policy.promotion_window)
+        young = [r.name.value for r in others if held_for(r, history, now) < window]
+        if young:
+            start = f"{', '.join(young)} must hold Go for {policy.promotion_window}"
+    lapsed = [(r, v) for r in others if (v := known(r)) is not None and v != V.GO]
+    run = infeasible
+    if run is None and lapsed:
+        row, verdict = lapsed[0]
+        run = f"{row.name.value} is {verdict.value}: {row.reason}"
+    return trial.Gates(
+        start=start, run=run, room=trial_room(evaluation), waiting=_backing_off(backoff_, now)
+    )
+
+
+def trial_room(evaluation: planning.Evaluation) -> str | None:
+    """Why the pool cannot run dense and one MoE replica at once (from pool sizes), or None."""
+    dense, moe = evaluation.decision.dense, evaluation.decision.moe
+    if dense is None or moe is None:
+        return None
+    if dense.pool.gpu != moe.pool.gpu or dense.pool.gpus_per_node != moe.pool.gpus_per_node:
+        return None
+    replicas = evaluation.plan.spec.serving.replicas
+    used = replicas * dense.estimate.gpus
+    if used + moe.estimate.gpus <= dense.pool.total_gpus:
+        return None
+    return (
+        f"the pool has {dense.pool.total_gpus} {dense.pool.gpu} GPUs, dense uses {used} and one "
+        f"MoE replica needs {moe.estimate.gpus}"
+    )
+
+
+def _trial(
+    evaluation: planning.Evaluation,
+    prev: api.ServingPlanStatus,
+    observed: Mapping[api.ServingMode, Observed],
+    rows: Sequence[api.CriterionRow],
+    active: api.ServingMode | None,
+    backoff_: api.MoEBackoff | None,
+    now: dt.datetime,
+) -> trial.Decision:
+    if active is None:
+        return trial.Decision(prev.trial)  # nothing serves yet: no trial before dense does
+    moe = observed.get(MOE, Observed(mode=MOE))
+    dense = observed.get(DENSE, Observed(mode=DENSE))
+    return trial.decide(
+        evaluation,
+        prev.trial,
+        active,
+        trial.MoESeen(moe.exists, moe.ready_replicas, moe.broken if moe.exists else None),
+        dense.ready_replicas if dense.exists else 0,
+        trial_gates(evaluation, rows, backoff_, now),
+        rendered_workloads.workload_name(evaluation.plan, MOE),
+        now,
+    )
+
+
+def _with_trial(s: Situation, step_: Step) -> Step:
+    """Carry out the trial's decision on a step in which dense stays: one MoE replica beside
+    dense with the Service selecting both, or the trial workload deleted."""
+    d = s.trial
+    if d is None:
+        return step_
+    actions = list(step_.actions)
+    update: dict[str, object] = {"trial": d.status}
+    dense_stays = s.active == DENSE and step_.target == DENSE
+    if d.run and dense_stays:
+        actions = [a for a in actions if not (a.kind == "delete" and a.mode == MOE)]
+        at = next((i for i, a in enumerate(actions) if a.kind == "select"), len(actions))
+        actions = [
+            *actions[:at],
+            Action(kind="apply", mode=MOE, replicas=1),
+            *(
+                Action(kind="select", selector="both") if a.kind == "select" else a
+                for a in actions[at:]
+            ),
+        ]
+        if d.status is not None and d.status.phase == api.TrialPhase.RUNNING:
+            update |= {"reason": "TrialRunning", "message": f"trial: {d.status.reason}"}
+    elif (
+        d.remove and dense_stays and not any(a.kind == "delete" and a.mode == MOE for a in actions)
+    ):
+        actions.append(Action(kind="delete", mode=MOE))
+    if d.status is not None and d.status.phase == api.TrialPhase.PENDING and dense_stays:
+        update |= {"reason": "TrialPending", "message": f"trial pending: {d.status.reason}"}
+    events = tuple(Event(type=t, reason=r, message=m) for t, r, m in d.events)
+    update |= {"actions": tuple(actions), "events": (*step_.events, *events)}
+    return step_.model_copy(update=update)
 
 
 def _steady(s: Situation) -> Step:

@@ -33,9 +33,18 @@ series are handed back to the plans by their label values. For two plans on the 
                       (rate(vllm:request_prompt_tokens_bucket M [W]))), "breakeven_quantile", "0.5",
                       "", "")
         or label_replace(histogram_quantile(0.9, ...), "breakeven_quantile", "0.9", "", "")
-    hottest expert over the mean expert (instant; no series = no per-expert telemetry):
-        max by (K) (sum by (K, expert) (rate(moe_expert_tokens_total M [W])))
-          / avg by (K) (sum by (K, expert) (rate(moe_expert_tokens_total M [W])))
+    busiest EP rank over the mean rank, p95 over the window's EPLB steps (instant, at the real
+    current time like the recent peak, so a trial's newest steps count; the series of
+    Breakeven's own EPLB exporter, docs/telemetry.md; no series = no expert-balance data yet):
+        histogram_quantile(0.95, sum by (model, namespace, le)
+          (rate(breakeven_eplb_rank_load_max_over_mean_steps_bucket B [W])))
+      where B = {model=~"org/a|org/b",namespace="team"}: the exporter labels its series with the
+      served model name (spec.model.name) and the scrape adds the pod's namespace, whatever
+      spec.traffic.selector says about vLLM's own series.
+    hottest expert over the mean expert, only when spec.traffic.expertLoadMetric names a
+    per-expert counter of the team's own pipeline (instant):
+        max by (K) (sum by (K, expert) (rate(<expertLoadMetric> M [W])))
+          / avg by (K) (sum by (K, expert) (rate(<expertLoadMetric> M [W])))
 
 The `or` arms keep a plan that exports only one of the two token counters: `+` alone matches
 one-to-one and would drop it. Per-label regexes also select label combinations no plan asked for
@@ -68,6 +77,9 @@ PROMPT_TOKENS = "vllm:prompt_tokens_total"
 GENERATION_TOKENS = "vllm:generation_tokens_total"
 PROMPT_LENGTH = "vllm:request_prompt_tokens_bucket"
 OUTPUT_LENGTH = "vllm:request_generation_tokens_bucket"
+# Breakeven's EPLB exporter (shell/eplb_exporter.py): one observation per non-idle EPLB step.
+RANK_BALANCE = "breakeven_eplb_rank_load_max_over_mean_steps_bucket"
+RANK_BALANCE_QUANTILE = 0.95  # docs/rubric.md, expertBalance: why p95 of the steps
 RATE_INTERVAL = "5m"  # tokens/s are 5-minute rates, as facts.Traffic says
 RATE_INTERVAL_S = 300
 MAX_POINTS = 4000  # per series in a range query; Prometheus refuses more than 11,000
@@ -89,8 +101,10 @@ class TrafficQuery(BaseModel):
     url: str = Field(pattern=r"^https?://[^\s]+$", description="Prometheus base URL")
     selector: dict[str, str] = Field(min_length=1, description="label -> value, all must match")
     window_s: int = Field(gt=0, description="seconds of history")
-    expert_metric: str = Field(
-        default="moe_expert_tokens_total", pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
+    expert_metric: str | None = Field(default=None, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+    balance_selector: dict[str, str] = Field(
+        default_factory=dict,
+        description="labels of the EPLB exporter's series (model, namespace); empty: not read",
     )
     expert_label: str = Field(default="expert", pattern=LABEL_NAME.pattern)
     recent_s: int = Field(
@@ -102,7 +116,7 @@ class TrafficQuery(BaseModel):
     def _no_trailing_slash(cls, url: str) -> str:
         return url.rstrip("/")
 
-    @field_validator("selector")
+    @field_validator("selector", "balance_selector")
     @classmethod
     def _label_names(cls, selector: dict[str, str]) -> dict[str, str]:
         for name in selector:
@@ -136,6 +150,7 @@ def query_for(plan: api.ServingPlan, default_url: str | None) -> TrafficQuery | 
         window_s=max(1, round(api.parse_duration(traffic.window))),
         expert_metric=traffic.expert_load_metric,
         expert_label=traffic.expert_label,
+        balance_selector={"model": plan.spec.model.name, "namespace": plan.namespace},
         recent_s=max(1, round(api.parse_duration(plan.spec.policy.demotion_window))),
     )
 
@@ -179,26 +194,25 @@ class Batch:
     url: str
     labels: tuple[str, ...]
     window_s: int
-    expert_metric: str
+    expert_metric: str | None
     expert_label: str
     queries: tuple[TrafficQuery, ...]
     recent_s: int = 3600
+    balance_labels: tuple[str, ...] = ()
 
     @property
     def matchers(self) -> str:
         """`{k="v"}` for a label every plan shares, `{k=~"v1|v2"}` for one that differs."""
-        parts = []
-        for label in self.labels:
-            values = sorted({q.selector[label] for q in self.queries})
-            if len(values) == 1:
-                parts.append(f"{label}={quote(values[0])}")
-            else:
-                parts.append(f"{label}=~{quote('|'.join(regex_escape(v) for v in values))}")
-        return "{" + ",".join(parts) + "}"
+        return _matchers(self.labels, [q.selector for q in self.queries])
 
     @property
     def by(self) -> str:
         return ", ".join(self.labels)
+
+    @property
+    def balance_matchers(self) -> str:
+        """The EPLB exporter's series of every plan: like `matchers`, over `balance_selector`."""
+        return _matchers(self.balance_labels, [q.balance_selector for q in self.queries])
 
     @property
     def step_s(self) -> int:
@@ -209,19 +223,44 @@ class Batch:
         wanted = tuple(labels.get(label, "") for label in self.labels)
         return [q for q in self.queries if tuple(q.selector[k] for k in self.labels) == wanted]
 
+    def balance_plans_of(self, labels: Mapping[str, str]) -> list[TrafficQuery]:
+        """The plans an EPLB exporter series belongs to."""
+        wanted = tuple(labels.get(label, "") for label in self.balance_labels)
+        return [
+            q
+            for q in self.queries
+            if q.balance_selector
+            and tuple(q.balance_selector[k] for k in self.balance_labels) == wanted
+        ]
+
+
+def _matchers(labels: Sequence[str], selectors: Sequence[Mapping[str, str]]) -> str:
+    """`{k="v"}` for a label every selector shares, `{k=~"v1|v2"}` for one that differs."""
+    parts = []
+    for label in labels:
+        values = sorted({s[label] for s in selectors})
+        if len(values) == 1:
+            parts.append(f"{label}={quote(values[0])}")
+        else:
+            parts.append(f"{label}=~{quote('|'.join(regex_escape(v) for v in values))}")
+    return "{" + ",".join(parts) + "}"
+
 
 def batches(queries: Iterable[TrafficQuery]) -> list[Batch]:
     """Group queries that can share requests. Purely computational."""
-    groups: dict[tuple[str, tuple[str, ...], int, str, str, int], list[TrafficQuery]] = {}
+    Group = tuple[str, tuple[str, ...], int, str, str, int, tuple[str, ...]]
+    groups: dict[Group, list[TrafficQuery]] = {}
     for q in queries:
         group = (
-            q.url, tuple(sorted(q.selector)), q.window_s, q.expert_metric, q.expert_label,
-            q.recent_s,
+            q.url, tuple(sorted(q.selector)), q.window_s, q.expert_metric or "", q.expert_label,
+            q.recent_s, tuple(sorted(q.balance_selector)),
         )  # fmt: skip
         groups.setdefault(group, []).append(q)
     return [
-        Batch(url, labels, window_s, metric, label, tuple(members), recent_s)
-        for (url, labels, window_s, metric, label, recent_s), members in sorted(groups.items())
+        Batch(url, labels, window_s, metric or None, label, tuple(members), recent_s, balance)
+        for (url, labels, window_s, metric, label, recent_s, balance), members in sorted(
+            groups.items()
+        )
     ]
 
 
@@ -257,8 +296,21 @@ def length_promql(batch: Batch, metric: str, quantiles: Sequence[float] = (0.5, 
     )
 
 
-def expert_promql(batch: Batch) -> str:
-    """The hottest expert's routed-token rate over the mean expert's, per plan."""
+def balance_promql(batch: Batch) -> str | None:
+    """p95 over the window's EPLB steps of the busiest EP rank's load over the mean rank's, per
+    plan, from Breakeven's EPLB exporter; None when no plan of the batch reads it."""
+    if not batch.balance_labels:
+        return None
+    by = ", ".join(batch.balance_labels)
+    buckets = f"sum by ({by}, le) (rate({RANK_BALANCE}{batch.balance_matchers}[{batch.window_s}s]))"
+    return f"histogram_quantile({RANK_BALANCE_QUANTILE:g}, {buckets})"
+
+
+def expert_promql(batch: Batch) -> str | None:
+    """The hottest expert's routed-token rate over the mean expert's, per plan; None when the
+    batch names no per-expert metric (spec.traffic.expertLoadMetric)."""
+    if batch.expert_metric is None:
+        return None
     per_expert = (
         f"sum by ({batch.by}, {batch.expert_label}) "
         f"(rate({batch.expert_metric}{batch.matchers}[{batch.window_s}s]))"
@@ -295,8 +347,9 @@ class Answers:
     tokens: Answer
     prompt: Answer
     output: Answer
-    experts: Answer
+    experts: Answer | None
     recent: Answer | None = None
+    balance: Answer | None = None
 
 
 def parse(body: Any) -> list[Series]:
@@ -341,12 +394,14 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-def _per_plan(batch: Batch, answer: Answer) -> dict[str, list[Series]]:
+def _per_plan(
+    batch: Batch, answer: Answer | None, balance: bool = False
+) -> dict[str, list[Series]]:
     out: dict[str, list[Series]] = {}
-    if isinstance(answer, Failed):
+    if answer is None or isinstance(answer, Failed):
         return out
     for s in answer:
-        for q in batch.plans_of(s.labels):
+        for q in batch.balance_plans_of(s.labels) if balance else batch.plans_of(s.labels):
             out.setdefault(q.key, []).append(s)
     return out
 
@@ -365,10 +420,11 @@ def reduce(batch: Batch, answers: Answers) -> dict[str, facts.Traffic]:
     prompt = _per_plan(batch, answers.prompt)
     output = _per_plan(batch, answers.output)
     experts = _per_plan(batch, answers.experts)
-    recent = _per_plan(batch, answers.recent) if answers.recent is not None else {}
+    recent = _per_plan(batch, answers.recent)
+    balance = _per_plan(batch, answers.balance, balance=True)
     failures = [
         a.message
-        for a in (answers.tokens, answers.prompt, answers.output, answers.experts)
+        for a in (answers.tokens, answers.prompt, answers.output, answers.experts, answers.balance)
         if isinstance(a, Failed)
     ]
     base_errors = tuple(dict.fromkeys(failures))
@@ -399,6 +455,10 @@ def reduce(batch: Batch, answers: Answers) -> dict[str, facts.Traffic]:
         for s in experts.get(q.key, []):
             if s.points:
                 ratio = max(1.0, s.points[-1][1])
+        rank_ratio = None
+        for s in balance.get(q.key, []):
+            if s.points:  # histogram_quantile interpolates inside the lowest bucket: clamp at 1
+                rank_ratio = max(rank_ratio or 1.0, s.points[-1][1])
         peak = None
         for s in recent.get(q.key, []):
             if s.points:
@@ -410,6 +470,7 @@ def reduce(batch: Batch, answers: Answers) -> dict[str, facts.Traffic]:
             prompt_tokens=_quantiles(prompt.get(q.key, [])),
             output_tokens=_quantiles(output.get(q.key, [])),
             expert_load_max_over_mean=ratio,
+            rank_load_max_over_mean=rank_ratio,
             recent_peak_tokens_per_second=peak,
             recent_window=api.format_duration(batch.recent_s),
             source=f"prometheus {q.url} {selector_text(q.selector)}",

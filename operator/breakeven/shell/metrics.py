@@ -9,6 +9,10 @@ breakeven_reconcile_duration_seconds                 one plan's reconcile
 breakeven_evaluation_duration_seconds                planning.evaluate alone
 breakeven_traffic_read_duration_seconds              one batched Prometheus read
 breakeven_prometheus_query_errors_total{url}         failed Prometheus requests
+breakeven_trial_phase{plan,phase}                    1 for the latest trial's phase
+breakeven_trials_total{plan,outcome}                 trials Started, Passed, Failed, Aborted
+breakeven_trial_rank_load_max_over_mean{plan}        the rank figure expertBalance reads
+                                                     (p95 over EPLB steps), while a trial runs
 """
 
 from __future__ import annotations
@@ -62,6 +66,33 @@ PROMETHEUS_ERRORS = prom.Counter(
 )
 
 
+TRIAL_PHASE = prom.Gauge(
+    "breakeven_trial_phase",
+    "1 for the phase of each plan's latest expert-balance trial",
+    ["plan", "phase"],
+    registry=REGISTRY,
+)
+TRIALS = prom.Counter(
+    "breakeven_trials",
+    "Expert-balance trials by outcome (Started, Passed, Failed, Aborted)",
+    ["plan", "outcome"],
+    registry=REGISTRY,
+)
+TRIAL_BALANCE = prom.Gauge(
+    "breakeven_trial_rank_load_max_over_mean",
+    "While a trial runs: p95 over its EPLB steps of the busiest EP rank over the mean",
+    ["plan"],
+    registry=REGISTRY,
+)
+# Events whose reason counts a trial outcome in TRIALS.
+TRIAL_EVENTS = {
+    "TrialStarted": "Started",
+    "TrialPassed": "Passed",
+    "TrialFailed": "Failed",
+    "TrialAborted": "Aborted",
+}
+
+
 def serve(port: int, address: str = "0.0.0.0") -> None:
     prom.start_http_server(port, addr=address, registry=REGISTRY)
 
@@ -74,11 +105,21 @@ def record(plan: str, evaluation: planning.Evaluation, step: switching.Step) -> 
             VERDICT.labels(plan=plan, criterion=row.name.value, verdict=verdict.value).set(
                 1 if row.verdict == verdict else 0
             )
+    if step.trial is not None:
+        for phase in api.TrialPhase:
+            TRIAL_PHASE.labels(plan=plan, phase=phase.value).set(
+                1 if step.trial.phase == phase else 0
+            )
+    ratio = evaluation.traffic.rank_load_max_over_mean
+    if step.trial is not None and step.trial.phase == api.TrialPhase.RUNNING and ratio is not None:
+        TRIAL_BALANCE.labels(plan=plan).set(ratio)
+    elif (plan,) in TRIAL_BALANCE._metrics:  # prometheus-client has no public lookup
+        TRIAL_BALANCE.remove(plan)
 
 
 def forget_plan(plan: str) -> None:
     """Drop a deleted plan's series so they do not linger."""
-    for metric in (PLAN_MODE, VERDICT):
+    for metric in (PLAN_MODE, VERDICT, TRIAL_PHASE, TRIAL_BALANCE):
         for labels in list(metric._metrics):  # prometheus-client has no public lookup
             if labels[0] == plan:
                 metric.remove(*labels)

@@ -32,6 +32,7 @@ from breakeven.core.traffic import (
     Batch,
     Failed,
     TrafficQuery,
+    balance_promql,
     batches,
     expert_promql,
     length_promql,
@@ -185,14 +186,26 @@ async def _read_batch(
     ranged = {"query": tokens_promql(batch), "start": f"{end - batch.window_s:.3f}",
               "end": at, "step": f"{step}s"}  # fmt: skip
     now_form = {"query": recent_promql(batch), "time": f"{real_end:.3f}"}
-    tokens, prompt, output, experts, recent = await asyncio.gather(
+
+    async def optional(query: str | None, at_now: bool = False) -> Answer | None:
+        if query is None:
+            return None
+        if not at_now:
+            return await instant(query)
+        form = {"query": query, "time": f"{real_end:.3f}"}
+        return await _ask(client, batch.url, "/api/v1/query", form, settings, limit, on_error,
+                          deadline)  # fmt: skip
+
+    tokens, prompt, output, experts, recent, balance = await asyncio.gather(
         _ask(client, batch.url, "/api/v1/query_range", ranged, settings, limit, on_error, deadline),
         instant(length_promql(batch, PROMPT_LENGTH)),
         instant(length_promql(batch, OUTPUT_LENGTH)),
-        instant(expert_promql(batch)),
+        optional(expert_promql(batch)),
         _ask(client, batch.url, "/api/v1/query", now_form, settings, limit, on_error, deadline),
+        # At the real current time, like the recent peak: a trial's newest EPLB steps count.
+        optional(balance_promql(batch), at_now=True),
     )
-    return reduce(batch, Answers(tokens, prompt, output, experts, recent))
+    return reduce(batch, Answers(tokens, prompt, output, experts, recent, balance))
 
 
 async def read_traffic(

@@ -52,6 +52,8 @@ class Publisher:
         label = f"{plan.namespace}/{plan.name}"
         step = outcome.step
         for event in outcome.events:
+            if event.reason in metrics.TRIAL_EVENTS:
+                metrics.TRIALS.labels(plan=label, outcome=metrics.TRIAL_EVENTS[event.reason]).inc()
             if event.reason == "DecisionChanged":
                 metrics.DECISIONS.labels(plan=label, mode=decided.value).inc()
             if event.reason == "Switched" and step is not None:

@@ -1,0 +1,160 @@
+"""The expert-balance trial on the control plane, with real EPLB telemetry.
+
+A Dedicated plan whose traffic is sustained but whose expert balance was never measured serves
+dense, then runs a trial: one replica of its MoE workload beside dense, in the Service. kwok pods
+run no vLLM, so for the trial's leader pod the test runs a real `breakeven eplb-exporter` process
+on 127.0.0.1 (e2e/eplb.py), appends vLLM-format EPLB step lines to its log file, and the test
+Prometheus scrapes it under that pod's namespace and name. The operator reads the p95 of the
+busiest EP rank over the mean from Prometheus like any other fact. Durations are cut to seconds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_operator import (
+    EndpointWatch,
+    create,
+    lws,
+    plan,
+    pods,
+    ready_endpoints,
+    service_selector,
+    status,
+)
+
+from e2e.eplb import PodExporter
+from e2e.fixtures import PrometheusEnv
+
+pytestmark = pytest.mark.e2e
+
+MODEL = "deepseek-ai/DeepSeek-V3"
+TRIAL = {"duration": "40s", "readyTimeout": "2m", "telemetryTimeout": "2m", "retryAfter": "1h"}
+
+
+def trial_plan(name: str, namespace: str) -> dict[str, Any]:
+    """Sustained traffic, no balance measured yet: the trial's case."""
+    body = plan(name, namespace, profile="no-expert-telemetry", model=MODEL)
+    body["spec"]["trial"] = dict(TRIAL)
+    return body
+
+
+def trial_of(k8s: Any, namespace: str, name: str) -> dict[str, Any]:
+    return status(k8s, namespace, name).get("trial") or {}
+
+
+@pytest.fixture
+def exporters(
+    prometheus: PrometheusEnv, tmp_path: Path
+) -> Iterator[Callable[[str, str], PodExporter]]:
+    started: list[PodExporter] = []
+
+    def start(namespace: str, pod: str) -> PodExporter:
+        exporter = PodExporter(prometheus.prom, tmp_path / pod, namespace, pod, MODEL).start()
+        started.append(exporter)
+        return exporter
+
+    yield start
+    for exporter in started:
+        exporter.stop()
+
+
+def dense_serving(k8s: Any, namespace: str, name: str, until: Callable[..., None]) -> None:
+    """Create the plan and wait until its Service has ready (dense) endpoints."""
+    create(k8s, trial_plan(name, namespace))
+    until("ready endpoints behind the Service", lambda: ready_endpoints(k8s, namespace, name) > 0)
+
+
+def run_trial(
+    k8s: Any,
+    namespace: str,
+    name: str,
+    until: Callable[..., None],
+    exporters: Callable[[str, str], PodExporter],
+) -> PodExporter:
+    """Wait for the plan's trial to run, and start the leader pod's exporter."""
+    until(
+        "the trial to start beside dense",
+        lambda: (
+            trial_of(k8s, namespace, name).get("phase") == "Running"
+            and status(k8s, namespace, name).get("mode") == "Dense"
+        ),
+        timeout=120,
+    )
+    assert trial_of(k8s, namespace, name)["workload"] == f"{name}-moe"
+    # Canary: the Service selects both modes' pods.
+    assert "breakeven.dev/mode" not in service_selector(k8s, namespace, name)
+    conditions = {c["type"]: c for c in status(k8s, namespace, name)["conditions"]}
+    assert (conditions["Trial"]["status"], conditions["Trial"]["reason"]) == (
+        "True",
+        "TrialRunning",
+    )
+    until("the trial's pods", lambda: bool(pods(k8s, namespace, "moe")))
+    [group] = [g for g in lws(k8s, namespace) if g["metadata"]["name"] == f"{name}-moe"]
+    assert group["spec"]["replicas"] == 1  # one EP group
+    leader = sorted(p.metadata.name for p in pods(k8s, namespace, "moe"))[0]
+    return exporters(namespace, leader)
+
+
+def test_a_balanced_trial_passes_and_the_plan_moves_to_moe(
+    k8s: Any,
+    namespace: str,
+    until: Callable[..., None],
+    exporters: Callable[[str, str], PodExporter],
+) -> None:
+    dense_serving(k8s, namespace, "bal", until)
+    with EndpointWatch(k8s, namespace, "bal") as watch:
+        exporter = run_trial(k8s, namespace, "bal", until, exporters)
+
+        def balanced_then_moe() -> bool:
+            exporter.write([1.08] * 19 + [1.3])  # EPLB keeps ranks within 1.1x, mostly
+            st = status(k8s, namespace, "bal")
+            return st.get("mode") == "MoE" and st.get("phase") == "Serving"
+
+        until("the trial to pass and the plan to serve MoE", balanced_then_moe, timeout=240)
+    assert watch.counts and min(watch.counts) > 0, (
+        f"the Service had no ready endpoints at some point: {watch.counts}"
+    )
+    st = status(k8s, namespace, "bal")
+    assert st["trial"]["phase"] == "Passed"
+    assert st["trial"]["observedBalance"].startswith("busiest EP rank 1.")
+    rows = {r["name"]: r["verdict"] for r in st["criteria"]}
+    assert rows["expertBalance"] == "Go"
+    assert service_selector(k8s, namespace, "bal")["breakeven.dev/mode"] == "moe"
+    assert ready_endpoints(k8s, namespace, "bal") > 0
+
+
+def test_a_hot_rank_fails_the_trial_and_the_plan_stays_dense(
+    k8s: Any,
+    namespace: str,
+    until: Callable[..., None],
+    exporters: Callable[[str, str], PodExporter],
+) -> None:
+    dense_serving(k8s, namespace, "hot", until)
+    with EndpointWatch(k8s, namespace, "hot") as watch:
+        exporter = run_trial(k8s, namespace, "hot", until, exporters)
+
+        def hot_then_failed() -> bool:
+            exporter.write([2.6] * 20)  # TensorRT-LLM's DeepSeek-R1 EP32 figure without EPLB
+            return trial_of(k8s, namespace, "hot").get("phase") == "Failed"
+
+        until("the trial to fail on imbalance", hot_then_failed, timeout=240)
+        until(
+            "the trial workload to be deleted",
+            lambda: not [g for g in lws(k8s, namespace) if g["metadata"]["name"] == "hot-moe"],
+        )
+    assert watch.counts and min(watch.counts) > 0, (
+        f"the Service had no ready endpoints at some point: {watch.counts}"
+    )
+    st = status(k8s, namespace, "hot")
+    assert st["mode"] == "Dense"
+    found = re.match(r"imbalance: busiest EP rank (\d+\.\d+)x the mean", st["trial"]["reason"])
+    assert found, st["trial"]["reason"]
+    # Every step at 2.6: the p95 lies in the exporter's bucket (2.0, 3.0], interpolated in it.
+    assert 2.0 < float(found.group(1)) <= 3.0
+    assert st["trial"]["retryAfter"]
+    assert service_selector(k8s, namespace, "hot")["breakeven.dev/mode"] == "dense"
