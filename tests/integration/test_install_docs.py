@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -49,8 +50,33 @@ def crd_exists(kubectl: str, kubeconfig: Path) -> bool:
     return out.returncode == 0
 
 
+def _fresh(kubectl: str, kubeconfig: Path) -> None:
+    """What other tests of the session installed with kubectl (`e2e.running.install`: the
+    operator's namespace, ServiceAccount and RBAC) is not Helm's, and `helm install` refuses to
+    adopt it: remove it first, as a user's cluster would not have it."""
+    for manifest in ("manifests/operator.yaml", "manifests/rbac.yaml"):
+        subprocess.run(
+            [kubectl, "--kubeconfig", str(kubeconfig), "delete", "-f", manifest,
+             "--ignore-not-found", "--wait=true", "--timeout=120s"],
+            cwd=ROOT, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    # `delete -f` stops waiting when a kind is not served (no peering CRDs): wait for the
+    # namespace itself, which Helm cannot install into while it terminates.
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        gone = subprocess.run(
+            [kubectl, "--kubeconfig", str(kubeconfig), "get", "namespace", "breakeven"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if gone.returncode != 0 and "NotFound" in gone.stderr:
+            return
+        time.sleep(1)
+    raise AssertionError("namespace breakeven is still terminating after 180 s")
+
+
 def test_every_command_in_install_md_runs(cluster: ClusterHandle) -> None:
     binaries = {"helm": str(tool("helm")), "kubectl": str(tool("kubectl"))}
+    _fresh(binaries["kubectl"], cluster.kubeconfig)
     ran = []
     try:
         for command in commands():
