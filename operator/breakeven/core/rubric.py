@@ -19,6 +19,7 @@ anything changes in the cluster.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict
@@ -63,6 +64,29 @@ class Decision(BaseModel):
         return self.rubric_mode == api.ServingMode.MOE
 
 
+# Bound of each of the rubric's own caches: distinct policy strings and (model, vLLM release)
+# pairs in a fleet are few; an LRU keeps a pathological fleet from growing them without end.
+_CACHE_SIZE = 256
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _parameters(text: str) -> float:
+    """api.parse_parameters, cached: policy strings repeat across every plan."""
+    return api.parse_parameters(text)
+
+
+def cache_info() -> dict[str, capacity.CacheInfo]:
+    """The rubric's caches' figures (hits, misses, maxsize, currsize)."""
+    caches = {"parameters": _parameters, "runtimeSupport": _runtime_support}
+    return {name: capacity.CacheInfo(*f.cache_info()) for name, f in caches.items()}
+
+
+def clear_caches() -> None:
+    """Empty the rubric's caches; results do not change, only the time they take."""
+    _parameters.cache_clear()
+    _runtime_support.cache_clear()
+
+
 def _b(value: float) -> str:
     return f"{value:g}B"
 
@@ -74,9 +98,9 @@ def _rate(value: float) -> str:
 # ------------------------------------------------------------------------------- criteria
 
 
-def model_scale(arch: catalog.Architecture, policy: api.Policy) -> Row:
-    dense_below = api.parse_parameters(policy.model_scale.dense_below) / 1e9
-    moe_from = api.parse_parameters(policy.model_scale.moe_from) / 1e9
+def model_scale(arch: catalog.Architecture, policy: api.Policy, *, gating: bool = False) -> Row:
+    dense_below = _parameters(policy.model_scale.dense_below) / 1e9
+    moe_from = _parameters(policy.model_scale.moe_from) / 1e9
     total = arch.total_parameters
     threshold = f">= {_b(moe_from)} total parameters and a sparse (MoE) architecture"
     if arch.is_moe:
@@ -88,6 +112,7 @@ def model_scale(arch: catalog.Architecture, policy: api.Policy) -> Row:
         observed = f"{_b(total)} dense"
     if not arch.is_moe:
         return Row(
+            gating=gating,
             name=C.MODEL_SCALE,
             verdict=V.STAY_DENSE,
             observed=observed,
@@ -96,6 +121,7 @@ def model_scale(arch: catalog.Architecture, policy: api.Policy) -> Row:
         )
     if total < dense_below:
         return Row(
+            gating=gating,
             name=C.MODEL_SCALE,
             verdict=V.STAY_DENSE,
             observed=observed,
@@ -105,6 +131,7 @@ def model_scale(arch: catalog.Architecture, policy: api.Policy) -> Row:
         )
     if total < moe_from:
         return Row(
+            gating=gating,
             name=C.MODEL_SCALE,
             verdict=V.WAIT,
             observed=observed,
@@ -113,6 +140,7 @@ def model_scale(arch: catalog.Architecture, policy: api.Policy) -> Row:
             "parallelism to pay for its overhead yet",
         )
     return Row(
+        gating=gating,
         name=C.MODEL_SCALE,
         verdict=V.GO,
         observed=observed,
@@ -121,7 +149,9 @@ def model_scale(arch: catalog.Architecture, policy: api.Policy) -> Row:
     )
 
 
-def runtime_support(arch: catalog.Architecture, serving: api.Serving) -> Row:
+def runtime_support(
+    arch: catalog.Architecture, serving: api.Serving, *, gating: bool = False
+) -> Row:
     """Whether the plan's vLLM release can serve this model as an MoE with EPLB.
 
     vLLM builds EPLB state only for model classes implementing its `MixtureOfExperts` interface;
@@ -129,65 +159,107 @@ def runtime_support(arch: catalog.Architecture, serving: api.Serving) -> Row:
     have it in which release; this row is gating whatever `policy.gating` lists, because the
     renderer refuses an MoE workload the matrix rules out.
     """
-    threshold = "the plan's vLLM release builds EPLB state for the model's architecture"
-    if not arch.is_moe:
-        return Row(
-            name=C.RUNTIME_SUPPORT,
-            verdict=V.STAY_DENSE,
-            observed=f"{arch.name}: dense architecture",
-            threshold=threshold,
-            reason="a dense architecture has no experts for EPLB to balance",
+    verdict, observed, reason = _runtime_support(
+        arch.name, arch.is_moe, arch.hf_architecture, serving.vllm_version, serving.image
+    )
+    return Row(
+        gating=gating,
+        name=C.RUNTIME_SUPPORT,
+        verdict=verdict,
+        observed=observed,
+        threshold=_RUNTIME_THRESHOLD,
+        reason=reason,
+    )
+
+
+_RUNTIME_THRESHOLD = "the plan's vLLM release builds EPLB state for the model's architecture"
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _runtime_support(
+    name: str, is_moe: bool, cls: str | None, vllm_version: str | None, image: str
+) -> tuple[V, str, str]:
+    """runtimeSupport's (verdict, observed, reason): a pure function of these five values, so
+    cached (the release and the support table are resolved once per distinct plan shape)."""
+    if not is_moe:
+        return (
+            V.STAY_DENSE,
+            f"{name}: dense architecture",
+            "a dense architecture has no experts for EPLB to balance",
         )
     try:
-        text = versions.resolve(serving)
+        text = versions.resolve_release(vllm_version, image)
     except render_errors.RenderError as err:
-        return Row(
-            name=C.RUNTIME_SUPPORT,
-            verdict=V.UNKNOWN,
-            observed=str(err),
-            threshold=threshold,
-            reason="the vLLM release is unknown or unsupported",
-        )
-    family = arch.name.rsplit("/", 1)[-1]
-    cls = arch.hf_architecture
+        return V.UNKNOWN, str(err), "the vLLM release is unknown or unsupported"
+    family = name.rsplit("/", 1)[-1]
     if cls is None:
-        return Row(
-            name=C.RUNTIME_SUPPORT,
-            verdict=V.UNKNOWN,
-            observed=f"{family}: architecture class unknown (not from the catalog)",
-            threshold=threshold,
-            reason="whether vLLM runs EPLB for this model is unknown; set spec.model.architecture "
+        return (
+            V.UNKNOWN,
+            f"{family}: architecture class unknown (not from the catalog)",
+            "whether vLLM runs EPLB for this model is unknown; set spec.model.architecture "
             "to a catalog model of the same architecture",
         )
     table = versions.table()
     short = ".".join(text.split(".")[:2]) if text.endswith(".0") else text
     observed = f"{family} ({cls}) on vLLM {text}"
     if table.has_eplb(cls, versions.parse(text)):
-        return Row(
-            name=C.RUNTIME_SUPPORT,
-            verdict=V.GO,
-            observed=observed,
-            threshold=threshold,
-            reason=f"vLLM {short} implements MixtureOfExperts for {cls}: EP with EPLB runs",
+        return (
+            V.GO,
+            observed,
+            f"vLLM {short} implements MixtureOfExperts for {cls}: EP with EPLB runs",
         )
     since = table.eplb_since(cls)
     later = f" (from vLLM {since})" if since else ""
-    return Row(
-        name=C.RUNTIME_SUPPORT,
-        verdict=V.STAY_DENSE,
-        observed=observed,
-        threshold=threshold,
-        reason=f"{family} has no EPLB in vLLM {short}{later}; MoE not available",
-    )
+    return V.STAY_DENSE, observed, f"{family} has no EPLB in vLLM {short}{later}; MoE not available"
 
 
-def interconnect(candidate: Candidate | None, cluster: facts.Cluster, is_moe: bool = True) -> Row:
-    threshold = (
-        "EP group inside one NVLink node or NVLink domain, or NVLink inside nodes plus "
-        "InfiniBand/RoCE/EFA between every node the group spans"
-    )
+_INTERCONNECT_THRESHOLD = (
+    "EP group inside one NVLink node or NVLink domain, or NVLink inside nodes plus "
+    "InfiniBand/RoCE/EFA between every node the group spans"
+)
+
+# interconnect's cases for a candidate, in the order they are tried, and each one's verdict.
+_PARTITIONED, _CLIQUE, _PCIE, _ONE_NODE, _MIXED, _NO_RDMA, _RDMA = range(7)
+_CASE_VERDICT = {
+    _PARTITIONED: V.STAY_DENSE,
+    _CLIQUE: V.GO,
+    _PCIE: V.STAY_DENSE,
+    _ONE_NODE: V.GO,
+    _MIXED: V.STAY_DENSE,
+    _NO_RDMA: V.STAY_DENSE,
+    _RDMA: V.GO,
+}
+
+
+def _interconnect_case(pool: facts.Pool, est: capacity.Estimate) -> int:
+    """Which of interconnect's cases a candidate falls in: the row's verdict without its words
+    (`choose` asks it of every feasible candidate)."""
+    if pool.partitioned:
+        return _PARTITIONED
+    if pool.largest_clique_gpus >= est.gpus and est.nodes > 1:
+        return _CLIQUE
+    if not pool.intra_node_nvlink:
+        return _PCIE
+    if est.nodes <= 1:
+        return _ONE_NODE
+    if pool.fabric == "mixed":
+        return _MIXED
+    if pool.fabric not in facts.RDMA_FABRICS:
+        return _NO_RDMA
+    return _RDMA
+
+
+def interconnect(
+    candidate: Candidate | None,
+    cluster: facts.Cluster,
+    is_moe: bool = True,
+    *,
+    gating: bool = False,
+) -> Row:
+    threshold = _INTERCONNECT_THRESHOLD
     if not cluster.pools:
         return Row(
+            gating=gating,
             name=C.INTERCONNECT,
             verdict=V.UNKNOWN,
             observed="no GPU nodes seen",
@@ -197,6 +269,7 @@ def interconnect(candidate: Candidate | None, cluster: facts.Cluster, is_moe: bo
     if candidate is None:
         pools = ", ".join(f"{p.node_count}x{p.gpus_per_node} {p.gpu}" for p in cluster.pools)
         return Row(
+            gating=gating,
             name=C.INTERCONNECT,
             verdict=V.STAY_DENSE,
             observed=pools,
@@ -206,73 +279,51 @@ def interconnect(candidate: Candidate | None, cluster: facts.Cluster, is_moe: bo
             else "a dense architecture has no expert-parallel group to place",
         )
     pool, est = candidate.pool, candidate.estimate
-    if pool.partitioned:
-        return Row(
-            name=C.INTERCONNECT,
-            verdict=V.STAY_DENSE,
-            observed=f"{pool.product}: MIG or time-sliced GPUs",
-            threshold=threshold,
-            reason="MIG or time-sliced GPUs: an EP rank needs a whole GPU and its NVLink",
+    case = _interconnect_case(pool, est)
+    if case == _PARTITIONED:
+        observed = f"{pool.product}: MIG or time-sliced GPUs"
+        reason = "MIG or time-sliced GPUs: an EP rank needs a whole GPU and its NVLink"
+    else:
+        fabrics = ", ".join(f"{n} {kind}" for kind, n in pool.fabrics.items())
+        observed = (
+            f"EP{est.ep} group of {est.gpus} {pool.gpu} on {est.nodes} node(s); "
+            f"intra-node {'NVLink' if pool.intra_node_nvlink else 'PCIe'}; "
+            f"between nodes: {fabrics}"
         )
-    fabrics = ", ".join(f"{n} {kind}" for kind, n in pool.fabrics.items())
-    observed = (
-        f"EP{est.ep} group of {est.gpus} {pool.gpu} on {est.nodes} node(s); "
-        f"intra-node {'NVLink' if pool.intra_node_nvlink else 'PCIe'}; "
-        f"between nodes: {fabrics}"
-    )
-    if pool.largest_clique_gpus >= est.gpus and est.nodes > 1:
-        return Row(
-            name=C.INTERCONNECT,
-            verdict=V.GO,
-            observed=observed,
-            threshold=threshold,
-            reason=f"the group fits one NVLink domain of {pool.largest_clique_gpus} GPUs",
-        )
-    if not pool.intra_node_nvlink:
-        return Row(
-            name=C.INTERCONNECT,
-            verdict=V.STAY_DENSE,
-            observed=observed,
-            threshold=threshold,
-            reason=f"{pool.gpu} GPUs talk over PCIe only: all-to-all dispatch would eat "
-            "the sparsity gain",
-        )
-    if est.nodes <= 1:
-        return Row(
-            name=C.INTERCONNECT,
-            verdict=V.GO,
-            observed=observed,
-            threshold=threshold,
-            reason="the whole EP group sits inside one NVLink node",
-        )
-    if pool.fabric == "mixed":
-        return Row(
-            name=C.INTERCONNECT,
-            verdict=V.STAY_DENSE,
-            observed=observed,
-            threshold=threshold,
-            reason=f"mixed pool: {pool.rdma_nodes} of {pool.node_count} nodes have RDMA; "
-            "pin the plan to RDMA nodes with spec.serving.nodeSelector or stay dense",
-        )
-    if pool.fabric not in facts.RDMA_FABRICS:
-        return Row(
-            name=C.INTERCONNECT,
-            verdict=V.STAY_DENSE,
-            observed=observed,
-            threshold=threshold,
-            reason=f"the group spans {est.nodes} nodes joined by {pool.fabric} only: "
-            "cross-node all-to-all needs InfiniBand, RoCE or EFA",
-        )
+        if case == _CLIQUE:
+            reason = f"the group fits one NVLink domain of {pool.largest_clique_gpus} GPUs"
+        elif case == _PCIE:
+            reason = (
+                f"{pool.gpu} GPUs talk over PCIe only: all-to-all dispatch would eat "
+                "the sparsity gain"
+            )
+        elif case == _ONE_NODE:
+            reason = "the whole EP group sits inside one NVLink node"
+        elif case == _MIXED:
+            reason = (
+                f"mixed pool: {pool.rdma_nodes} of {pool.node_count} nodes have RDMA; "
+                "pin the plan to RDMA nodes with spec.serving.nodeSelector or stay dense"
+            )
+        elif case == _NO_RDMA:
+            reason = (
+                f"the group spans {est.nodes} nodes joined by {pool.fabric} only: "
+                "cross-node all-to-all needs InfiniBand, RoCE or EFA"
+            )
+        else:
+            reason = f"NVLink inside nodes and {pool.fabric} between them"
     return Row(
+        gating=gating,
         name=C.INTERCONNECT,
-        verdict=V.GO,
+        verdict=_CASE_VERDICT[case],
         observed=observed,
         threshold=threshold,
-        reason=f"NVLink inside nodes and {pool.fabric} between them",
+        reason=reason,
     )
 
 
-def sustained_load(traffic: facts.Traffic, candidate: Candidate | None, policy: api.Policy) -> Row:
+def sustained_load(
+    traffic: facts.Traffic, candidate: Candidate | None, policy: api.Policy, *, gating: bool = False
+) -> Row:
     busy = policy.sustained_load.busy_fraction
     max_burst = policy.sustained_load.max_burstiness
     threshold = (
@@ -282,6 +333,7 @@ def sustained_load(traffic: facts.Traffic, candidate: Candidate | None, policy: 
     if tps.p10 is None or tps.p50 is None:
         why = "; ".join(traffic.errors) or "no traffic observed"
         return Row(
+            gating=gating,
             name=C.SUSTAINED_LOAD,
             verdict=V.UNKNOWN,
             observed=why,
@@ -293,6 +345,7 @@ def sustained_load(traffic: facts.Traffic, candidate: Candidate | None, policy: 
         observed += f", p95 {_rate(tps.p95)}"
     if tps.p95 is not None and tps.p50 > 0 and tps.p95 / tps.p50 > max_burst:
         return Row(
+            gating=gating,
             name=C.SUSTAINED_LOAD,
             verdict=V.STAY_DENSE,
             observed=observed,
@@ -302,6 +355,7 @@ def sustained_load(traffic: facts.Traffic, candidate: Candidate | None, policy: 
         )
     if candidate is None or not candidate.estimate.feasible:
         return Row(
+            gating=gating,
             name=C.SUSTAINED_LOAD,
             verdict=V.UNKNOWN,
             observed=observed,
@@ -313,6 +367,7 @@ def sustained_load(traffic: facts.Traffic, candidate: Candidate | None, policy: 
     observed += f"; smallest MoE deployment handles {_rate(capacity_tps)}"
     if tps.p10 < floor:
         return Row(
+            gating=gating,
             name=C.SUSTAINED_LOAD,
             verdict=V.STAY_DENSE,
             observed=observed,
@@ -321,6 +376,7 @@ def sustained_load(traffic: facts.Traffic, candidate: Candidate | None, policy: 
             f"one EP{candidate.estimate.ep} group's capacity (needs {busy:.0%})",
         )
     return Row(
+        gating=gating,
         name=C.SUSTAINED_LOAD,
         verdict=V.GO,
         observed=observed,
@@ -330,13 +386,14 @@ def sustained_load(traffic: facts.Traffic, candidate: Candidate | None, policy: 
     )
 
 
-def ops_maturity(team: api.PlatformTeam) -> Row:
+def ops_maturity(team: api.PlatformTeam, *, gating: bool = False) -> Row:
     """What the team declares: expert-balance telemetry is Breakeven's own job now (its EPLB
     exporter beside every MoE workload, docs/telemetry.md), no longer a precondition."""
     threshold = "platformTeam Dedicated (EPLB and its telemetry are always on)"
     observed = f"platformTeam {team.value}"
     if team != api.PlatformTeam.DEDICATED:
         return Row(
+            gating=gating,
             name=C.OPS_MATURITY,
             verdict=V.STAY_DENSE,
             observed=observed,
@@ -345,6 +402,7 @@ def ops_maturity(team: api.PlatformTeam) -> Row:
             "need a dedicated one",
         )
     return Row(
+        gating=gating,
         name=C.OPS_MATURITY,
         verdict=V.GO,
         observed=observed,
@@ -353,7 +411,7 @@ def ops_maturity(team: api.PlatformTeam) -> Row:
     )
 
 
-def expert_balance(traffic: facts.Traffic, policy: api.Policy) -> Row:
+def expert_balance(traffic: facts.Traffic, policy: api.Policy, *, gating: bool = False) -> Row:
     """The busiest EP rank over the mean (p95 of the EPLB steps in the window) from Breakeven's
     EPLB exporter; where it has no data, the hottest expert from spec.traffic.expertLoadMetric."""
     limit = policy.expert_balance.max_load_over_mean
@@ -365,6 +423,7 @@ def expert_balance(traffic: facts.Traffic, policy: api.Policy) -> Row:
     expert = traffic.expert_load_max_over_mean
     if rank is None and expert is None:
         return Row(
+            gating=gating,
             name=C.EXPERT_BALANCE,
             verdict=V.UNKNOWN,
             observed="no EPLB telemetry",
@@ -382,6 +441,7 @@ def expert_balance(traffic: facts.Traffic, policy: api.Policy) -> Row:
         hot = "a hot expert: the rank holding it sets the pace of the whole EP group"
     if ratio > limit:
         return Row(
+            gating=gating,
             name=C.EXPERT_BALANCE,
             verdict=V.STAY_DENSE,
             observed=observed,
@@ -389,6 +449,7 @@ def expert_balance(traffic: facts.Traffic, policy: api.Policy) -> Row:
             reason=hot,
         )
     return Row(
+        gating=gating,
         name=C.EXPERT_BALANCE,
         verdict=V.GO,
         observed=observed,
@@ -397,12 +458,13 @@ def expert_balance(traffic: facts.Traffic, policy: api.Policy) -> Row:
     )
 
 
-def traffic_regularity(traffic: facts.Traffic, policy: api.Policy) -> Row:
+def traffic_regularity(traffic: facts.Traffic, policy: api.Policy, *, gating: bool = False) -> Row:
     limit = policy.traffic_regularity.max_prompt_spread
     threshold = f"prompt length p90/p50 <= {limit:g}"
     p50, p90 = traffic.prompt_tokens.p50, traffic.prompt_tokens.p90
     if not p50 or p90 is None:
         return Row(
+            gating=gating,
             name=C.TRAFFIC_REGULARITY,
             verdict=V.UNKNOWN,
             observed="prompt lengths unknown",
@@ -413,6 +475,7 @@ def traffic_regularity(traffic: facts.Traffic, policy: api.Policy) -> Row:
     observed = f"prompt p50 {p50:,.0f}, p90 {p90:,.0f} tokens (p90/p50 {spread:.1f})"
     if spread > limit:
         return Row(
+            gating=gating,
             name=C.TRAFFIC_REGULARITY,
             verdict=V.STAY_DENSE,
             observed=observed,
@@ -420,6 +483,7 @@ def traffic_regularity(traffic: facts.Traffic, policy: api.Policy) -> Row:
             reason="irregular prompts: routing skew is likely and hard to balance",
         )
     return Row(
+        gating=gating,
         name=C.TRAFFIC_REGULARITY,
         verdict=V.GO,
         observed=observed,
@@ -428,10 +492,11 @@ def traffic_regularity(traffic: facts.Traffic, policy: api.Policy) -> Row:
     )
 
 
-def memory_bandwidth_pressure(dense: Candidate | None) -> Row:
+def memory_bandwidth_pressure(dense: Candidate | None, *, gating: bool = False) -> Row:
     threshold = "dense decode bound by memory bandwidth at the chosen batch"
     if dense is None or not dense.estimate.feasible:
         return Row(
+            gating=gating,
             name=C.MEMORY_BANDWIDTH_PRESSURE,
             verdict=V.UNKNOWN,
             observed="no dense deployment fits",
@@ -445,6 +510,7 @@ def memory_bandwidth_pressure(dense: Candidate | None) -> Row:
     )
     if est.decode_bound_by == "memory":
         return Row(
+            gating=gating,
             name=C.MEMORY_BANDWIDTH_PRESSURE,
             verdict=V.GO,
             observed=observed,
@@ -452,6 +518,7 @@ def memory_bandwidth_pressure(dense: Candidate | None) -> Row:
             reason="dense decode waits on weight reads; sparsity would relieve it",
         )
     return Row(
+        gating=gating,
         name=C.MEMORY_BANDWIDTH_PRESSURE,
         verdict=V.STAY_DENSE,
         observed=observed,
@@ -486,7 +553,11 @@ def choose(
     the cheapest is the one to deploy; the smallest is what sustainedLoad is judged on, so more
     RDMA (a bigger, cheaper group becoming Go) never raises that floor."""
     feasible = [c for c in candidates if c.estimate.feasible]
-    pick = [c for c in feasible if interconnect(c, cluster).verdict == V.GO] or feasible
+    # interconnect(c, cluster).verdict == Go, without building the row's words for every one.
+    go = bool(cluster.pools)
+    pick = [
+        c for c in feasible if go and _CASE_VERDICT[_interconnect_case(c.pool, c.estimate)] == V.GO
+    ] or feasible
     if not pick:
         return None, None
     deploy = min(pick, key=lambda c: (_cost(c), c.estimate.gpus))
@@ -512,20 +583,20 @@ def decide(
     moe, smallest = choose(moe_candidates, cluster) if arch.is_moe else (None, None)
     feasible_dense = [c for c in dense_candidates if c.estimate.feasible]
     dense = min(feasible_dense, key=lambda c: (_cost(c), c.estimate.gpus), default=None)
-    rows = {
-        C.MODEL_SCALE: model_scale(arch, policy),
-        C.SUSTAINED_LOAD: sustained_load(traffic, smallest, policy),
-        C.INTERCONNECT: interconnect(moe, cluster, arch.is_moe),
-        C.OPS_MATURITY: ops_maturity(spec.operations.platform_team),
-        C.EXPERT_BALANCE: expert_balance(traffic, policy),
-        C.TRAFFIC_REGULARITY: traffic_regularity(traffic, policy),
-        C.MEMORY_BANDWIDTH_PRESSURE: memory_bandwidth_pressure(dense),
-        C.RUNTIME_SUPPORT: runtime_support(arch, spec.serving),
-    }
     # runtimeSupport gates every MoE architecture whatever policy.gating says: the renderer
-    # refuses a workload the support matrix rules out.
+    # refuses a workload the support matrix rules out. Each row is built with its gating flag.
     gating = {*policy.gating, *([C.RUNTIME_SUPPORT] if arch.is_moe else [])}
-    ordered = tuple(rows[c].model_copy(update={"gating": c in gating}) for c in _PREFERENCE)
+    runtime = runtime_support(arch, spec.serving, gating=C.RUNTIME_SUPPORT in gating)
+    ordered = (  # in _PREFERENCE order
+        model_scale(arch, policy, gating=C.MODEL_SCALE in gating),
+        runtime,
+        interconnect(moe, cluster, arch.is_moe, gating=C.INTERCONNECT in gating),
+        ops_maturity(spec.operations.platform_team, gating=C.OPS_MATURITY in gating),
+        sustained_load(traffic, smallest, policy, gating=C.SUSTAINED_LOAD in gating),
+        expert_balance(traffic, policy, gating=C.EXPERT_BALANCE in gating),
+        traffic_regularity(traffic, policy, gating=C.TRAFFIC_REGULARITY in gating),
+        memory_bandwidth_pressure(dense, gating=C.MEMORY_BANDWIDTH_PRESSURE in gating),
+    )
     blocking = [r for r in ordered if r.gating and r.verdict != V.GO]
     rubric_mode = api.ServingMode.DENSE if blocking or moe is None else api.ServingMode.MOE
 
@@ -549,7 +620,6 @@ def decide(
         mode = api.ServingMode(spec.mode.value)
         reason = f"Pinned{mode.value}"
         message = f"{mode.value} pinned by spec.mode; the rubric says {rubric_mode.value}"
-        runtime = rows[C.RUNTIME_SUPPORT]
         if mode == api.ServingMode.MOE and arch.is_moe and runtime.verdict != V.GO:
             # A pin cannot buy a workload vLLM would crash on: the renderer refuses it.
             mode = api.ServingMode.DENSE

@@ -180,13 +180,18 @@ def resolve(serving: api.Serving) -> str:
 
     Purely computational; raises RenderError naming the field that holds the bad value.
     """
-    if serving.vllm_version:
-        field, text = "spec.serving.vllmVersion", serving.vllm_version
+    return resolve_release(serving.vllm_version, serving.image)
+
+
+def resolve_release(vllm_version: str | None, image: str) -> str:
+    """`resolve` on the two fields it reads (hashable, so callers can cache on them)."""
+    if vllm_version:
+        field, text = "spec.serving.vllmVersion", vllm_version
     else:
-        field, found = "spec.serving.image", version_from_image(serving.image)
+        field, found = "spec.serving.image", version_from_image(image)
         if found is None:
             raise errors.RenderError(
-                f"spec.serving.vllmVersion: the image {serving.image!r} has no version in its tag; "
+                f"spec.serving.vllmVersion: the image {image!r} has no version in its tag; "
                 "set vllmVersion to the vLLM release it runs"
             )
         text = found
