@@ -242,3 +242,46 @@ def test_every_line_logged_while_a_plan_is_worked_on_names_it(
         "not about a plan",
     ]
     assert [getattr(r, "plan", None) for r in caplog.records] == ["team/p", "-"]
+
+
+async def test_a_periodic_plan_whose_facts_were_read_stays_behind_new_plans() -> None:
+    order: list[str] = []
+    go, read, release = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    class Reads(SlowPrometheus):
+        def stale(self, state: PlanState) -> bool:
+            return state.traffic is None
+
+        async def refresh(self, states: list[PlanState]) -> None:
+            await go.wait()
+            for state in states:
+                state.traffic = facts.Traffic(source="test")
+            read.set()
+
+    async def reconcile(state: PlanState) -> bool:
+        name = state.body["metadata"]["name"]
+        order.append(name)
+        if name == "busy":
+            await release.wait()
+        return False
+
+    def add(name: str, urgent: bool, fresh: bool) -> None:
+        traffic = facts.Traffic(source="test") if fresh else None
+        scheduler.plans[("team", name)] = PlanState(body=body(name), urgent=urgent, traffic=traffic)
+        scheduler._enqueue(("team", name), urgent=urgent)
+
+    scheduler = Scheduler(Config(interval=3600, workers=1), reconcile, Reads(), lambda: True)
+    add("old", urgent=False, fresh=False)  # due on its interval, its facts stale: read first
+    add("busy", urgent=False, fresh=True)  # keeps the one worker busy meanwhile
+    task = asyncio.create_task(scheduler.run())
+    try:
+        await until(lambda: order == ["busy"])
+        go.set()
+        await asyncio.wait_for(read.wait(), timeout=30)
+        await until(lambda: ("team", "old") in scheduler.queued)  # its facts are in
+        add("new", urgent=True, fresh=True)  # a plan created meanwhile
+        release.set()
+        await until(lambda: len(order) == 3)
+        assert order == ["busy", "new", "old"]
+    finally:
+        task.cancel()

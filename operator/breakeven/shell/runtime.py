@@ -3,7 +3,7 @@
     kopf handlers ── remember / forget / trigger ──> Scheduler.plans (one PlanState per plan)
     Scheduler.run: a timer task and `Config.workers` worker tasks around one queue
         ├─ the queue holds plan keys, each at most once (de-duplicated), in two lanes: `urgent`
-        │  (new or changed plans, child events, traffic facts just read) before `periodic`
+        │  (new or changed plans, child events) before `periodic`
         │  (re-evaluation on the jittered interval); a key is never handed to two workers at
         │  once, and one triggered while it is being reconciled is queued again afterwards
         ├─ the timer moves plans whose time has come (periodic re-evaluation, switch polls,
@@ -325,8 +325,8 @@ class Scheduler:
         finally:
             for key, state in batch:
                 state.reading = False
-                if self.plans.get(key) is state:
-                    self._at(key, 0.0, urgent=True)
+                if self.plans.get(key) is state:  # in the lane it had: a periodic one stays so
+                    self._at(key, 0.0, urgent=state.urgent)
             # Plans that went stale while this read ran are read next.
             asyncio.get_running_loop().call_soon(self._start_read)
 
