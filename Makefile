@@ -39,9 +39,13 @@ fuzz: $(STAMP) controlplane ## The fuzz suite with FUZZ_EXAMPLES examples per te
 bench: $(STAMP) ## Benchmarks; figures go to docs/performance.md
 	$(PY) bench/run.py
 
+BENCH_LEVELS ?= 0,100,1000
+bench-controlplane: $(STAMP) controlplane ## The operator on the local control plane beside the API server and LWS (BENCH_LEVELS plans present)
+	$(PY) bench/controlplane.py --levels $(BENCH_LEVELS)
+
 include e2e/e2e.mk
 
-.PHONY: help venv lint generate test-unit test fuzz bench
+.PHONY: help venv lint generate test-unit test fuzz bench bench-controlplane
 
 demo: $(STAMP) controlplane prometheus-install ## The operator on a local control plane with sample plans and traffic
 	$(PY) -m e2e.demo

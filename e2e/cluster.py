@@ -50,7 +50,7 @@ from e2e.proc import (
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = REPO_ROOT / "e2e" / "controlplane" / "build.sh"
 DEFAULT_WORKDIR = Path(os.environ.get("BREAKEVEN_CLUSTER_DIR", "/tmp/breakeven-cluster"))
-SERVICE_CIDR = "10.0.0.0/24"
+SERVICE_CIDR = "10.0.0.0/16"  # room for a Service per plan at 1,000+ plans (bench)
 LWS_NAMESPACE = "lws-system"
 
 KWOK_STAGES = (

@@ -240,3 +240,22 @@ def test_the_console_script(tmp_path: Path) -> None:
     assert failed.returncode == 2
     assert "spec.mdoe: unknown field" in failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "257", "many"])
+def test_run_refuses_a_worker_count_it_cannot_use_and_names_the_flag(
+    capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    from breakeven.cli.main import build_parser
+
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["run", "--workers", value])
+    assert exited.value.code == 2
+    assert "--workers" in capsys.readouterr().err
+
+
+def test_run_takes_a_worker_count() -> None:
+    from breakeven.cli.main import build_parser
+
+    assert build_parser().parse_args(["run", "--workers", "16"]).workers == 16
+    assert build_parser().parse_args(["run"]).workers == 8

@@ -59,7 +59,7 @@ async def test_a_plan_deleted_while_the_watch_was_away_is_forgotten_and_nothing_
     scheduler.remember(body)
     key = (body["metadata"]["namespace"], body["metadata"]["name"])
     scheduler.plans[key].traffic = traffic
-    await scheduler._tick(list(scheduler.plans.items()))
+    await scheduler._work(key, scheduler.plans[key])
     assert key not in scheduler.plans
     assert fake.log == [] and fake.status == {}
 

@@ -179,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         help="seconds between re-evaluations of each plan (jittered)",
     )
+    run.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=8,
+        help="plans reconciled at once (the work queue's worker pool; default 8)",
+    )
     run.add_argument("--label-mapping", default=None, help="YAML adding or overriding node keys")
     run.add_argument(
         "--metrics-port", type=int, default=8080, help="port of the operator's /metrics (0 = off)"
@@ -231,3 +237,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     return result
+
+
+def _positive_int(text: str) -> int:
+    """--workers: a whole number from 1 to 256."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 256, not {value}")
+    return value

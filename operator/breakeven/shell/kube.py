@@ -5,11 +5,20 @@ watches the plans and nodes). Every write is a server-side apply with field mana
 into the plan's namespace, with an owner reference to the plan so deleting the plan garbage-
 collects its children. The plan itself is only ever patched on its status subresource.
 
+`Writer` sends every request (and counts it: breakeven_api_requests_total). `CachedWriter` in
+front of it is what a reconcile uses: it reads the plan's children (Deployments,
+LeaderWorkerSets, Services labelled managed-by breakeven) from kopf's watch indexes instead of
+GETs, and skips an apply whose rendered object is unchanged since this process applied it and
+which nobody has changed since (same hash of the rendered object, same generation of the live
+one; a Service by its resourceVersion). A name absent from the indexes is not ours: before
+creating it, one GET makes sure no other object holds the name (an object of someone else's is
+never taken over).
+
 Verbs used here (and nothing else; manifests/rbac.yaml grants exactly these):
 
     deployments              get, patch (apply), delete
     leaderworkersets         get, patch (apply), delete
-    services                 get, patch (apply)
+    services                 get, list, watch, patch (apply)
     configmaps               patch (apply), delete    the MoE telemetry's logging config
     podmonitors              patch (apply), delete    where monitoring.coreos.com/v1 is served
     /apis/monitoring.coreos.com/v1   discovery (allowed to every authenticated user)
@@ -22,15 +31,17 @@ Verbs used here (and nothing else; manifests/rbac.yaml grants exactly these):
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import uuid
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from kubernetes.aio import client as k8s
 from kubernetes.aio.client.exceptions import ApiException
 
 from breakeven.core import api
+from breakeven.shell import metrics
 
 FIELD_MANAGER = "breakeven"
 APPLY = "application/apply-patch+yaml"
@@ -67,6 +78,68 @@ def owned(obj: Mapping[str, Any], plan: api.ServingPlan) -> Obj:
     return out
 
 
+INDEXED = ("Deployment", "LeaderWorkerSet", "Service")
+"""The kinds of child read from kopf's indexes (operator.py) rather than the API server."""
+
+
+def projection(body: Mapping[str, Any], kind: str) -> Obj:
+    """What a reconcile reads of a child: kept in kopf's index instead of the whole body."""
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    return {
+        "kind": kind,
+        "metadata": {
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "labels": dict(meta.get("labels") or {}),
+            "ownerReferences": [
+                {"uid": o.get("uid"), "kind": o.get("kind"), "name": o.get("name")}
+                for o in meta.get("ownerReferences") or []
+            ],
+            "generation": meta.get("generation"),
+            "resourceVersion": meta.get("resourceVersion"),
+        },
+        "spec": {"replicas": spec["replicas"]} if "replicas" in spec else {},
+        "status": {
+            k: status[k]
+            for k in ("replicas", "readyReplicas", "updatedReplicas", "unavailableReplicas")
+            if k in status
+        },
+    }
+
+
+def settled(obj: Mapping[str, Any]) -> bool:
+    """Whether a workload's own status says every pod (or group) it wants is there, current and
+    ready, and no other is: then none can be crashing or failed, and its pods need no LIST."""
+    want = int((obj.get("spec") or {}).get("replicas", 1))
+    status = obj.get("status") or {}
+    return (
+        int(status.get("readyReplicas") or 0) >= want
+        and int(status.get("replicas") or 0) == want
+        and int(status.get("updatedReplicas", want) or 0) == want
+        and not status.get("unavailableReplicas")
+    )
+
+
+def version(obj: Mapping[str, Any]) -> str:
+    """What changes when someone changes the object's spec: its generation, or for a Service
+    (whose generation does not move) its resourceVersion."""
+    meta = obj.get("metadata") or {}
+    if obj.get("kind") == "Service":
+        return str(meta.get("resourceVersion"))
+    return str(meta.get("generation"))
+
+
+def digest(obj: Mapping[str, Any]) -> str:
+    """A hash of a rendered object (stable across dict order)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _owner_uids(obj: Mapping[str, Any]) -> set[str]:
+    return {str(o.get("uid")) for o in (obj.get("metadata") or {}).get("ownerReferences") or []}
+
+
 async def _raise_for_status(response: Any) -> None:
     """The typed client's `*_without_preload_content` calls do not raise; this does."""
     if response.status >= 400:
@@ -79,8 +152,33 @@ async def _json(response: Any) -> Obj:
     return data
 
 
+class Client(Protocol):
+    """What a reconcile calls: `Writer`, or `CachedWriter` in front of it."""
+
+    async def apply(self, obj: Mapping[str, Any]) -> Obj: ...
+    async def get(self, kind: str, namespace: str, name: str) -> Obj | None: ...
+    async def delete(self, kind: str, namespace: str, name: str) -> bool: ...
+    async def serves(self, group: str, version: str, plural: str) -> bool: ...
+    async def pods(self, namespace: str, selector: Mapping[str, str]) -> list[Obj]: ...
+    async def patch_status(
+        self,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        resource_version: str | None = None,
+    ) -> None: ...
+    async def post_event(
+        self, plan: Mapping[str, Any], type: str, reason: str, message: str
+    ) -> None: ...
+    async def get_plan(self, namespace: str, name: str) -> Obj | None: ...
+
+
+def _count(verb: str, kind: str) -> None:
+    metrics.API_REQUESTS.labels(verb=verb, kind=kind).inc()
+
+
 class Writer:
-    """Typed async Kubernetes clients, used as the operator's hands."""
+    """Typed async Kubernetes clients, used as the operator's hands; every request counted."""
 
     def __init__(self, api_client: k8s.ApiClient) -> None:
         self.api_client = api_client
@@ -93,6 +191,7 @@ class Writer:
         kind = obj["kind"]
         name = obj["metadata"]["name"]
         ns = obj["metadata"]["namespace"]
+        _count("apply", kind)
         common: dict[str, Any] = {
             "field_manager": FIELD_MANAGER,
             "force": True,
@@ -134,6 +233,7 @@ class Writer:
         return await _json(resp)
 
     async def get(self, kind: str, namespace: str, name: str) -> Obj | None:
+        _count("get", kind)
         if kind == "Deployment":
             call = self.apps.read_namespaced_deployment_without_preload_content(name, namespace)
         elif kind == "Service":
@@ -152,6 +252,7 @@ class Writer:
 
     async def delete(self, kind: str, namespace: str, name: str) -> bool:
         """Delete with background propagation; False when it was already gone."""
+        _count("delete", kind)
         body = k8s.V1DeleteOptions(propagation_policy="Background")
         if kind == "Deployment":
             call = self.apps.delete_namespaced_deployment_without_preload_content(
@@ -179,6 +280,7 @@ class Writer:
 
     async def serves(self, group: str, version: str, plural: str) -> bool:
         """Whether the API server serves `plural` in group/version (API discovery)."""
+        _count("discovery", group)
         resp = await self.custom.get_api_resources_without_preload_content(group, version)
         if resp.status == 404:
             return False
@@ -186,6 +288,7 @@ class Writer:
         return any(r.get("name") == plural for r in (await _json(resp)).get("resources", []))
 
     async def pods(self, namespace: str, selector: Mapping[str, str]) -> list[Obj]:
+        _count("list", "Pod")
         label_selector = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
         resp = await self.core.list_namespaced_pod_without_preload_content(
             namespace, label_selector=label_selector
@@ -207,6 +310,7 @@ class Writer:
         patch: dict[str, Any] = {"status": dict(status)}
         if resource_version:
             patch["metadata"] = {"resourceVersion": resource_version}
+        _count("patch", "ServingPlan/status")
         resp = await self.custom.patch_namespaced_custom_object_status_without_preload_content(
             api.GROUP,
             api.VERSION,
@@ -222,6 +326,7 @@ class Writer:
         self, plan: Mapping[str, Any], type: str, reason: str, message: str
     ) -> None:
         """A core/v1 Event on the plan (what `kubectl describe sp` shows)."""
+        _count("create", "Event")
         meta = plan["metadata"]
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         body: Any = {  # the client serialises a plain dict as it is
@@ -255,6 +360,7 @@ class Writer:
         await _raise_for_status(resp)
 
     async def get_plan(self, namespace: str, name: str) -> Obj | None:
+        _count("get", "ServingPlan")
         resp = await self.custom.get_namespaced_custom_object_without_preload_content(
             api.GROUP, api.VERSION, namespace, api.PLURAL, name
         )
@@ -262,3 +368,84 @@ class Writer:
             return None
         await _raise_for_status(resp)
         return await _json(resp)
+
+
+Lookup = Callable[[str, str, str], "Mapping[str, Any] | None"]
+"""(kind, namespace, name) -> the child as kopf's index holds it, or None."""
+
+
+class CachedWriter:
+    """The writer a reconcile uses: reads children from the indexes, skips unchanged applies.
+
+    `lookup` is None until kopf's indexes are filled (then every call goes to `inner`)."""
+
+    def __init__(self, inner: Writer, lookup: Callable[[], Lookup | None]) -> None:
+        self.inner = inner
+        self.lookup = lookup
+        self.applied: dict[tuple[str, str, str], tuple[str, str]] = {}  # key -> (digest, version)
+
+    def _cached(self, kind: str, namespace: str, name: str) -> tuple[bool, Obj | None]:
+        lookup = self.lookup() if kind in INDEXED else None
+        if lookup is None:
+            return False, None
+        found = lookup(kind, namespace, name)
+        return True, (json.loads(json.dumps(found)) if found is not None else None)
+
+    async def get(self, kind: str, namespace: str, name: str) -> Obj | None:
+        cached, obj = self._cached(kind, namespace, name)
+        if cached:
+            metrics.API_SAVED.labels(verb="get", kind=kind).inc()
+            return obj
+        return await self.inner.get(kind, namespace, name)
+
+    async def apply(self, obj: Mapping[str, Any]) -> Obj:
+        kind, meta = str(obj["kind"]), obj["metadata"]
+        key = (kind, str(meta["namespace"]), str(meta["name"]))
+        rendered = digest(obj)
+        cached, live = self._cached(*key)
+        if cached and live is not None and self.applied.get(key) == (rendered, version(live)):
+            metrics.API_SAVED.labels(verb="apply", kind=kind).inc()
+            return live
+        if cached and live is None:
+            # Not ours (or not yet seen): never take over someone else's object.
+            existing = await self.inner.get(*key)
+            if existing is not None and not _owner_uids(existing) & _owner_uids(obj):
+                raise ApiException(
+                    status=409,
+                    reason=f"Conflict: {kind} {key[2]} already exists in {key[1]} and is not "
+                    "owned by this plan; rename the plan or the object",
+                )
+        result = await self.inner.apply(obj)
+        self.applied[key] = (rendered, version(result))
+        return result
+
+    async def delete(self, kind: str, namespace: str, name: str) -> bool:
+        cached, live = self._cached(kind, namespace, name)
+        if cached and live is None:
+            metrics.API_SAVED.labels(verb="delete", kind=kind).inc()
+            return False  # none of ours by that name (someone else's is left alone)
+        self.applied.pop((kind, namespace, name), None)
+        return await self.inner.delete(kind, namespace, name)
+
+    async def serves(self, group: str, version: str, plural: str) -> bool:
+        return await self.inner.serves(group, version, plural)
+
+    async def pods(self, namespace: str, selector: Mapping[str, str]) -> list[Obj]:
+        return await self.inner.pods(namespace, selector)
+
+    async def patch_status(
+        self,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        resource_version: str | None = None,
+    ) -> None:
+        await self.inner.patch_status(namespace, name, status, resource_version)
+
+    async def post_event(
+        self, plan: Mapping[str, Any], type: str, reason: str, message: str
+    ) -> None:
+        await self.inner.post_event(plan, type, reason, message)
+
+    async def get_plan(self, namespace: str, name: str) -> Obj | None:
+        return await self.inner.get_plan(namespace, name)

@@ -6,6 +6,11 @@ breakeven_decisions_total{plan,mode}                 rubric decision changes
 breakeven_switches_total{plan,to,reason}             completed switches
 breakeven_fallbacks_total{plan,reason}               switches that were fallbacks
 breakeven_reconcile_duration_seconds                 one plan's reconcile
+breakeven_reconciles_total{result}                   reconciles by the work queue (ok, error)
+breakeven_queue_depth                                plans waiting in the work queue
+breakeven_api_requests_total{verb,kind}              requests the operator's writer sent
+breakeven_api_requests_saved_total{verb,kind}        reads answered from the watch caches,
+                                                     applies skipped as unchanged
 breakeven_evaluation_duration_seconds                planning.evaluate alone
 breakeven_traffic_read_duration_seconds              one batched Prometheus read
 breakeven_prometheus_query_errors_total{url}         failed Prometheus requests
@@ -51,6 +56,24 @@ FALLBACKS = prom.Counter(
 )
 RECONCILE = prom.Histogram(
     "breakeven_reconcile_duration_seconds", "One plan's reconcile", registry=REGISTRY
+)
+RECONCILES = prom.Counter(
+    "breakeven_reconciles", "Reconciles by the work queue", ["result"], registry=REGISTRY
+)
+QUEUE_DEPTH = prom.Gauge(
+    "breakeven_queue_depth", "Plans waiting in the work queue", registry=REGISTRY
+)
+API_REQUESTS = prom.Counter(
+    "breakeven_api_requests",
+    "Requests the operator's writer sent to the API server",
+    ["verb", "kind"],
+    registry=REGISTRY,
+)
+API_SAVED = prom.Counter(
+    "breakeven_api_requests_saved",
+    "Reads answered from the watch caches and applies skipped as unchanged",
+    ["verb", "kind"],
+    registry=REGISTRY,
 )
 EVALUATION = prom.Histogram(
     "breakeven_evaluation_duration_seconds",

@@ -2,11 +2,15 @@
 
     kopf watches ─┬─ nodes ──────────── index (small projections, no handlers on Nodes)
                   ├─ servingplans ───── create/resume/update(spec) -> trigger; events -> cache
-                  └─ our children ───── events -> trigger the owning plan (readiness, drift)
+                  └─ our children ───── indexes (Deployments, LeaderWorkerSets, Services
+                                        labelled managed-by breakeven: small projections the
+                                        reconcile reads instead of GETs); events -> trigger
+                                        the owning plan (readiness, drift)
 
-    scheduler (one task; shell/runtime.py) ── every tick: plans that are due or triggered
-        ├─ traffic: one batched Prometheus read for the due plans whose facts are stale
-        └─ per plan: reconcile (shell/reconcile.py) = gather facts -> evaluate -> observe ->
+    scheduler (shell/runtime.py): a de-duplicated work queue (new, changed and triggered plans
+    ahead of periodic re-evaluation) and `--workers` workers; per plan, one at a time:
+        ├─ traffic: one batched Prometheus read in the background for plans whose facts are stale
+        └─ reconcile (shell/reconcile.py) = gather facts -> evaluate -> observe ->
            step -> carry out -> build status and events -> write -> emit (shell/publish.py)
 
 The plan is written only on its status subresource (kopf's bookkeeping included, under
@@ -80,13 +84,47 @@ async def gpu_nodes(body: kopf.Body, **_: Any) -> dict[str, facts.NodeInfo]:
     return {"gpu": info} if has_gpu else {}
 
 
+async def _child(kind: str, body: kopf.Body) -> dict[tuple[str, str], dict[str, Any]]:
+    meta = body.get("metadata") or {}
+    return {(str(meta.get("namespace")), str(meta.get("name"))): kube.projection(body, kind)}
+
+
+@kopf.index("apps", "v1", "deployments", labels=MANAGED)
+async def breakeven_deployments(body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """Our Deployments, as the reconcile reads them (kube.projection)."""
+    return await _child("Deployment", body)
+
+
+@kopf.index(kube.LWS_GROUP, kube.LWS_VERSION, kube.LWS_PLURAL, labels=MANAGED)
+async def breakeven_leaderworkersets(body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """Our LeaderWorkerSets (kube.projection)."""
+    return await _child("LeaderWorkerSet", body)
+
+
+@kopf.index("", "v1", "services", labels=MANAGED)
+async def breakeven_services(body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """Our Services (kube.projection)."""
+    return await _child("Service", body)
+
+
+def _hand_over(runtime: Runtime, kwargs: dict[str, Any]) -> None:
+    """Give the runtime kopf's indexes (kopf passes them only to handlers)."""
+    runtime.nodes = kwargs["gpu_nodes"]
+    if runtime.children is None:
+        runtime.children = {
+            "Deployment": kwargs["breakeven_deployments"],
+            "LeaderWorkerSet": kwargs["breakeven_leaderworkersets"],
+            "Service": kwargs["breakeven_services"],
+        }
+
+
 @kopf.on.resume(api.GROUP, api.VERSION, api.PLURAL)
 @kopf.on.create(api.GROUP, api.VERSION, api.PLURAL)
 @kopf.on.update(api.GROUP, api.VERSION, api.PLURAL, field="spec")
 async def plan_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     """A new, resumed or re-specified plan: reconcile it now (spec changes only)."""
     runtime: Runtime = memo["runtime"]
-    runtime.nodes = kwargs["gpu_nodes"]
+    _hand_over(runtime, kwargs)
     runtime.remember(body)
     runtime.trigger(body["metadata"]["namespace"], body["metadata"]["name"])
 
@@ -95,7 +133,7 @@ async def plan_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
 async def plan_event(type: str, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     """Keep the latest body of every plan (status included); forget deleted plans."""
     runtime: Runtime = memo["runtime"]
-    runtime.nodes = kwargs["gpu_nodes"]
+    _hand_over(runtime, kwargs)
     if type == "DELETED":
         runtime.forget(body["metadata"]["namespace"], body["metadata"]["name"])
     else:
@@ -139,7 +177,7 @@ def main(args: argparse.Namespace) -> int:
     CONFIG.metrics_port = args.metrics_port
     CONFIG.metrics_address = args.metrics_address
     CONFIG.eplb_exporter_image = args.eplb_exporter_image
-    CONFIG.eplb_exporter_image = args.eplb_exporter_image
+    CONFIG.workers = args.workers
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's own login reads it
     kopf.configure(verbose=args.verbose)

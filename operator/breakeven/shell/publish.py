@@ -23,7 +23,7 @@ logger = logging.getLogger("breakeven")
 
 
 class Publisher:
-    def __init__(self, writer: kube.Writer) -> None:
+    def __init__(self, writer: kube.Client) -> None:
         self.writer = writer
         self._posting: set[asyncio.Task[None]] = set()
 

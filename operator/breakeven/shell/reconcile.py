@@ -61,16 +61,16 @@ class Reconciler:
     def __init__(self, config: Config, nodes: Callable[[], Mapping[str, Any] | None]) -> None:
         self.config = config
         self.nodes = nodes
-        self._writer: kube.Writer | None = None
+        self._writer: kube.Client | None = None
         self._publisher: Publisher | None = None
         self._pod_monitors: tuple[float, bool] | None = None  # (checked at, served)
 
-    def connect(self, writer: kube.Writer) -> None:
+    def connect(self, writer: kube.Client) -> None:
         self._writer = writer
         self._publisher = Publisher(writer)
 
     @property
-    def writer(self) -> kube.Writer:
+    def writer(self) -> kube.Client:
         assert self._writer is not None, "connect() first"
         return self._writer
 
@@ -210,7 +210,11 @@ class Reconciler:
             objs = [o for o in found if o["metadata"]["name"] == main]  # what serves traffic
             replicas = sum(int((o.get("spec") or {}).get("replicas", 1)) for o in objs)
             ready = sum(int((o.get("status") or {}).get("readyReplicas") or 0) for o in objs)
-            pods = await self.writer.pods(plan.namespace, rendering.selector_labels(plan, mode))
+            pods = (
+                []  # every pod ready: none can be crashing (no LIST; docs/performance.md)
+                if all(kube.settled(o) for o in objs) and objs
+                else await self.writer.pods(plan.namespace, rendering.selector_labels(plan, mode))
+            )
             down = statuses.down_since(ready, mode, previous, now)
             switch = previous.switch if previous else None
             coming_up = switch.started_at if switch and switch.to == mode and not ready else None

@@ -1,25 +1,34 @@
-"""The scheduler: which plans are due, their cached traffic facts, and the clients.
+"""The scheduler: a work queue of plans, its workers, the plans' cached traffic facts, the clients.
 
     kopf handlers ── remember / forget / trigger ──> Scheduler.plans (one PlanState per plan)
-    Scheduler.run, every tick: the due plans
-        ├─ those whose traffic facts are stale: one batched Prometheus read in the background
-        │  (TrafficCache.refresh); each is reconciled when its facts arrive
-        └─ the others, now: Reconciler.reconcile (breakeven.shell.reconcile); a slow or silent
-           Prometheus never holds up a plan whose facts are fresh, switch polls included; one
-           plan's failure never stops the others, and a trigger during its reconcile is not lost
+    Scheduler.run: a timer task and `Config.workers` worker tasks around one queue
+        ├─ the queue holds plan keys, each at most once (de-duplicated), in two lanes: `urgent`
+        │  (new or changed plans, child events) before `periodic`
+        │  (re-evaluation on the jittered interval); a key is never handed to two workers at
+        │  once, and one triggered while it is being reconciled is queued again afterwards
+        ├─ the timer moves plans whose time has come (periodic re-evaluation, switch polls,
+        │  retries) into the queue; a reconcile that raised is retried with exponential
+        │  back-off per plan (RETRY_BASE doubling up to RETRY_MAX), as client-go's work queue does
+        └─ a worker whose plan has stale traffic facts does not wait for them: the plan joins the
+           next batched Prometheus read, which runs in the background (TrafficCache.refresh), and
+           is queued again when its facts arrive; a slow or silent Prometheus never holds up a
+           plan whose facts are fresh, and one plan's failure never stops the others
 
-`Runtime` holds the clients and wires the three together; it owns no decisions.
+`Runtime` holds the clients and wires them together; it owns no decisions.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
+import heapq
 import logging
 import os
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
@@ -34,6 +43,29 @@ from breakeven.shell import kube, metrics, prometheus
 from breakeven.shell.reconcile import Reconciler
 
 logger = logging.getLogger("breakeven")
+
+Key = tuple[str, str]
+RETRY_BASE = 0.5  # seconds before the first retry of a reconcile that raised
+RETRY_MAX = 300.0  # the longest back-off
+DEFAULT_WORKERS = 8
+
+PLAN: contextvars.ContextVar[str | None] = contextvars.ContextVar("breakeven_plan", default=None)
+"""The plan (namespace/name) the current task works on; PlanFilter puts it on every log line."""
+
+
+class PlanFilter(logging.Filter):
+    """Adds `plan=namespace/name` to every record logged while a plan is being worked on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        plan = PLAN.get()
+        record.plan = plan or "-"
+        if plan and not getattr(record, "_breakeven_plan", False):
+            record.msg = f"[{plan}] {record.msg}"
+            record._breakeven_plan = True
+        return True
+
+
+logger.addFilter(PlanFilter())
 
 
 @dataclasses.dataclass
@@ -52,6 +84,7 @@ class Config:
     metrics_port: int = 8080
     metrics_address: str = "0.0.0.0"
     eplb_exporter_image: str = telemetry.IMAGE
+    workers: int = DEFAULT_WORKERS  # reconciles running at once
 
 
 @dataclasses.dataclass
@@ -64,6 +97,8 @@ class PlanState:
     reading: bool = False  # its traffic facts are being read
     decided: api.ServingMode | None = None
     gone: bool = False  # the reconcile found it deleted (a watch restart hides deletions)
+    urgent: bool = True  # queued in the urgent lane when its time comes
+    failures: int = 0  # reconciles in a row that raised (the retry back-off)
 
 
 Reconcile = Callable[[PlanState], Awaitable[bool]]
@@ -78,8 +113,13 @@ class TrafficSource(Protocol):
         """Read the facts of `states`; afterwards none of them is stale."""
 
 
+def retry_delay(failures: int) -> float:
+    """Exponential back-off of a plan whose reconcile raised `failures` times in a row."""
+    return float(min(RETRY_MAX, RETRY_BASE * 2 ** max(0, failures - 1)))
+
+
 class Scheduler:
-    """Which plans are due, and when each is next."""
+    """Which plans are due, the queue they wait in, and the workers that reconcile them."""
 
     def __init__(
         self,
@@ -91,10 +131,19 @@ class Scheduler:
         self.config = config
         self.reconcile = reconcile
         self.traffic = traffic
-        self.ready = ready  # whether reconciling can start (the node index is filled)
-        self.plans: dict[tuple[str, str], PlanState] = {}
-        self.wake = asyncio.Event()
+        self.ready = ready  # whether reconciling can start (the indexes are filled)
+        self.plans: dict[Key, PlanState] = {}
+        self.wake = asyncio.Event()  # the clock: a plan's time may have changed
         self.reading: asyncio.Task[None] | None = None
+        self.to_read: dict[Key, PlanState] = {}  # waiting for the next batched read
+        self.timers: list[tuple[float, int, Key]] = []  # (due, sequence, key); stale ones skipped
+        self.sequence = 0
+        self.lanes: tuple[deque[Key], deque[Key]] = (deque(), deque())  # urgent, periodic
+        self.queued: dict[Key, int] = {}  # key -> its lane (0 urgent, 1 periodic)
+        self.active: set[Key] = set()  # being reconciled now
+        self.has_items = asyncio.Event()  # the queue may hold keys
+
+    # ------------------------------------------------------------------------- what kopf says
 
     def remember(self, body: Mapping[str, Any]) -> None:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
@@ -102,69 +151,174 @@ class Scheduler:
         raw = dict(body)
         if state is None:
             self.plans[key] = PlanState(body=raw)
-            self.wake.set()
+            self._at(key, 0.0, urgent=True)
             return
-        if state.body.get("metadata", {}).get("generation") != raw.get("metadata", {}).get(
+        changed = state.body.get("metadata", {}).get("generation") != raw.get("metadata", {}).get(
             "generation"
-        ):
-            state.traffic = None  # the selector or window may have changed
-            state.due = 0.0
-            state.pending = True
-            self.wake.set()
+        )
         state.body = raw
+        if changed:
+            state.traffic = None  # the selector or window may have changed
+            self._at(key, 0.0, urgent=True)
 
     def forget(self, namespace: str, name: str) -> None:
         self.plans.pop((namespace, name), None)
         metrics.forget_plan(f"{namespace}/{name}")
 
     def trigger(self, namespace: str, name: str, soon: bool = False) -> None:
-        state = self.plans.get((namespace, name))
-        if state is not None:
-            state.due = min(state.due, time.monotonic() + (1.0 if soon else 0.0))
-            state.pending = True
-            self.wake.set()
+        """Reconcile the plan now (or within a second, which coalesces a burst of child events),
+        ahead of periodic re-evaluation."""
+        self._at((namespace, name), 1.0 if soon else 0.0, urgent=True)
 
-    def _next(self, switching: bool) -> float:
-        if switching:
-            return time.monotonic() + self.config.switch_poll
-        return time.monotonic() + self.config.interval * random.uniform(0.9, 1.1)
+    # ------------------------------------------------------------------------- the queue
+
+    def _at(self, key: Key, delay: float, urgent: bool) -> None:
+        """Queue `key` once `delay` seconds have passed (never later than it was already due)."""
+        state = self.plans.get(key)
+        if state is None:
+            return
+        if key in self.active:
+            state.pending = True  # queued again when its reconcile ends
+            state.urgent = state.urgent or urgent
+            return
+        if delay <= 0:
+            self._enqueue(key, urgent)
+            return
+        if key in self.queued:
+            return  # it is reconciled soon anyway
+        now = time.monotonic()
+        if now < state.due <= now + delay:
+            state.urgent = state.urgent or urgent  # its timer fires sooner than this one would
+            return
+        self._later(state, key, delay, urgent)
+
+    def _later(self, state: PlanState, key: Key, delay: float, urgent: bool) -> None:
+        """(Re)set the plan's timer; an earlier timer of it is skipped when it fires."""
+        state.due = time.monotonic() + delay
+        state.urgent = urgent
+        self.sequence += 1
+        heapq.heappush(self.timers, (state.due, self.sequence, key))
+        self.wake.set()
+
+    def _enqueue(self, key: Key, urgent: bool) -> None:
+        lane = 0 if urgent else 1
+        if key in self.queued and lane >= self.queued[key]:
+            return  # de-duplicated: already waiting in a lane at least as good
+        self.queued[key] = lane  # a promoted key's periodic entry is skipped when reached
+        self.lanes[lane].append(key)
+        metrics.QUEUE_DEPTH.set(len(self.queued))
+        self.has_items.set()
+
+    async def _take(self) -> Key:
+        while True:
+            for lane in (0, 1):
+                while self.lanes[lane]:
+                    key = self.lanes[lane].popleft()
+                    if self.queued.get(key) != lane:
+                        continue  # promoted to the urgent lane
+                    del self.queued[key]
+                    metrics.QUEUE_DEPTH.set(len(self.queued))
+                    if key in self.plans:
+                        return key
+            self.has_items.clear()
+            await self.has_items.wait()
+
+    def depth(self) -> int:
+        """Plans waiting in the queue (not counting those being reconciled)."""
+        return len(self.queued)
+
+    # ------------------------------------------------------------------------- the tasks
 
     async def run(self) -> None:
+        workers = [
+            asyncio.create_task(self._worker(), name=f"breakeven-worker-{i}")
+            for i in range(max(1, self.config.workers))
+        ]
+        try:
+            await self._clock()
+        finally:
+            for task in workers:
+                task.cancel()
+            for task in workers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _clock(self) -> None:
+        """Moves plans whose time has come into the queue."""
         while True:
             now = time.monotonic()
-            due = [(k, s) for k, s in self.plans.items() if s.due <= now]
-            if due and self.ready():
-                await self._tick(due)
+            while self.timers and self.timers[0][0] <= now:
+                due, _, key = heapq.heappop(self.timers)
+                state = self.plans.get(key)
+                if state is not None and state.due == due and key not in self.active:
+                    self._enqueue(key, state.urgent)
             self.wake.clear()
-            soonest = min((s.due for s in self.plans.values()), default=now + 5.0)
+            soonest = self.timers[0][0] if self.timers else now + 5.0
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=max(0.2, soonest - now))
+                await asyncio.wait_for(self.wake.wait(), timeout=max(0.05, soonest - now))
 
-    async def _tick(self, due: list[tuple[tuple[str, str], PlanState]]) -> None:
-        stale = [s for _, s in due if self.traffic.stale(s)]
-        if stale and (self.reading is None or self.reading.done()):
-            for state in stale:
-                state.reading = True
-            self.reading = asyncio.create_task(self._read(stale), name="breakeven-traffic")
-        for key, state in due:
-            if self.traffic.stale(state):
-                # Reconciled when its facts arrive (`_read` triggers it); if another read is in
-                # flight, its own read starts when that one ends.
-                state.due = time.monotonic() + (self.config.interval if state.reading else 1.0)
+    async def _worker(self) -> None:
+        while True:
+            key = await self._take()
+            state = self.plans.get(key)
+            if state is None:
                 continue
-            state.pending = False
+            self.active.add(key)
+            token = PLAN.set(f"{key[0]}/{key[1]}")
             try:
-                switching = await self.reconcile(state)
-            except Exception:  # one plan's failure never stops the others
-                logger.exception("reconcile of %s/%s failed", *key)
-                switching = False
-            if state.gone:
-                self.forget(*key)
-            if key in self.plans:
-                # A trigger that arrived during the reconcile is not lost.
-                state.due = time.monotonic() if state.pending else self._next(switching)
+                await self._work(key, state)
+            finally:
+                PLAN.reset(token)
+                self.active.discard(key)
+                if state.pending and self.plans.get(key) is state:
+                    state.pending = False  # a trigger during the reconcile is not lost
+                    self._enqueue(key, state.urgent)
 
-    async def _read(self, states: list[PlanState]) -> None:
+    async def _work(self, key: Key, state: PlanState) -> None:
+        state.pending = False
+        if not self.ready():
+            self._later(state, key, 0.5, state.urgent)
+            return
+        if self.traffic.stale(state):
+            # Reconciled when its facts arrive (`_read` queues it); no worker waits for them.
+            self.to_read[key] = state
+            state.reading = True
+            self._start_read()
+            return
+        urgent, state.urgent = state.urgent, False
+        try:
+            switching = await self.reconcile(state)
+        except Exception:  # one plan's failure never stops the others
+            state.failures += 1
+            delay = retry_delay(state.failures)
+            logger.exception(
+                "reconcile failed (%d in a row); retry in %.1fs", state.failures, delay
+            )
+            metrics.RECONCILES.labels(result="error").inc()
+            if self.plans.get(key) is state:
+                self._later(state, key, delay, urgent)
+            return
+        metrics.RECONCILES.labels(result="ok").inc()
+        state.failures = 0
+        if state.gone:  # deleted, though a watch restart never said so: nothing more to do
+            self.forget(*key)
+            return
+        if self.plans.get(key) is state:
+            self._later(state, key, self._next(switching), urgent=False)
+
+    def _next(self, switching: bool) -> float:
+        """Seconds until the plan is re-evaluated: a moving switch is polled fast."""
+        if switching:
+            return self.config.switch_poll
+        return self.config.interval * random.uniform(0.9, 1.1)
+
+    def _start_read(self) -> None:
+        if self.to_read and (self.reading is None or self.reading.done()):
+            batch, self.to_read = list(self.to_read.items()), {}
+            self.reading = asyncio.create_task(self._read(batch), name="breakeven-traffic")
+
+    async def _read(self, batch: list[tuple[Key, PlanState]]) -> None:
+        states = [state for _, state in batch]
         try:
             await self.traffic.refresh(states)
         except Exception:  # stale or missing traffic facts turn rows Unknown, no more
@@ -173,13 +327,12 @@ class Scheduler:
                 state.traffic = facts.Traffic(source="not read", errors=("reading traffic failed",))
                 state.traffic_at = time.monotonic()
         finally:
-            for state in states:
+            for key, state in batch:
                 state.reading = False
-                key = (state.body["metadata"]["namespace"], state.body["metadata"]["name"])
-                if self.plans.get(key) is state:
-                    state.due = time.monotonic()
-                    state.pending = True
-            self.wake.set()
+                if self.plans.get(key) is state:  # in the lane it had: a periodic one stays so
+                    self._at(key, 0.0, urgent=state.urgent)
+            # Plans that went stale while this read ran are read next.
+            asyncio.get_running_loop().call_soon(self._start_read)
 
 
 class TrafficCache:
@@ -235,14 +388,35 @@ class Runtime:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.nodes: Mapping[str, Any] | None = None
+        # kopf's indexes of our children by kind: (kind, namespace, name) -> projection
+        self.children: dict[str, Mapping[Any, Any]] | None = None
         self.http = prometheus.client()
         self.traffic = TrafficCache(config, self.http)
         self.reconciler = Reconciler(config, lambda: self.nodes)
         self.scheduler = Scheduler(
-            config, self.reconciler.reconcile, self.traffic, lambda: self.nodes is not None
+            config,
+            self.reconciler.reconcile,
+            self.traffic,
+            lambda: self.nodes is not None and self.children is not None,
         )
         self.task: asyncio.Task[None] | None = None
         self.api_client: k8s.ApiClient | None = None
+
+    def lookup(self) -> kube.Lookup | None:
+        """Reads of children from kopf's indexes, once kopf has handed them over."""
+        children = self.children
+        if children is None:
+            return None
+
+        def find(kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
+            index = children.get(kind)
+            if index is None:
+                return None
+            for obj in index.get((namespace, name), ()):
+                return dict(obj)
+            return None
+
+        return find
 
     async def start(self) -> None:
         configuration = k8s.Configuration()
@@ -253,7 +427,7 @@ class Runtime:
                 config_file=self.config.kubeconfig, client_configuration=configuration
             )
         self.api_client = k8s.ApiClient(configuration)
-        self.reconciler.connect(kube.Writer(self.api_client))
+        self.reconciler.connect(kube.CachedWriter(kube.Writer(self.api_client), self.lookup))
         self.task = asyncio.create_task(self.scheduler.run(), name="breakeven-scheduler")
 
     async def stop(self) -> None:

@@ -10,7 +10,7 @@ against the same rules by tests). The rules hold only the verbs the operator use
     nodes                 list watch        the GPU node index
     deployments           get list watch create patch delete   children (apply creates)
     leaderworkersets      get list watch create patch delete   multi-node children
-    services              get create patch  the stable Service
+    services              get list watch create patch  the stable Service (watched: kopf's index)
     configmaps            create patch delete  vLLM's logging config for EPLB telemetry (MoE)
     podmonitors           create patch delete  scraping the EPLB exporters, where that CRD is served
     pods                  list              is a workload broken?
@@ -57,7 +57,11 @@ RULES: list[dict[str, Any]] = [
         "resources": ["computedomains"],
         "verbs": ["get", "create", "patch"],
     },
-    {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "patch"]},
+    {
+        "apiGroups": [""],
+        "resources": ["services"],
+        "verbs": ["get", "list", "watch", "create", "patch"],
+    },
     {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "patch", "delete"]},
     {
         "apiGroups": ["monitoring.coreos.com"],
