@@ -110,6 +110,8 @@ def operator_metrics() -> Iterator[str]:
     metrics.SWITCHES.labels(plan="ns/web", to="MoE", reason="AllGatesGo").inc()
     metrics.FALLBACKS.labels(plan="ns/web", reason="MoEWorkloadBroken").inc()
     metrics.PROMETHEUS_ERRORS.labels(url="http://prom:9090").inc()
+    metrics.RECONCILES.labels(result="error").inc()
+    metrics.TRIAL_BALANCE.labels(plan="ns/web").set(1.3)
     for seconds in (0.01, 0.2, 1.5):
         metrics.RECONCILE.observe(seconds)
         metrics.TRAFFIC_READ.observe(seconds)
