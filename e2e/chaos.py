@@ -1,8 +1,9 @@
 """Faults for the chaos suite (tests/e2e/test_chaos.py): restart a control-plane component by PID,
 and a small HTTP proxy in front of Prometheus that can be made down or slow.
 
-Every process touched here is one the harness started (e2e/proc.py records them); it is stopped
-by its PID and started again with the same command line and environment, read back from /proc.
+Every process touched here is one the harness started (e2e/proc.py records them) or kwokctl
+started for it (its PID files, e2e/cluster.py); it is stopped by its PID and started again by the
+harness with the same command line, read back from /proc.
 """
 
 from __future__ import annotations
@@ -17,14 +18,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from e2e.cluster import LocalCluster
+from e2e.cluster import LocalCluster, _kwokctl_pids
 from e2e.proc import Managed, stop_pid, wait_until
 
 
-def _component(local: LocalCluster, name: str) -> Managed:
+def _component(local: LocalCluster, name: str) -> Managed | None:
+    """The process the harness started as `name`; None when kwokctl started it."""
     found = [p for p in local.group.procs if p.name == name]
+    return found[-1] if found else None
+
+
+def _kwokctl_pid(local: LocalCluster, name: str) -> int:
+    """The PID kwokctl recorded for `name` (etcd, kube-apiserver, ...: e2e/cluster.py)."""
+    found = [pid for component, pid in _kwokctl_pids(local.workdir) if component == name]
     if not found:
-        raise LookupError(f"no {name} in this cluster's processes: {local.group.procs}")
+        raise LookupError(f"no {name} among the harness's or kwokctl's processes")
     return found[-1]
 
 
@@ -39,11 +47,18 @@ class Stopped:
     def __init__(self, local: LocalCluster, name: str) -> None:
         self.local, self.name = local, name
         proc = _component(local, name)
-        self.argv = _argv(proc.pid)
-        stop_pid(proc.pid, proc.exe)
-        if proc.popen is not None:
-            proc.popen.wait(10)
-        local.group.procs.remove(proc)
+        if proc is None:
+            # Started by kwokctl (its binary runtime): its command line holds absolute paths,
+            # so the harness can run it again itself, and stops it by PID like its own.
+            pid = _kwokctl_pid(local, name)
+            self.argv = _argv(pid)
+            stop_pid(pid, None)
+        else:
+            self.argv = _argv(proc.pid)
+            stop_pid(proc.pid, proc.exe)
+            if proc.popen is not None:
+                proc.popen.wait(10)
+            local.group.procs.remove(proc)
         self.started: Managed | None = None
 
     def start(self, ready: Callable[[], bool], timeout: float = 120.0) -> Managed:
@@ -59,7 +74,7 @@ def stop_component(local: LocalCluster, name: str) -> Stopped:
 
 def apiserver_ready(local: LocalCluster) -> Callable[[], bool]:
     def ready() -> bool:
-        return local._https_ok(f"{local.server}/readyz")
+        return local.kubectl("get", "--raw", "/readyz").returncode == 0
 
     return ready
 
