@@ -193,7 +193,11 @@ def kwokctl_config(bins: Binaries, ports: Mapping[str, int]) -> list[dict[str, A
         {"name": "kube-controller-manager", "extraArgs": args(
             service_cluster_ip_range=SERVICE_CIDR, use_service_account_credentials="true",
             controllers="*,-nodeipam", enable_garbage_collector="true",
-            kube_api_qps="200", kube_api_burst="400")},
+            kube_api_qps="200", kube_api_burst="400",
+            # One instance: with leader election it exits ("leaderelection lost") once the API
+            # server is away for longer than its renew deadline, and nothing restarts it.
+            leader_elect="false")},
+        {"name": "kube-scheduler", "extraArgs": args(leader_elect="false")},
         {"name": "kwok-controller", "extraArgs": args(
             manage_all_nodes="false",
             manage_nodes_with_annotation_selector=f"{KWOK_ANNOTATION}=fake",

@@ -263,13 +263,6 @@ def test_the_operator_killed_at_random_points_of_switches_never_drops_the_servic
 # --------------------------------------------------------------------------- (b) API server
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=False,
-    reason="open (docs/reliability.md, Chaos): since the work queue and the cached writer "
-    "landed, a switch that straddles an API server restart completes to MoE but the old dense "
-    "LeaderWorkerSet is left running; before them it was deleted. Harness faults still fail.",
-)
 def test_an_api_server_restart_mid_switch_is_survived(
     k8s: Any,
     namespace: str,
