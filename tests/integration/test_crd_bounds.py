@@ -7,34 +7,11 @@ from typing import Any
 
 import pytest
 from bad_input import BAD_SPECS, VALID_SPEC, plan_object, spec_with
+from crd_checks import dry_run_create
 
-from e2e import running
 from e2e.fixtures import ClusterHandle
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def crd_installed(cluster: ClusterHandle) -> ClusterHandle:
-    with cluster.api_client() as api:
-        running.install(api)
-    return cluster
-
-
-def dry_run_create(cluster: ClusterHandle, namespace: str, obj: dict[str, Any]) -> str | None:
-    """None when the API server accepts `obj` (server-side dry run), else its error message."""
-    from kubernetes import client
-
-    with cluster.api_client() as api:
-        try:
-            client.CustomObjectsApi(api).create_namespaced_custom_object(
-                "breakeven.dev", "v1alpha1", namespace, "servingplans", obj,
-                dry_run="All", field_validation="Strict",
-            )  # fmt: skip
-        except client.ApiException as exc:
-            assert exc.status == 422, exc.body
-            return str(exc.body)
-    return None
 
 
 def test_a_valid_plan_is_accepted(crd_installed: ClusterHandle, namespace: str) -> None:

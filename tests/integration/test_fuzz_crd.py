@@ -8,36 +8,14 @@ from typing import Any
 
 import pytest
 from bad_input import plan_object
+from crd_checks import dry_run_create
 from fuzzing import SETTINGS, count, spec_fragments
 from hypothesis import given
 
 from breakeven.shell import inputs
-from e2e import running
 from e2e.fixtures import ClusterHandle
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def crd_installed(cluster: ClusterHandle) -> ClusterHandle:
-    with cluster.api_client() as api:
-        running.install(api)
-    return cluster
-
-
-def _api_server(cluster: ClusterHandle, namespace: str, obj: dict[str, Any]) -> str | None:
-    from kubernetes import client
-
-    with cluster.api_client() as api:
-        try:
-            client.CustomObjectsApi(api).create_namespaced_custom_object(
-                "breakeven.dev", "v1alpha1", namespace, "servingplans", obj,
-                dry_run="All", field_validation="Strict",
-            )  # fmt: skip
-        except client.ApiException as exc:
-            assert exc.status == 422, exc.body  # invalid, never a server error
-            return str(exc.body)
-    return None
 
 
 @SETTINGS
@@ -46,7 +24,7 @@ def test_the_api_server_and_the_model_agree(
     crd_installed: ClusterHandle, namespace: str, spec: dict[str, Any]
 ) -> None:
     obj = plan_object(spec)
-    server = _api_server(crd_installed, namespace, obj)
+    server = dry_run_create(crd_installed, namespace, obj)
     try:
         inputs.parse_plan(obj)
         model = None
