@@ -128,7 +128,7 @@ def test_one_replica_reconciles_and_the_standby_takes_over_when_it_is_killed(
             until("plan `after` to be Serving", lambda: serving("after"), 120)
             until("the second replica's metrics to show `after`",
                   lambda: _planned(ports["second"], "after"), 30)  # fmt: skip
-            assert "Handler 'plan_changed' succeeded" in _text(logs["second"]), tails()
+            assert "Handler 'plan_event' succeeded" in _text(logs["second"]), tails()
             assert serving("before")
             assert second.alive(), tails()
         finally:

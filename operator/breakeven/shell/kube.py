@@ -109,6 +109,16 @@ def projection(body: Mapping[str, Any], kind: str) -> Obj:
     }
 
 
+def read_part(body: Mapping[str, Any], kind: str) -> int:
+    """A fingerprint of what a reconcile reads of a child (its projection without the
+    resourceVersion, which every write moves): equal before and after an event that changed
+    only conditions, timestamps or observedGeneration, so such an event needs no reconcile."""
+    part = projection(body, kind)
+    if kind != "Service":  # a Service's resourceVersion is its version (`version` below)
+        part["metadata"].pop("resourceVersion", None)
+    return hash(json.dumps(part, sort_keys=True, default=str))
+
+
 def settled(obj: Mapping[str, Any]) -> bool:
     """Whether a workload's own status says every pod (or group) it wants is there, current and
     ready, and no other is: then none can be crashing or failed, and its pods need no LIST."""

@@ -22,7 +22,7 @@ breakeven_trial_rank_load_max_over_mean{plan}        the rank figure expertBalan
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import prometheus_client as prom
 
@@ -120,7 +120,22 @@ def serve(port: int, address: str = "0.0.0.0") -> None:
     prom.start_http_server(port, addr=address, registry=REGISTRY)
 
 
+_RECORDED: dict[str, tuple[Any, ...]] = {}
+"""Per plan, what `record` set last: a reconcile that changes none of it sets nothing (a plan
+has some 45 series; setting each costs a label lookup, every reconcile of every plan)."""
+
+
 def record(plan: str, evaluation: planning.Evaluation, step: switching.Step) -> None:
+    ratio = evaluation.traffic.rank_load_max_over_mean
+    seen = (
+        step.mode,
+        tuple((row.name, row.verdict) for row in step.rows),
+        step.trial.phase if step.trial is not None else None,
+        ratio,
+    )
+    if _RECORDED.get(plan) == seen:
+        return
+    _RECORDED[plan] = seen
     for mode in api.ServingMode:
         PLAN_MODE.labels(plan=plan, mode=mode.value).set(1 if step.mode == mode else 0)
     for row in step.rows:
@@ -133,7 +148,6 @@ def record(plan: str, evaluation: planning.Evaluation, step: switching.Step) -> 
             TRIAL_PHASE.labels(plan=plan, phase=phase.value).set(
                 1 if step.trial.phase == phase else 0
             )
-    ratio = evaluation.traffic.rank_load_max_over_mean
     if step.trial is not None and step.trial.phase == api.TrialPhase.RUNNING and ratio is not None:
         TRIAL_BALANCE.labels(plan=plan).set(ratio)
     elif (plan,) in TRIAL_BALANCE._metrics:  # prometheus-client has no public lookup
@@ -142,6 +156,7 @@ def record(plan: str, evaluation: planning.Evaluation, step: switching.Step) -> 
 
 def forget_plan(plan: str) -> None:
     """Drop a deleted plan's series so they do not linger."""
+    _RECORDED.pop(plan, None)
     for metric in (PLAN_MODE, VERDICT, TRIAL_PHASE, TRIAL_BALANCE):
         for labels in list(metric._metrics):  # prometheus-client has no public lookup
             if labels[0] == plan:

@@ -1,11 +1,12 @@
 """The operator's kopf wiring and `breakeven run`: handlers that feed the runtime, nothing more.
 
     kopf watches ─┬─ nodes ──────────── index (small projections, no handlers on Nodes)
-                  ├─ servingplans ───── create/resume/update(spec) -> trigger; events -> cache
+                  ├─ servingplans ───── events -> cache; new plans and spec changes
+                  │                     (generation) -> trigger
                   └─ our children ───── indexes (Deployments, LeaderWorkerSets, Services
                                         labelled managed-by breakeven: small projections the
-                                        reconcile reads instead of GETs); events -> trigger
-                                        the owning plan (readiness, drift)
+                                        reconcile reads instead of GETs); events that change
+                                        what a reconcile reads -> trigger the owning plan
 
     scheduler (shell/runtime.py): a de-duplicated work queue (new, changed and triggered plans
     ahead of periodic re-evaluation) and `--workers` workers; per plan, one at a time:
@@ -13,10 +14,12 @@
         └─ reconcile (shell/reconcile.py) = gather facts -> evaluate -> observe ->
            step -> carry out -> build status and events -> write -> emit (shell/publish.py)
 
-The plan is written only on its status subresource (kopf's bookkeeping included, under
-`status["breakeven.dev"]`), so GitOps tools see no drift on it. No timers, daemons or finalizers:
-those would write finalizers to the plan; the scheduler re-evaluates each plan on a jittered
-interval instead, and children are garbage-collected through owner references.
+The plan is written only on its status subresource, so GitOps tools see no drift on it. Only
+kopf's event handlers and indexes are used, so kopf keeps no bookkeeping on the plan (its
+storage stays configured under `status["breakeven.dev"]`, where older versions wrote it).
+No timers, daemons or finalizers: those would write finalizers to the plan; the scheduler
+re-evaluates each plan on a jittered interval instead, and children are garbage-collected
+through owner references.
 """
 
 from __future__ import annotations
@@ -45,6 +48,23 @@ BOOKKEEPING = ("status", "breakeven.dev")
 CONFIG = Config()
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf's diff base, for an operator without change-detecting handlers (on.create, on.update,
+    on.field, timers, daemons): none. kopf builds the diff base of every event it processes
+    (kopf/_core/reactor/processing.py, _detect_causes), a deep copy of the whole body, Nodes
+    and children included, and uses it only for those handlers; this one builds nothing, stores
+    nothing and finds nothing. Add such a handler and this must go back to a real storage."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 # --------------------------------------------------------------------------- kopf wiring
 
 
@@ -53,9 +73,7 @@ async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
     settings.persistence.progress_storage = kopf.StatusProgressStorage(
         field=(*BOOKKEEPING, "progress"), touch_field=(*BOOKKEEPING, "dummy")
     )
-    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(
-        field=(*BOOKKEEPING, "last-handled-configuration")
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.persistence.finalizer = "breakeven.dev/finalizer"
     settings.posting.level = logging.WARNING
     settings.watching.inactivity_timeout = 70  # watches behind load balancers go quiet (kopf#847)
@@ -118,20 +136,17 @@ def _hand_over(runtime: Runtime, kwargs: dict[str, Any]) -> None:
         }
 
 
-@kopf.on.resume(api.GROUP, api.VERSION, api.PLURAL)
-@kopf.on.create(api.GROUP, api.VERSION, api.PLURAL)
-@kopf.on.update(api.GROUP, api.VERSION, api.PLURAL, field="spec")
-async def plan_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    """A new, resumed or re-specified plan: reconcile it now (spec changes only)."""
-    runtime: Runtime = memo["runtime"]
-    _hand_over(runtime, kwargs)
-    runtime.remember(body)
-    runtime.trigger(body["metadata"]["namespace"], body["metadata"]["name"])
-
-
 @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
-async def plan_event(type: str, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    """Keep the latest body of every plan (status included); forget deleted plans."""
+async def plan_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Every event of a plan. A plan seen for the first time (created, or listed when the
+    operator starts or resumes: kopf's listing events have no type) or whose spec changed
+    (metadata.generation moved) is reconciled now; any other change (our own status writes)
+    only refreshes the cached body; a deleted plan is forgotten.
+
+    An event handler and not kopf's create/resume/update handlers: those keep kopf's
+    bookkeeping on the plan (a status PATCH of each new plan, whose MODIFIED event is handled
+    again, and which made the plan's first status write fail its resourceVersion precondition
+    and run twice); this handler makes kopf write nothing (docs/performance.md)."""
     runtime: Runtime = memo["runtime"]
     _hand_over(runtime, kwargs)
     if type == "DELETED":
@@ -140,12 +155,14 @@ async def plan_event(type: str, body: kopf.Body, memo: kopf.Memo, **kwargs: Any)
         runtime.remember(body)
 
 
-async def _child_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A child changed (readiness, or a hand edit or delete): reconcile its plan soon."""
+async def _child_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A child changed in what a reconcile reads of it (readiness, replicas, generation: a hand
+    edit) or was deleted: reconcile its plan soon. Other changes (conditions, timestamps,
+    observedGeneration) trigger nothing."""
     runtime: Runtime = memo["runtime"]
     plan = (body.get("metadata", {}).get("labels") or {}).get("breakeven.dev/plan")
-    if plan and type in ("MODIFIED", "DELETED"):
-        runtime.trigger(body["metadata"]["namespace"], plan, soon=True)
+    if plan and runtime.child_changed(type, body):
+        runtime.trigger(body["metadata"]["namespace"], plan, soon=True, read=type == "DELETED")
 
 
 kopf.on.event("apps", "v1", "deployments", labels=MANAGED)(_child_event)

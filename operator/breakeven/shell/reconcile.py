@@ -12,6 +12,7 @@ plan author can fix.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import datetime as dt
@@ -36,6 +37,9 @@ logger = logging.getLogger("breakeven")
 
 WORKLOAD_KINDS = ("Deployment", "LeaderWorkerSet")
 POD_MONITOR_RECHECK_S = 300.0  # how long the answer "is the PodMonitor CRD served" is kept
+CLUSTER_CACHE_SIZE = 256
+"""Node selectors whose GPU pools are kept (`Reconciler.cluster`): at least the distinct
+selectors of a fleet; a fleet with more re-groups its nodes for the ones that fell out."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +59,18 @@ class Carried:
     error: str | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class Memo:
+    """What `Reconciler.decide` worked out from one version of a plan, kept on its PlanState."""
+
+    version: str  # the body's resourceVersion
+    previous: api.ServingPlanStatus | None
+    plan: api.ServingPlan | Rejected
+    cluster: facts.Cluster | None = None  # the evaluation's inputs besides the plan
+    traffic: facts.Traffic | None = None
+    evaluation: planning.Evaluation | Rejected | None = None
+
+
 class Reconciler:
     """Reconciles one plan at a time (the scheduler calls it)."""
 
@@ -64,6 +80,11 @@ class Reconciler:
         self._writer: kube.Client | None = None
         self._publisher: Publisher | None = None
         self._pod_monitors: tuple[float, bool] | None = None  # (checked at, served)
+        # The GPU nodes last grouped, and their pools per node selector (Reconciler.cluster).
+        self._grouped: tuple[facts.NodeInfo, ...] = ()
+        self._clusters: collections.OrderedDict[tuple[tuple[str, str], ...], facts.Cluster] = (
+            collections.OrderedDict()
+        )
 
     def connect(self, writer: kube.Client) -> None:
         self._writer = writer
@@ -86,16 +107,14 @@ class Reconciler:
         if body is None:  # deleted: nothing is applied, and the scheduler forgets it
             state.gone = True
             return False
-        previous = self.previous(body)
-        plan = self.gather(body)
+        previous, plan, evaluation = self.decide(state, body)
         if isinstance(plan, Rejected):
-            return await self.reject(body, previous, plan, now)
-        evaluation = self.evaluate(plan, state.traffic)
+            return await self.reject(state, body, previous, plan, now)
         if isinstance(evaluation, Rejected):
-            return await self.reject(body, previous, evaluation, now)
+            return await self.reject(state, body, previous, evaluation, now)
         observed = await self.observe(plan, evaluation, previous, now)
         if isinstance(observed, Rejected):
-            return await self.reject(body, previous, observed, now)
+            return await self.reject(state, body, previous, observed, now)
         step = switching.step(evaluation, previous, observed, now)
         carried = await self.carry_out(plan, evaluation, step, previous)
         outcome = statuses.build(
@@ -111,7 +130,7 @@ class Reconciler:
         )
         state.decided = evaluation.decision.rubric_mode
         try:
-            await self.publisher.write(body, outcome.status)
+            self.wrote(state, body, await self.publisher.write(body, outcome.status))
         except ApiException as exc:
             if exc.status != 409:
                 raise
@@ -124,21 +143,87 @@ class Reconciler:
         assert outcome.step is not None
         metrics.record(f"{plan.namespace}/{plan.name}", evaluation, outcome.step)
         metrics.RECONCILE.observe(time.perf_counter() - started)
+        state.must_read = False
         return outcome.step.switching and not plan.spec.dry_run
 
     # ------------------------------------------------------------------------- the steps
 
-    async def read(self, state: PlanState) -> dict[str, Any] | None:
+    async def read(self, state: PlanState) -> Mapping[str, Any] | None:
         """The plan as the API server has it now, or None when it is gone (or replaced by a
         plan of the same name: a new uid). The watch's cached body can be behind: after our own
         status write (the previous status), or across a watch restart, whose re-list reports no
         deletion (kopf/_cogs/clients/watching.py, continuous_watch), so a plan deleted then
-        stays in the cache."""
+        stays in the cache. So the plan is read with a GET unless the cached body is known to
+        be current (`current`): then a new plan, or one a child event triggered, costs no GET.
+        The state is marked to be read again until this reconcile ends well."""
+        now = time.monotonic()
+        if self.current(state, now):
+            state.must_read = True
+            return state.body
         meta = state.body["metadata"]
         fresh = await self.writer.get_plan(meta["namespace"], meta["name"])
+        state.read_at, state.must_read = now, True
         if fresh is None or fresh["metadata"].get("uid") != meta.get("uid"):
             return None
         return fresh
+
+    def current(self, state: PlanState, now: float) -> bool:
+        """Whether the watch's cached body can stand for a GET: the plan was read (or seen
+        first on the watch) within the interval, so a deletion a watch restart hid is found
+        within about two intervals (at once when the garbage collector deletes a child: the
+        child's event asks for a read); the last reconcile ended well (not a conflict or an
+        error); and the body is not the one our last status write was made over (whose
+        MODIFIED event has then not arrived yet: a write with the body's resourceVersion as
+        its precondition succeeded, so nobody wrote in between and any other version is
+        newer)."""
+        version = state.body.get("metadata", {}).get("resourceVersion")
+        return (
+            bool(version)
+            and not state.must_read
+            and now - state.read_at < self.config.interval
+            and version != state.wrote_over
+        )
+
+    @staticmethod
+    def wrote(state: PlanState, body: Mapping[str, Any], patched: bool) -> None:
+        """Note a status write over `body` (see `current`)."""
+        if patched:
+            state.wrote_over = body["metadata"].get("resourceVersion")
+
+    def decide(
+        self, state: PlanState, body: Mapping[str, Any]
+    ) -> tuple[
+        api.ServingPlanStatus | None, api.ServingPlan | Rejected, planning.Evaluation | Rejected
+    ]:
+        """previous, gather and evaluate, done again only for new inputs. The body's
+        resourceVersion stands for the body (status included: any write moves it), and the
+        evaluation is pure in the plan, the GPU pools and the traffic facts, each of them the
+        same object while it has not changed (`cluster`, the traffic cache); so a settled plan
+        re-evaluated on its interval reuses all three. Nothing here reads the clock: every
+        time-driven decision is the step's, made afresh each time."""
+        version = str(body["metadata"].get("resourceVersion") or "")
+        memo = state.memo if isinstance(state.memo, Memo) else None
+        if memo is None or not version or memo.version != version:
+            previous, plan = self.previous(body), self.gather(body)
+            memo = Memo(version, previous, plan)
+        if isinstance(memo.plan, Rejected):
+            state.memo = memo
+            return memo.previous, memo.plan, memo.plan
+        cluster = self.cluster(memo.plan.spec.serving.node_selector)
+        if (
+            memo.evaluation is None
+            or memo.cluster is not cluster
+            or memo.traffic is not state.traffic
+        ):
+            memo = dataclasses.replace(
+                memo,
+                cluster=cluster,
+                traffic=state.traffic,
+                evaluation=self.evaluate(memo.plan, state.traffic, cluster),
+            )
+        state.memo = memo
+        assert memo.evaluation is not None
+        return memo.previous, memo.plan, memo.evaluation
 
     @staticmethod
     def previous(body: Mapping[str, Any]) -> api.ServingPlanStatus | None:
@@ -157,21 +242,41 @@ class Reconciler:
             return Rejected(inputs.describe(exc, "spec"))
 
     def evaluate(
-        self, plan: api.ServingPlan, traffic: facts.Traffic | None
+        self,
+        plan: api.ServingPlan,
+        traffic: facts.Traffic | None,
+        cluster: facts.Cluster | None = None,
     ) -> planning.Evaluation | Rejected:
         """The rubric on this cluster's GPU nodes and the plan's traffic facts."""
-        nodes = self.nodes()
-        cluster = facts.Cluster.from_nodes(
-            list(nodes.get("gpu", ())) if nodes else [],
-            self.config.mapping,
-            node_selector=plan.spec.serving.node_selector,
-            source="cluster",
-        )
+        if cluster is None:
+            cluster = self.cluster(plan.spec.serving.node_selector)
         with metrics.EVALUATION.time():
             try:
                 return planning.evaluate(plan, cluster, traffic or facts.Traffic())
             except CatalogError as exc:  # a model the catalog cannot resolve
                 return Rejected(str(exc))
+
+    def cluster(self, node_selector: Mapping[str, str] | None) -> facts.Cluster:
+        """The GPU pools of the nodes matching `node_selector`, grouped again only when a node
+        changed. kopf's index keeps a node's old projection while a new one compares equal
+        (kopf/_core/engines/indexing.py, Store._replace), so on a quiet cluster the same
+        objects come back and the comparison below is one identity check per node: a sweep of
+        1,000 plans groups the nodes once per selector, not once per plan."""
+        nodes = self.nodes()
+        infos = tuple(nodes.get("gpu", ())) if nodes else ()
+        if infos != self._grouped:
+            self._grouped, self._clusters = infos, collections.OrderedDict()
+        key = tuple(sorted((node_selector or {}).items()))
+        cluster = self._clusters.get(key)
+        if cluster is None:
+            cluster = facts.Cluster.from_nodes(
+                infos, self.config.mapping, node_selector=node_selector, source="cluster"
+            )
+            self._clusters[key] = cluster
+            while len(self._clusters) > CLUSTER_CACHE_SIZE:
+                self._clusters.popitem(last=False)
+        self._clusters.move_to_end(key)
+        return cluster
 
     async def observe(
         self,
@@ -270,6 +375,7 @@ class Reconciler:
 
     async def reject(
         self,
+        state: PlanState,
         body: Mapping[str, Any],
         previous: api.ServingPlanStatus | None,
         rejected: Rejected,
@@ -277,8 +383,9 @@ class Reconciler:
     ) -> bool:
         """Report a plan that cannot be acted on; its workloads keep running untouched."""
         outcome = statuses.invalid(body, previous, rejected.message, now)
-        await self.publisher.write(body, outcome.status)
+        self.wrote(state, body, await self.publisher.write(body, outcome.status))
         self.publisher.post(body, outcome.events)
+        state.must_read = False
         return False
 
     # ------------------------------------------------------------------------- reading, deleting

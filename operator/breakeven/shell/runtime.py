@@ -99,6 +99,10 @@ class PlanState:
     gone: bool = False  # the reconcile found it deleted (a watch restart hides deletions)
     urgent: bool = True  # queued in the urgent lane when its time comes
     failures: int = 0  # reconciles in a row that raised (the retry back-off)
+    memo: object | None = None  # what the last reconcile worked out (reconcile.Memo)
+    read_at: float = 0.0  # when the plan was last read with a GET, or first seen on the watch
+    wrote_over: str | None = None  # the resourceVersion our last status write was made over
+    must_read: bool = False  # the last reconcile did not end well: read the plan afresh
 
 
 Reconcile = Callable[[PlanState], Awaitable[bool]]
@@ -149,8 +153,8 @@ class Scheduler:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         state = self.plans.get(key)
         raw = dict(body)
-        if state is None:
-            self.plans[key] = PlanState(body=raw)
+        if state is None:  # a body just seen on the watch is as current as a GET
+            self.plans[key] = PlanState(body=raw, read_at=time.monotonic())
             self._at(key, 0.0, urgent=True)
             return
         changed = state.body.get("metadata", {}).get("generation") != raw.get("metadata", {}).get(
@@ -165,9 +169,13 @@ class Scheduler:
         self.plans.pop((namespace, name), None)
         metrics.forget_plan(f"{namespace}/{name}")
 
-    def trigger(self, namespace: str, name: str, soon: bool = False) -> None:
+    def trigger(self, namespace: str, name: str, soon: bool = False, read: bool = False) -> None:
         """Reconcile the plan now (or within a second, which coalesces a burst of child events),
-        ahead of periodic re-evaluation."""
+        ahead of periodic re-evaluation; with `read`, from a fresh read of the plan (a child
+        was deleted: perhaps by the garbage collector, the plan being gone)."""
+        state = self.plans.get((namespace, name))
+        if state is not None and read:
+            state.must_read = True
         self._at((namespace, name), 1.0 if soon else 0.0, urgent=True)
 
     # ------------------------------------------------------------------------- the queue
@@ -401,6 +409,8 @@ class Runtime:
         )
         self.task: asyncio.Task[None] | None = None
         self.api_client: k8s.ApiClient | None = None
+        # (kind, namespace, name) of each child seen on a watch -> kube.read_part of it
+        self.child_seen: dict[tuple[str, str, str], int] = {}
 
     def lookup(self) -> kube.Lookup | None:
         """Reads of children from kopf's indexes, once kopf has handed them over."""
@@ -443,8 +453,24 @@ class Runtime:
     def remember(self, body: Mapping[str, Any]) -> None:
         self.scheduler.remember(body)
 
+    def child_changed(self, type: str | None, body: Mapping[str, Any]) -> bool:
+        """Whether a child's watch event is one its plan must be reconciled for: a deletion, or
+        a change of what a reconcile reads of it (kube.read_part). A child seen for the first
+        time (created by its plan's reconcile, or listed when the watch starts) is not one:
+        the reconcile that created it, or the one every plan gets at start, has read it."""
+        meta = body.get("metadata") or {}
+        kind = str(body.get("kind", ""))
+        key = (kind, str(meta.get("namespace")), str(meta.get("name")))
+        if type == "DELETED":
+            self.child_seen.pop(key, None)
+            return True
+        part = kube.read_part(body, kind)
+        before = self.child_seen.get(key)
+        self.child_seen[key] = part
+        return type == "MODIFIED" and before != part
+
     def forget(self, namespace: str, name: str) -> None:
         self.scheduler.forget(namespace, name)
 
-    def trigger(self, namespace: str, name: str, soon: bool = False) -> None:
-        self.scheduler.trigger(namespace, name, soon)
+    def trigger(self, namespace: str, name: str, soon: bool = False, read: bool = False) -> None:
+        self.scheduler.trigger(namespace, name, soon, read)
