@@ -2,7 +2,6 @@
 
 - the plan's GET, while the watch's cached body is known current;
 - grouping the nodes into pools, while no node changed;
-- the evaluation, while the plan's version, the pools and the traffic facts are the same;
 - child events that change nothing a reconcile reads.
 """
 
@@ -15,9 +14,7 @@ from typing import Any
 
 from test_api_calls import CountingApi, reconcile, setup
 
-from breakeven.core import facts
 from breakeven.shell import kube
-from breakeven.shell.reconcile import Memo
 from breakeven.shell.runtime import Config, PlanState, Runtime
 
 
@@ -80,22 +77,6 @@ async def r_calls(r: Any, state: PlanState, api: VersionedApi, watch: bool = Tru
     if watch:
         state.body = api.watch()
     return calls
-
-
-async def test_the_evaluation_is_reused_only_while_its_inputs_are_the_same() -> None:
-    api, r, state = versioned()
-    await r_calls(r, state, api)
-    api.settle()
-    await r_calls(r, state, api)
-    assert await r_calls(r, state, api) == []  # settled: no request, no status write
-    memo = state.memo
-    assert isinstance(memo, Memo) and memo.evaluation is not None
-    assert await r_calls(r, state, api) == []  # nothing changed: the same evaluation
-    assert isinstance(state.memo, Memo) and state.memo.evaluation is memo.evaluation
-    state.traffic = facts.Traffic(source="test, read again")
-    await r_calls(r, state, api)
-    assert isinstance(state.memo, Memo) and state.memo.evaluation is not memo.evaluation
-    assert state.memo.evaluation.traffic is state.traffic  # type: ignore[union-attr]
 
 
 def test_nodes_are_grouped_again_only_when_one_changed() -> None:

@@ -59,18 +59,6 @@ class Carried:
     error: str | None = None
 
 
-@dataclasses.dataclass(frozen=True)
-class Memo:
-    """What `Reconciler.decide` worked out from one version of a plan, kept on its PlanState."""
-
-    version: str  # the body's resourceVersion
-    previous: api.ServingPlanStatus | None
-    plan: api.ServingPlan | Rejected
-    cluster: facts.Cluster | None = None  # the evaluation's inputs besides the plan
-    traffic: facts.Traffic | None = None
-    evaluation: planning.Evaluation | Rejected | None = None
-
-
 class Reconciler:
     """Reconciles one plan at a time (the scheduler calls it)."""
 
@@ -107,9 +95,11 @@ class Reconciler:
         if body is None:  # deleted: nothing is applied, and the scheduler forgets it
             state.gone = True
             return False
-        previous, plan, evaluation = self.decide(state, body)
+        previous = self.previous(body)
+        plan = self.gather(body)
         if isinstance(plan, Rejected):
             return await self.reject(state, body, previous, plan, now)
+        evaluation = self.evaluate(plan, state.traffic)
         if isinstance(evaluation, Rejected):
             return await self.reject(state, body, previous, evaluation, now)
         observed = await self.observe(plan, evaluation, previous, now)
@@ -190,41 +180,6 @@ class Reconciler:
         if patched:
             state.wrote_over = body["metadata"].get("resourceVersion")
 
-    def decide(
-        self, state: PlanState, body: Mapping[str, Any]
-    ) -> tuple[
-        api.ServingPlanStatus | None, api.ServingPlan | Rejected, planning.Evaluation | Rejected
-    ]:
-        """previous, gather and evaluate, done again only for new inputs. The body's
-        resourceVersion stands for the body (status included: any write moves it), and the
-        evaluation is pure in the plan, the GPU pools and the traffic facts, each of them the
-        same object while it has not changed (`cluster`, the traffic cache); so a settled plan
-        re-evaluated on its interval reuses all three. Nothing here reads the clock: every
-        time-driven decision is the step's, made afresh each time."""
-        version = str(body["metadata"].get("resourceVersion") or "")
-        memo = state.memo if isinstance(state.memo, Memo) else None
-        if memo is None or not version or memo.version != version:
-            previous, plan = self.previous(body), self.gather(body)
-            memo = Memo(version, previous, plan)
-        if isinstance(memo.plan, Rejected):
-            state.memo = memo
-            return memo.previous, memo.plan, memo.plan
-        cluster = self.cluster(memo.plan.spec.serving.node_selector)
-        if (
-            memo.evaluation is None
-            or memo.cluster is not cluster
-            or memo.traffic is not state.traffic
-        ):
-            memo = dataclasses.replace(
-                memo,
-                cluster=cluster,
-                traffic=state.traffic,
-                evaluation=self.evaluate(memo.plan, state.traffic, cluster),
-            )
-        state.memo = memo
-        assert memo.evaluation is not None
-        return memo.previous, memo.plan, memo.evaluation
-
     @staticmethod
     def previous(body: Mapping[str, Any]) -> api.ServingPlanStatus | None:
         """The status written last; an unreadable one is said in the log and read as none."""
@@ -242,14 +197,10 @@ class Reconciler:
             return Rejected(inputs.describe(exc, "spec"))
 
     def evaluate(
-        self,
-        plan: api.ServingPlan,
-        traffic: facts.Traffic | None,
-        cluster: facts.Cluster | None = None,
+        self, plan: api.ServingPlan, traffic: facts.Traffic | None
     ) -> planning.Evaluation | Rejected:
         """The rubric on this cluster's GPU nodes and the plan's traffic facts."""
-        if cluster is None:
-            cluster = self.cluster(plan.spec.serving.node_selector)
+        cluster = self.cluster(plan.spec.serving.node_selector)
         with metrics.EVALUATION.time():
             try:
                 return planning.evaluate(plan, cluster, traffic or facts.Traffic())

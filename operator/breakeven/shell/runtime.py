@@ -99,7 +99,6 @@ class PlanState:
     gone: bool = False  # the reconcile found it deleted (a watch restart hides deletions)
     urgent: bool = True  # queued in the urgent lane when its time comes
     failures: int = 0  # reconciles in a row that raised (the retry back-off)
-    memo: object | None = None  # what the last reconcile worked out (reconcile.Memo)
     read_at: float = 0.0  # when the plan was last read with a GET, or first seen on the watch
     wrote_over: str | None = None  # the resourceVersion our last status write was made over
     must_read: bool = False  # the last reconcile did not end well: read the plan afresh
