@@ -60,12 +60,15 @@ class Gates(NamedTuple):
     gating row other than expertBalance whose last known verdict is not Go); None when it may
     go on. room: why the pool cannot hold dense and the trial at once; None when it can.
     waiting: why no MoE workload may be applied now (a broken MoE attempt's back-off).
+    route: Shadow only: why the cluster cannot take the HTTPRoute that mirrors to the trial (a
+    trial waits Pending for it, a running one is aborted).
     """
 
     start: str | None
     run: str | None
     room: str | None = None
     waiting: str | None = None
+    route: str | None = None  # Shadow: why the plan's HTTPRoute cannot mirror (no CRD served)
 
 
 class Decision(NamedTuple):
@@ -147,6 +150,8 @@ def decide(
             )
         if gates.run:
             return abort(gates.run)
+        if gates.route and prev.phase != P.PENDING:
+            return abort(gates.route)
         if prev.phase == P.PENDING:
             return _pending_or_start(evaluation, prev, moe, dense_ready, gates, workload, now)
         if prev.phase == P.RUNNING:
@@ -166,8 +171,18 @@ def decide(
     return _pending_or_start(evaluation, prev, moe, dense_ready, gates, workload, now)
 
 
-def _share(moe_ready: int, dense_ready: int) -> str:
+def _share(plan: api.ServingPlan, moe_ready: int, dense_ready: int) -> str:
+    """What part of the requests the trial sees: Canary, its share of the Service's ready
+    endpoints; Shadow, the mirrored percentage (its answers are discarded)."""
+    if plan.spec.trial.mode == api.TrialMode.SHADOW:
+        return f"mirror {plan.spec.trial.mirror_percent}% of the HTTPRoute's requests"
     return f"{moe_ready}/{moe_ready + dense_ready} ready endpoints"
+
+
+def _where(plan: api.ServingPlan) -> str:
+    if plan.spec.trial.mode == api.TrialMode.SHADOW:
+        return f"mirrored {plan.spec.trial.mirror_percent}% of the requests by the HTTPRoute"
+    return "in the Service"
 
 
 def _pending_or_start(
@@ -181,8 +196,12 @@ def _pending_or_start(
 ) -> Decision:
     generation = evaluation.plan.metadata.generation
     hold = "the expert-balance trial has not run yet"
-    if gates.room or gates.waiting:
-        why = f"no room for the trial: {gates.room}" if gates.room else str(gates.waiting)
+    if gates.room or gates.waiting or gates.route:
+        why = (
+            f"no room for the trial: {gates.room}"
+            if gates.room
+            else str(gates.route or gates.waiting)
+        )
         was = prev is not None and prev.phase == P.PENDING and prev.reason == why
         status = _status(
             prev if was else None, P.PENDING, now, reason=why, generation=generation,
@@ -195,8 +214,8 @@ def _pending_or_start(
         since=_rfc3339(now),
         started_at=_rfc3339(now),
         workload=workload,
-        share=_share(moe.ready, dense_ready),
-        reason="one MoE replica beside dense, in the Service, for "
+        share=_share(evaluation.plan, moe.ready, dense_ready),
+        reason=f"one MoE replica beside dense, {_where(evaluation.plan)}, for "
         f"{evaluation.plan.spec.trial.duration}",
         generation=generation,
     )
@@ -293,7 +312,8 @@ def _running(
         return _failed(evaluation, prev, NO_TELEMETRY, now)
     ends = _rfc3339(started + dt.timedelta(seconds=_seconds(spec.duration)))
     status = _status(
-        prev, P.RUNNING, now, workload=workload, share=_share(moe.ready, dense_ready),
+        prev, P.RUNNING, now, workload=workload,
+        share=_share(evaluation.plan, moe.ready, dense_ready),
         observed_balance=observed,
         ready_since=_rfc3339(ready_since) if ready_since else None,
         reason=f"measuring expert balance until {ends}"
@@ -313,4 +333,5 @@ def _passed(
     """Passed, dense still serving: the trial workload stays until promotion scales it up."""
     if moe.broken:
         return _failed(evaluation, prev, f"the trial's pods are failing: {moe.broken}", now)
-    return Decision(_status(prev, P.PASSED, now, share=_share(moe.ready, dense_ready)), run=True)
+    share = _share(evaluation.plan, moe.ready, dense_ready)
+    return Decision(_status(prev, P.PASSED, now, share=share), run=True)
