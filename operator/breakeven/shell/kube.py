@@ -19,7 +19,7 @@ Verbs used here (and nothing else; manifests/rbac.yaml grants exactly these):
     deployments              get, patch (apply), delete
     leaderworkersets         get, patch (apply), delete
     services                 get, list, watch, patch (apply), delete (a Shadow trial's Service)
-    httproutes               get, patch (apply), delete    spec.gateway (gateway.networking.k8s.io/v1)
+    httproutes               get, patch (apply), delete    spec.gateway (Gateway API v1)
     /apis/gateway.networking.k8s.io/v1   discovery
     configmaps               patch (apply), delete    the MoE telemetry's logging config
     podmonitors              patch (apply), delete    where monitoring.coreos.com/v1 is served

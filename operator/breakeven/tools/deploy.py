@@ -12,7 +12,7 @@ against the same rules by tests). The rules hold only the verbs the operator use
     leaderworkersets      get list watch create patch delete   multi-node children
     services              get list watch create patch delete  the stable Service (watched: kopf's
                                             index); a Shadow trial's Service is deleted after it
-    httproutes            get create patch delete  spec.gateway's HTTPRoute (Gateway API, when served)
+    httproutes            get create patch delete  spec.gateway's HTTPRoute (where served)
     configmaps            create patch delete  vLLM's logging config for EPLB telemetry (MoE)
     podmonitors           create patch delete  scraping the EPLB exporters, where that CRD is served
     pods                  list              is a workload broken?
