@@ -292,6 +292,23 @@ def _running(
         )
     observed = balance.observed if balance.verdict != V.UNKNOWN else prev.observed_balance
     if ran >= _seconds(spec.duration) and ready_since is not None:
+        if balance.verdict == V.GO and spec.mode == api.TrialMode.SHADOW:
+            # The Shadow trial's vLLM labels its metrics with a shadow name (rendering/routes.py):
+            # rolling its pods back to the model's name under the Service would leave an EP group
+            # down (LeaderWorkerSet replaces a group in place), so the trial workload goes and
+            # the promotion is an ordinary make-before-break switch to a fresh MoE workload.
+            status = _status(
+                prev, P.PASSED, now, workload=None, share=None,
+                reason=f"balance held for {spec.duration}: {observed}; the Shadow trial's "
+                "workload is removed and the promotion starts a fresh MoE workload",
+                observed_balance=observed, ready_since=_rfc3339(ready_since),
+            )  # fmt: skip
+            return Decision(
+                status,
+                remove=True,
+                hold="the Shadow trial's workload is being removed",
+                events=(("Normal", "TrialPassed", f"trial passed: {observed}; promotion next"),),
+            )
         if balance.verdict == V.GO:
             status = _status(
                 prev, P.PASSED, now, reason=f"balance held for {spec.duration}: {observed}",
