@@ -4,8 +4,10 @@ A plan served dense has no expert-parallel ranks to measure, so `expertBalance` 
 and the plan could never be promoted. When every other gating row holds Go (for the promotion
 window) and no balance has been measured, the operator runs a trial: one replica of the MoE
 workload the plan would run (one EP group, with Breakeven's EPLB telemetry), beside dense, in the
-plan's Service (a canary: it takes the share of requests its endpoints have). It never takes GPUs
-from dense: without room for dense and the trial at once, the trial waits (Pending).
+plan's Service (Canary: it takes the share of requests its endpoints have) or behind the plan's
+HTTPRoute's RequestMirror filter (Shadow: a copy of mirrorPercent of the requests, its answers
+discarded; rendering/routes.py). It never takes GPUs from dense: without room for dense and the
+trial at once, the trial waits (Pending), as a Shadow trial does where no HTTPRoute is served.
 
     no trial ──eligible, room──> Running ──duration, balance Go──> Passed ──> promotion (the
         │  no room: Pending        │                                         switch reuses the
