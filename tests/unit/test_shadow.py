@@ -343,9 +343,16 @@ def test_without_the_httproute_crd_a_shadow_trial_waits_pending_and_dense_serves
     assert actions(step) == [("apply", "Dense", 1), ("select", "Dense", None)]
     assert step.route == f"HTTPRoute deepseek-v3-sustained not applied: {NOT_SERVED}"
     assert applied(ev, step, "HTTPRoute") == []
-    status = api.ServingPlanStatus.model_validate(
-        statuses.build(ev, step, {DENSE: ready(DENSE)}, run.status, at).status
-    )
+    outcome = statuses.build(ev, step, {DENSE: ready(DENSE)}, run.status, at)
+    status = api.ServingPlanStatus.model_validate(outcome.status)
+    assert [(e.type, e.reason) for e in outcome.events] == [
+        ("Normal", "TrialPending"),
+        ("Warning", "RouteNotApplied"),
+    ]
+    # Said once: the next reconcile, with the same route status, posts no new RouteNotApplied.
+    again = switching.step(ev, status, {DENSE: ready(DENSE)}, at + M, NOT_SERVED)
+    later = statuses.build(ev, again, {DENSE: ready(DENSE)}, status, at + M)
+    assert [e.reason for e in later.events] == []
     trial_condition = next(c for c in status.conditions if c.type == "Trial")
     assert (trial_condition.status, trial_condition.reason) == ("True", "TrialPending")
     assert status.route == step.route

@@ -572,6 +572,13 @@ def _events(
                 message=f"spec.mode pins MoE but {', '.join(blocking)} not Go",
             )
         )
+    if (
+        not plan.spec.dry_run
+        and step.route is not None
+        and " not applied: " in step.route
+        and (previous is None or previous.route != step.route)
+    ):  # spec.gateway on a cluster that serves no HTTPRoute: said once, dense serves on
+        out.append(switching.Event(type="Warning", reason="RouteNotApplied", message=step.route))
     if applied_error and (previous is None or previous.message != applied_error):
         out.append(
             switching.Event(type="Warning", reason="ApplyFailed", message=applied_error[:1024])
