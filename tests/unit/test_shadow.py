@@ -340,7 +340,11 @@ def test_without_the_httproute_crd_a_shadow_trial_waits_pending_and_dense_serves
     assert step.trial is not None and step.trial.phase == P.PENDING
     assert step.trial.reason == f"spec.trial.mode Shadow: {NOT_SERVED}"
     assert events(step) == ["TrialPending"]
-    assert actions(step) == [("apply", "Dense", 1), ("select", "Dense", None)]
+    assert actions(step) == [
+        ("apply", "Dense", 1),
+        ("select", "Dense", None),
+        ("prune", "mode", None),
+    ]
     assert step.route == f"HTTPRoute deepseek-v3-sustained not applied: {NOT_SERVED}"
     assert applied(ev, step, "HTTPRoute") == []
     outcome = statuses.build(ev, step, {DENSE: ready(DENSE)}, run.status, at)
@@ -367,6 +371,7 @@ def test_a_running_shadow_trial_is_aborted_when_the_crd_goes_away() -> None:
     assert step.trial is not None and step.trial.phase == P.ABORTED
     assert ("delete", "MoE", None) in actions(step)
     assert not any(a.kind == "route" for a in step.actions)
+    assert ("prune", "Service/deepseek-v3-sustained-trial") in writes_of(ev, step)
 
 
 def test_removing_the_gateway_prunes_the_route_and_the_trial_service() -> None:

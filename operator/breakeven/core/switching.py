@@ -717,8 +717,14 @@ def _routed(s: Situation, step_: Step) -> Step:
             return step_
         prune = Action(kind="prune", objects=(f"HTTPRoute/{route}", trial_svc))
         return step_.model_copy(update={"actions": (*step_.actions, prune), "route": None})
-    if s.routes:
-        return step_.model_copy(update={"route": f"HTTPRoute {route} not applied: {s.routes}"})
+    if s.routes:  # (a trial Service left from before the CRD went away goes too)
+        prune = Action(kind="prune", objects=(trial_svc,))
+        return step_.model_copy(
+            update={
+                "actions": (*step_.actions, prune),
+                "route": f"HTTPRoute {route} not applied: {s.routes}",
+            }
+        )
     shadow = any(a.kind == "apply" and a.shadow for a in step_.actions)
     percent = plan.spec.trial.mirror_percent
     actions = list(step_.actions)
