@@ -61,6 +61,9 @@ KWOK_STAGES = (
     "pod-delete",
 )
 LWS_CRDS = ("leaderworkerset-crd", "disaggregatedset-crd")
+# Gateway API's HTTPRoute CRD (standard channel), copied from its Go module by build.sh; installed
+# only by the tests that need it (install_gateway_api), so other tests see no HTTPRoute served.
+GATEWAY_API_CRDS = ("httproutes-crd",)
 
 
 def _log(message: str) -> None:
@@ -75,6 +78,38 @@ def pinned_versions(build_script: Path = BUILD_SCRIPT) -> dict[str, str]:
     if missing:
         raise RuntimeError(f"{build_script}: no version pinned for {sorted(missing)}")
     return found
+
+
+def _pinned(name: str, build_script: Path = BUILD_SCRIPT) -> str:
+    """One more version pinned in build.sh (`<name>_VERSION=v...`)."""
+    found = re.search(rf"^{name}_VERSION=(v[0-9][^\s]*)$", build_script.read_text(), re.M)
+    if found is None:
+        raise RuntimeError(f"{build_script}: no version pinned for {name}")
+    return found.group(1)
+
+
+def install_gateway_api(api: Any, bins: Binaries | None = None, timeout: float = 60) -> None:
+    """Create Gateway API's HTTPRoute CRD (pinned, from its Go module) on a running cluster and
+    wait until it is Established; an existing one is left as it is."""
+    from kubernetes import client as k8s
+
+    ext = k8s.ApiextensionsV1Api(api)
+    for path in (bins or Binaries()).gateway_api_crds:
+        crd = yaml.safe_load(path.read_text())
+        try:
+            ext.create_custom_resource_definition(crd)
+        except k8s.ApiException as exc:
+            if exc.status != 409:
+                raise
+        deadline = time.monotonic() + timeout
+        while True:
+            got = ext.read_custom_resource_definition(crd["metadata"]["name"])
+            conditions = (got.status and got.status.conditions) or []
+            if any(c.type == "Established" and c.status == "True" for c in conditions):
+                break
+            if time.monotonic() > deadline:
+                raise StartError(f"{crd['metadata']['name']} not Established within {timeout}s")
+            time.sleep(0.2)
 
 
 def cache_dir() -> Path:
@@ -101,11 +136,14 @@ class Binaries:
         data = self.cache / "data"
         self.kwok_stages = [data / f"kwok-{v['KWOK']}" / f"{s}.yaml" for s in KWOK_STAGES]
         self.lws_crds = [data / f"lws-{v['LWS']}" / f"{c}.yaml" for c in LWS_CRDS]
+        gw = _pinned("GATEWAY_API")
+        self.gateway_api_crds = [data / f"gateway-api-{gw}" / f"{c}.yaml" for c in GATEWAY_API_CRDS]
 
     def missing(self) -> list[Path]:
         paths = [
             self.kube_apiserver, self.kube_controller_manager, self.kube_scheduler, self.kubectl,
             self.etcd, self.kwok, self.kwokctl, self.lws, *self.kwok_stages, *self.lws_crds,
+            *self.gateway_api_crds,
         ]  # fmt: skip
         return [p for p in paths if not p.exists()]
 

@@ -96,4 +96,15 @@ for crd in leaderworkerset.x-k8s.io_leaderworkersets:leaderworkerset-crd \
   [[ -f $dest ]] || copy_data lws sigs.k8s.io/lws "config/crd/bases/${crd%%:*}.yaml" "$dest"
 done
 
+# Gateway API's HTTPRoute CRD (standard channel, which carries RequestMirror's `percent`), from the
+# module zip of sigs.k8s.io/gateway-api (v1.7.0 needs Go 1.27: stay on v1.6.3). No build, only data.
+GATEWAY_API_VERSION=v1.6.3
+dest=$cache/data/gateway-api-$GATEWAY_API_VERSION/httproutes-crd.yaml
+if [[ ! -f $dest ]]; then
+  dir=$(cd "$cache" && go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  mkdir -p "$(dirname "$dest")"
+  cp "$dir/config/crd/standard/gateway.networking.k8s.io_httproutes.yaml" "$dest.tmp" && mv "$dest.tmp" "$dest"
+fi
+
 echo "control plane binaries ready in $bin ($(($(date +%s) - start))s)"

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import pydantic
 
 from breakeven.core import api, capacity, facts, planning, rendering, report, rubric, switching
-from breakeven.core.rendering import telemetry
+from breakeven.core.rendering import routes, telemetry
 
 MESSAGE_LIMIT = 1024
 # Container waiting reasons that mean the workload will not come up by itself.
@@ -312,6 +312,8 @@ def writes(
             candidate = candidate or evaluation.candidate(action.mode)
             main = rendering.workload_name(plan, action.mode)
             objs = report.manifests_for(evaluation, action.mode, candidate, telemetry_options)
+            if action.shadow:
+                objs = routes.shadowed(objs, plan.spec.model.name)
             for obj in objs:
                 # Only the serving workload is scaled; a P/D prefill set keeps its own count.
                 if obj["metadata"]["name"] == main:
@@ -327,6 +329,10 @@ def writes(
             placements.pop(action.mode.value, None)
         elif action.kind == "prune":
             out.extend(("prune", obj) for obj in action.objects)
+        elif action.kind == "route":
+            if action.mirror is not None:  # the mirror's Service first, then the route to it
+                out.append(("apply", routes.trial_service(plan)))
+            out.append(("apply", routes.http_route(plan, action.mirror)))
     return Writes(tuple(out), placements)
 
 
@@ -446,6 +452,7 @@ def _apply_failed(
             "switch": previous.switch if previous else None,
             "last_switch_time": previous.last_switch_time if previous else None,
             "trial": previous.trial if previous else None,
+            "route": previous.route if previous else None,
             "events": (),
             "phase": api.Phase.DEGRADED,
             "reason": "ApplyFailed",
@@ -514,6 +521,7 @@ def build(
         last_switch_time=step.last_switch_time,
         moe_backoff=None if dry else step.moe_backoff,
         trial=None if dry else step.trial,
+        route=None if dry else step.route,
         rendered=rendered,
         conditions=conditions(
             step, evaluation, previous.conditions if previous else [], generation, now
@@ -564,6 +572,13 @@ def _events(
                 message=f"spec.mode pins MoE but {', '.join(blocking)} not Go",
             )
         )
+    if (
+        not plan.spec.dry_run
+        and step.route is not None
+        and " not applied: " in step.route
+        and (previous is None or previous.route != step.route)
+    ):  # spec.gateway on a cluster that serves no HTTPRoute: said once, dense serves on
+        out.append(switching.Event(type="Warning", reason="RouteNotApplied", message=step.route))
     if applied_error and (previous is None or previous.message != applied_error):
         out.append(
             switching.Event(type="Warning", reason="ApplyFailed", message=applied_error[:1024])

@@ -64,6 +64,7 @@ class Reconciler:
         self._writer: kube.Client | None = None
         self._publisher: Publisher | None = None
         self._pod_monitors: tuple[float, bool] | None = None  # (checked at, served)
+        self._http_routes: tuple[float, bool] | None = None  # (checked at, served)
 
     def connect(self, writer: kube.Client) -> None:
         self._writer = writer
@@ -96,7 +97,7 @@ class Reconciler:
         observed = await self.observe(plan, evaluation, previous, now)
         if isinstance(observed, Rejected):
             return await self.reject(body, previous, observed, now)
-        step = switching.step(evaluation, previous, observed, now)
+        step = switching.step(evaluation, previous, observed, now, await self._routes(plan))
         carried = await self.carry_out(plan, evaluation, step, previous)
         outcome = statuses.build(
             evaluation,
@@ -251,7 +252,7 @@ class Reconciler:
         except RenderFailure as exc:
             return Carried(kept, error=str(exc))
         try:
-            clash = await self._service_clash(plan)
+            clash = await self._service_clash(plan) or await self._route_clash(plan, writes)
             if clash:
                 return Carried(kept, error=clash)
             for verb, what in writes.writes:
@@ -299,6 +300,44 @@ class Reconciler:
         return telemetry.Options(
             image=self.config.eplb_exporter_image, pod_monitor=self._pod_monitors[1]
         )
+
+    async def _routes(self, plan: api.ServingPlan) -> str | None:
+        """Why the plan's HTTPRoute cannot be applied (Gateway API's HTTPRoute is not served;
+        asked again every POD_MONITOR_RECHECK_S); None when it can, or the plan names no
+        gateway (then nothing is asked)."""
+        if plan.spec.gateway is None:
+            return None
+        now = time.monotonic()
+        if self._http_routes is None or now - self._http_routes[0] > POD_MONITOR_RECHECK_S:
+            try:
+                served = await self.writer.serves(
+                    kube.GATEWAY_GROUP, kube.GATEWAY_VERSION, kube.HTTPROUTE_PLURAL
+                )
+            except ApiException as exc:
+                logger.warning("API discovery of %s failed: %s", kube.GATEWAY_GROUP, exc)
+                served = self._http_routes[1] if self._http_routes else False
+            self._http_routes = (now, served)
+        if self._http_routes[1]:
+            return None
+        return (
+            f"the cluster does not serve {kube.HTTPROUTE_PLURAL}.{kube.GATEWAY_GROUP}/"
+            f"{kube.GATEWAY_VERSION} (install Gateway API's CRDs)"
+        )
+
+    async def _route_clash(self, plan: api.ServingPlan, writes: statuses.Writes) -> str | None:
+        """An HTTPRoute of the plan's route name that this plan does not own is never taken
+        over (HTTPRoutes are not in the watch indexes: one GET when the step applies one)."""
+        wanted = [o for v, o in writes.writes if v == "apply" and o.get("kind") == "HTTPRoute"]
+        if not wanted:
+            return None
+        name = wanted[0]["metadata"]["name"]
+        existing = await self.writer.get("HTTPRoute", plan.namespace, name)
+        if existing is not None and not _owned_by(existing, plan):
+            return (
+                f"spec.gateway: HTTPRoute {name} already exists in {plan.namespace} and is not "
+                "owned by this plan; rename the plan or the HTTPRoute"
+            )
+        return None
 
     async def _get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
