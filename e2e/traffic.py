@@ -424,7 +424,10 @@ def _handler(registry: object) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                return  # the scraper gave up (its scrape timeout, on a busy machine)
 
         def log_message(self, format: str, *args: object) -> None:
             return

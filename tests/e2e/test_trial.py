@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 from test_operator import (
     EndpointWatch,
     create,
@@ -281,3 +282,74 @@ def service_exists(k8s: Any, namespace: str, name: str) -> bool:
             return False
         raise
     return True
+
+
+def test_a_moe_plan_whose_rank_balance_degrades_is_demoted(
+    k8s: Any,
+    namespace: str,
+    until: Callable[..., None],
+    exporters: Callable[[str, str], PodExporter],
+) -> None:
+    # The fastest way to MoE: the team's own per-expert counter (the harness writes it for the
+    # "sustained" profile) shows balance, so no trial runs. Once the MoE pods' EPLB exporter has
+    # series, they take precedence (core/rubric.py expert_balance), as on a real cluster.
+    create(k8s, plan("deg", namespace))
+    until(
+        "the plan to serve MoE",
+        lambda: (
+            status(k8s, namespace, "deg").get("mode") == "MoE"
+            and status(k8s, namespace, "deg").get("phase") == "Serving"
+        ),
+        timeout=120,
+    )
+    assert "trial" not in status(k8s, namespace, "deg")
+    until("the MoE pods", lambda: bool(pods(k8s, namespace, "moe")))
+    leader = sorted(p.metadata.name for p in pods(k8s, namespace, "moe"))[0]
+    exporter = exporters(namespace, leader)
+    until("ready endpoints behind the Service", lambda: ready_endpoints(k8s, namespace, "deg") > 0)
+
+    def rows() -> dict[str, dict[str, Any]]:
+        return {r["name"]: r for r in status(k8s, namespace, "deg")["criteria"]}
+
+    def balanced_on_eplb() -> bool:
+        exporter.write([1.08] * 20)
+        row = rows()["expertBalance"]
+        return row["verdict"] == "Go" and row["observed"].startswith("busiest EP rank 1.")
+
+    until("the EPLB telemetry to read balanced", balanced_on_eplb, timeout=120)
+    assert status(k8s, namespace, "deg")["mode"] == "MoE"
+
+    with EndpointWatch(k8s, namespace, "deg") as watch:
+
+        def hot_then_dense() -> bool:
+            exporter.write([2.6] * 100)  # TensorRT-LLM's DeepSeek-R1 EP32 figure without EPLB
+            return status(k8s, namespace, "deg").get("mode") == "Dense"
+
+        until("the demotion to dense", hot_then_dense, timeout=180)
+        assert service_selector(k8s, namespace, "deg")["breakeven.dev/mode"] == "dense"
+        until(
+            "the MoE workload to be deleted after the drain period",
+            lambda: not [g for g in lws(k8s, namespace) if g["metadata"]["name"] == "deg-moe"],
+        )
+    assert watch.counts and min(watch.counts) > 0, (
+        f"the Service had no ready endpoints during the demotion: {watch.counts}"
+    )
+    st = status(k8s, namespace, "deg")
+    row = {r["name"]: r for r in st["criteria"]}["expertBalance"]
+    assert row["verdict"] == "StayDense"
+    found = re.match(r"busiest EP rank (\d+\.\d+)x the mean", row["observed"])
+    assert found and 2.0 < float(found.group(1)) <= 3.0, row["observed"]
+    assert row["reason"] == "a hot EP rank: it sets the pace of the whole EP group"
+    assert "trial" not in st  # a serving MoE plan reads the telemetry; no trial
+    # The make-before-break switch said why, once, when it started (policy.demotionGrace 3s).
+    started = [
+        e.message
+        for e in client.CoreV1Api(k8s)
+        .list_namespaced_event(namespace, field_selector="involvedObject.name=deg")
+        .items
+        if e.reason == "SwitchStarted" and e.message.startswith("switching MoE -> Dense")
+    ]
+    assert started == [
+        "switching MoE -> Dense: expertBalance has not been Go for over 3s, last seen StayDense: "
+        "a hot EP rank: it sets the pace of the whole EP group"
+    ], started

@@ -28,6 +28,7 @@ from breakeven.core import api, capacity, facts, planning, rendering, report, ru
 from breakeven.core.rendering import routes, telemetry
 
 MESSAGE_LIMIT = 1024
+NODES_SHOWN = 5  # nodes the NodesLeftOut condition names; the rest are counted
 # Container waiting reasons that mean the workload will not come up by itself.
 BAD_WAITING = frozenset(
     {
@@ -392,6 +393,7 @@ def conditions(
             step.message if step.fallback else "not falling back",
         ),
         _trial_condition(step.trial),
+        nodes_left_out(evaluation.cluster),
     ]
     return [
         _condition(previous, type_, status, reason, message, generation, now)
@@ -412,6 +414,21 @@ def _trial_condition(
         "Trial" + trial.phase.value,
         trial.reason or trial.phase.value,
     )
+
+
+def nodes_left_out(cluster: facts.Cluster) -> tuple[str, Literal["True", "False"], str, str]:
+    """`NodesLeftOut`: True while GPU nodes that match the plan are left out of its pools as
+    bad input (facts.Cluster.warnings: a GPU count, memory or RDMA quantity that makes no
+    sense). The message names them sorted, at most NODES_SHOWN, so it is the same on every
+    reconcile while the nodes are, and bounded however many there are."""
+    warnings = sorted(set(cluster.warnings))
+    if not warnings:
+        return ("NodesLeftOut", "False", "AllNodesRead", "no GPU node was left out as bad input")
+    shown = "; ".join(warnings[:NODES_SHOWN])
+    more = len(warnings) - NODES_SHOWN
+    count = f"{len(warnings)} GPU node{'s' if len(warnings) > 1 else ''} left out as bad input"
+    message = f"{count}: {shown}" + (f"; and {more} more" if more > 0 else "")
+    return ("NodesLeftOut", "True", "BadNodeFacts", message)
 
 
 def _condition(
@@ -579,6 +596,13 @@ def _events(
         and (previous is None or previous.route != step.route)
     ):  # spec.gateway on a cluster that serves no HTTPRoute: said once, dense serves on
         out.append(switching.Event(type="Warning", reason="RouteNotApplied", message=step.route))
+    _, left_out, _, nodes_message = nodes_left_out(evaluation.cluster)
+    old = previous.conditions if previous else []
+    before = next((c for c in old if c.type == "NodesLeftOut"), None)
+    if left_out == "True" and (before is None or before.message != nodes_message[:MESSAGE_LIMIT]):
+        out.append(
+            switching.Event(type="Warning", reason="NodesLeftOut", message=nodes_message[:1024])
+        )
     if applied_error and (previous is None or previous.message != applied_error):
         out.append(
             switching.Event(type="Warning", reason="ApplyFailed", message=applied_error[:1024])

@@ -608,6 +608,8 @@ def trial_gates(
         young = [r.name.value for r in others if held_for(r, history, now) < window]
         if young:
             start = f"{', '.join(young)} must hold Go for {policy.promotion_window}"
+    if start is None:
+        start = _measured_hot(evaluation, rows, now)
     lapsed = [(r, v) for r in others if (v := known(r)) is not None and v != V.GO]
     run = infeasible
     if run is None and lapsed:
@@ -620,6 +622,29 @@ def trial_gates(
         room=trial_room(evaluation),
         waiting=_backing_off(backoff_, now),
         route=f"spec.trial.mode Shadow: {routes}" if shadow and routes else None,
+    )
+
+
+def _measured_hot(
+    evaluation: planning.Evaluation, rows: Sequence[api.CriterionRow], now: dt.datetime
+) -> str | None:
+    """Why no trial starts yet when Breakeven's EPLB telemetry already shows a hot EP rank (a
+    plan demoted from MoE for it, or a failed trial whose series are still in the window): a
+    measurement, so like a failed trial no new one before spec.trial.retryAfter after the
+    row turned StayDense. A hot expert from spec.traffic.expertLoadMetric does not hold a trial
+    back: EPLB may balance it across the ranks, which only a trial shows."""
+    if evaluation.traffic.rank_load_max_over_mean is None:
+        return None
+    row = next((r for r in rows if r.name == C.EXPERT_BALANCE), None)
+    if row is None or row.verdict != V.STAY_DENSE:
+        return None
+    since = parse_time(row.since) or now
+    retry = evaluation.plan.spec.trial.retry_after
+    if (now - since).total_seconds() >= api.parse_duration(retry):
+        return None
+    return (
+        f"expertBalance is StayDense since {row.since} ({row.observed}); no new trial before "
+        f"spec.trial.retryAfter ({retry}) has passed"
     )
 
 

@@ -90,13 +90,13 @@ class Reconciler:
         previous = self.previous(body)
         plan = self.gather(body)
         if isinstance(plan, Rejected):
-            return await self.reject(body, previous, plan, now)
+            return await self.reject(state, body, previous, plan, now)
         evaluation = self.evaluate(plan, state.traffic)
         if isinstance(evaluation, Rejected):
-            return await self.reject(body, previous, evaluation, now)
+            return await self.reject(state, body, previous, evaluation, now)
         observed = await self.observe(plan, evaluation, previous, now)
         if isinstance(observed, Rejected):
-            return await self.reject(body, previous, observed, now)
+            return await self.reject(state, body, previous, observed, now)
         step = switching.step(evaluation, previous, observed, now, await self._routes(plan))
         carried = await self.carry_out(plan, evaluation, step, previous)
         outcome = statuses.build(
@@ -111,15 +111,7 @@ class Reconciler:
             decided_before=state.decided,
         )
         state.decided = evaluation.decision.rubric_mode
-        try:
-            await self.publisher.write(body, outcome.status)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-            # The plan changed after it was read (another writer): reconcile it again at once,
-            # from a fresh read; the status computed from the older body is not written.
-            logger.info("%s/%s changed while reconciled; again", plan.namespace, plan.name)
-            state.pending = True
+        if not await self.write_status(state, body, outcome.status):
             return False
         self.publisher.emit(body, plan, outcome, evaluation.decision.rubric_mode)
         assert outcome.step is not None
@@ -269,8 +261,26 @@ class Reconciler:
             return Carried(kept, error=f"API server refused: {exc.status} {exc.reason}")
         return Carried(writes.placements)
 
+    async def write_status(
+        self, state: PlanState, body: Mapping[str, Any], status: Mapping[str, Any]
+    ) -> bool:
+        """Write the plan's status; False when the plan changed after it was read (409 on the
+        resourceVersion precondition, another writer): it is then reconciled again at once, from
+        a fresh read, and the status computed from the older body is not written."""
+        try:
+            await self.publisher.write(body, status)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            meta = body["metadata"]
+            logger.info("%s/%s changed while reconciled; again", meta["namespace"], meta["name"])
+            state.pending = True
+            return False
+        return True
+
     async def reject(
         self,
+        state: PlanState,
         body: Mapping[str, Any],
         previous: api.ServingPlanStatus | None,
         rejected: Rejected,
@@ -278,8 +288,8 @@ class Reconciler:
     ) -> bool:
         """Report a plan that cannot be acted on; its workloads keep running untouched."""
         outcome = statuses.invalid(body, previous, rejected.message, now)
-        await self.publisher.write(body, outcome.status)
-        self.publisher.post(body, outcome.events)
+        if await self.write_status(state, body, outcome.status):
+            self.publisher.post(body, outcome.events)
         return False
 
     # ------------------------------------------------------------------------- reading, deleting
