@@ -239,6 +239,14 @@ def prometheus_requests(url: str) -> dict[str, float]:
     return out
 
 
+def peak_rss(pid: int) -> float:
+    """The process's peak RSS so far (VmHWM), MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def load() -> str:
     """The machine's load averages (1, 5, 15 min): other work shares its CPUs."""
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -292,7 +300,8 @@ def measure_sweep(
     per = max(reconciles, 1)
     print(
         f"  one sweep ({interval:.0f}s) over {plans} plans: {reconciles:.0f} "
-        f"reconciles, {cpu1 - cpu0:.1f} CPU s, RSS {rss1:.0f} MB"
+        f"reconciles, {cpu1 - cpu0:.1f} CPU s, RSS {rss1:.0f} MB (peak so far "
+        f"{peak_rss(pid):.0f} MB)"
     )
     total = lists = 0.0
     for key in sorted(after_counts):
@@ -439,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
             nodes = synthetic_cluster(args.nodes)
             apply_nodes(k8s, nodes, parallelism=16)
             applied = time.monotonic() - started
-            ready = wait_nodes_ready(k8s, {n["metadata"]["name"] for n in nodes}, 600)
+            ready = wait_nodes_ready(k8s, {n["metadata"]["name"] for n in nodes}, 120)
             print(
                 f"  {args.nodes} synthetic nodes applied in {applied:.0f}s, {ready} Ready "
                 f"{time.monotonic() - started:.0f}s after the first (kwok Lease "
@@ -547,13 +556,17 @@ def main(argv: list[str] | None = None) -> int:
                 )  # fmt: skip
 
             create_plan("warmup")
-            if status.wait("warmup", 180) is None:
+            # kopf fills the node index before any plan handler runs: longer with many nodes
+            if status.wait("warmup", 180 + 0.1 * args.nodes) is None:
                 print(
                     "  the operator never wrote a status; its log:",
                     (workdir / "operator.log").read_text()[-3000:],
                 )
                 return 1
-            print(f"  operator up: first status {time.monotonic() - t0:.1f}s after start")
+            print(
+                f"  operator up: first status {time.monotonic() - t0:.1f}s after start; "
+                f"RSS {proc_usage(op.pid)[0]:.0f} MB, peak {peak_rss(op.pid):.0f} MB"
+            )
             present = 1
             results = []
             for level in levels:

@@ -40,6 +40,8 @@ logger = logging.getLogger("breakeven")
 
 MANAGED = {"app.kubernetes.io/managed-by": "breakeven"}
 BOOKKEEPING = ("status", "breakeven.dev")
+LIST_PAGE = 500  # objects per LIST page: client-go's pager default (client-go tools/pager/pager.go)
+WORKER_IDLE_S = 0.5  # how long kopf keeps an idle per-object worker (and its last body)
 
 
 CONFIG = Config()
@@ -60,6 +62,12 @@ async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
     settings.posting.level = logging.WARNING
     settings.watching.inactivity_timeout = 70  # watches behind load balancers go quiet (kopf#847)
     settings.networking.request_timeout = 60
+    # Memory at thousands of nodes (docs/performance.md): kopf lists in pages, as client-go's
+    # reflector does (500), instead of one response holding every Node, and a per-object worker
+    # that has handled its event exits after 0.5 s instead of 5 s, dropping the body it holds.
+    # Together they bound how many whole Node bodies live at once while the node index fills.
+    settings.watching.chunk_size = LIST_PAGE
+    settings.queueing.idle_timeout = WORKER_IDLE_S
     if CONFIG.metrics_port:
         metrics.serve(CONFIG.metrics_port, CONFIG.metrics_address)
     runtime = Runtime(CONFIG)
