@@ -40,7 +40,6 @@ logger = logging.getLogger("breakeven")
 
 MANAGED = {"app.kubernetes.io/managed-by": "breakeven"}
 BOOKKEEPING = ("status", "breakeven.dev")
-LIST_PAGE = 500  # objects per LIST page: client-go's pager default (client-go tools/pager/pager.go)
 WORKER_IDLE_S = 0.5  # how long kopf keeps an idle per-object worker (and its last body)
 
 
@@ -62,11 +61,11 @@ async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
     settings.posting.level = logging.WARNING
     settings.watching.inactivity_timeout = 70  # watches behind load balancers go quiet (kopf#847)
     settings.networking.request_timeout = 60
-    # Memory at thousands of nodes (docs/performance.md): kopf lists in pages, as client-go's
-    # reflector does (500), instead of one response holding every Node, and a per-object worker
-    # that has handled its event exits after 0.5 s instead of 5 s, dropping the body it holds.
-    # Together they bound how many whole Node bodies live at once while the node index fills.
-    settings.watching.chunk_size = LIST_PAGE
+    # Memory at thousands of nodes (docs/performance.md): a per-object worker that has handled
+    # its event exits after 0.5 s instead of 5 s, dropping the body it holds. (Not paged LISTs,
+    # settings.watching.chunk_size: kopf does not restart a list whose continue token expired
+    # (410) while a slow operator worked through a page; the operator stopped. client-go falls
+    # back to a full list then, tools/pager/pager.go FullListIfExpired.)
     settings.queueing.idle_timeout = WORKER_IDLE_S
     if CONFIG.metrics_port:
         metrics.serve(CONFIG.metrics_port, CONFIG.metrics_address)
