@@ -40,7 +40,6 @@ logger = logging.getLogger("breakeven")
 
 MANAGED = {"app.kubernetes.io/managed-by": "breakeven"}
 BOOKKEEPING = ("status", "breakeven.dev")
-WORKER_IDLE_S = 0.5  # how long kopf keeps an idle per-object worker (and its last body)
 
 
 CONFIG = Config()
@@ -61,12 +60,10 @@ async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
     settings.posting.level = logging.WARNING
     settings.watching.inactivity_timeout = 70  # watches behind load balancers go quiet (kopf#847)
     settings.networking.request_timeout = 60
-    # Memory at thousands of nodes (docs/performance.md): a per-object worker that has handled
-    # its event exits after 0.5 s instead of 5 s, dropping the body it holds. (Not paged LISTs,
-    # settings.watching.chunk_size: kopf does not restart a list whose continue token expired
-    # (410) while a slow operator worked through a page; the operator stopped. client-go falls
-    # back to a full list then, tools/pager/pager.go FullListIfExpired.)
-    settings.queueing.idle_timeout = WORKER_IDLE_S
+    # Not paged LISTs (settings.watching.chunk_size), though one response holds every Node:
+    # kopf does not restart a list whose continue token expired (410) while a slow operator
+    # worked through the pages, and the operator stopped (docs/performance.md); client-go's
+    # pager falls back to a full list then (tools/pager/pager.go, FullListIfExpired).
     if CONFIG.metrics_port:
         metrics.serve(CONFIG.metrics_port, CONFIG.metrics_address)
     runtime = Runtime(CONFIG)
