@@ -1,4 +1,4 @@
-"""shell/clustercache.py: the GPU pools are rebuilt when the node index changes, never served stale."""
+"""shell/clustercache.py: the GPU pools are rebuilt when the node index changes, never stale."""
 
 from __future__ import annotations
 
