@@ -60,6 +60,10 @@ async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
     settings.posting.level = logging.WARNING
     settings.watching.inactivity_timeout = 70  # watches behind load balancers go quiet (kopf#847)
     settings.networking.request_timeout = 60
+    # Not paged LISTs (settings.watching.chunk_size), though one response holds every Node:
+    # kopf does not restart a list whose continue token expired (410) while a slow operator
+    # worked through the pages, and the operator stopped (docs/performance.md); client-go's
+    # pager falls back to a full list then (tools/pager/pager.go, FullListIfExpired).
     if CONFIG.metrics_port:
         metrics.serve(CONFIG.metrics_port, CONFIG.metrics_address)
     runtime = Runtime(CONFIG)

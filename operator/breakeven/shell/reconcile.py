@@ -27,6 +27,7 @@ from breakeven.core import api, facts, planning, rendering, report, statuses, sw
 from breakeven.core.errors import CatalogError, RenderFailure
 from breakeven.core.rendering import telemetry
 from breakeven.shell import inputs, kube, metrics
+from breakeven.shell.clustercache import ClusterCache
 from breakeven.shell.publish import Publisher
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ class Reconciler:
         self._publisher: Publisher | None = None
         self._pod_monitors: tuple[float, bool] | None = None  # (checked at, served)
         self._http_routes: tuple[float, bool] | None = None  # (checked at, served)
+        self.clusters = ClusterCache()  # the GPU pools per node-index state and node selector
 
     def connect(self, writer: kube.Client) -> None:
         self._writer = writer
@@ -154,11 +156,10 @@ class Reconciler:
     ) -> planning.Evaluation | Rejected:
         """The rubric on this cluster's GPU nodes and the plan's traffic facts."""
         nodes = self.nodes()
-        cluster = facts.Cluster.from_nodes(
+        cluster = self.clusters.get(
             list(nodes.get("gpu", ())) if nodes else [],
             self.config.mapping,
-            node_selector=plan.spec.serving.node_selector,
-            source="cluster",
+            plan.spec.serving.node_selector,
         )
         with metrics.EVALUATION.time():
             try:
