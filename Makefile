@@ -40,12 +40,17 @@ bench: $(STAMP) ## Benchmarks; figures go to docs/performance.md
 	$(PY) bench/run.py
 
 BENCH_LEVELS ?= 0,100,1000
-bench-controlplane: $(STAMP) controlplane ## The operator on the local control plane beside the API server and LWS (BENCH_LEVELS plans present)
-	$(PY) bench/controlplane.py --levels $(BENCH_LEVELS)
+BENCH_ARGS ?=
+bench-controlplane: $(STAMP) controlplane ## The operator on the local control plane beside the API server and LWS (BENCH_LEVELS plans present; more options in BENCH_ARGS)
+	$(PY) bench/controlplane.py --levels $(BENCH_LEVELS) $(BENCH_ARGS)
+
+bench-scale: $(STAMP) controlplane prometheus-install ## The operator at 5,000 kwok GPU nodes and 1,000 plans with Prometheus: RSS, CPU, API and Prometheus requests per sweep, where memory goes
+	$(PY) bench/controlplane.py --nodes 5000 --levels 0,1000 --samples 10 --prometheus --sweeps --heap-dump --lease-seconds 400 $(BENCH_ARGS)
+	$(PY) bench/memory.py --nodes 5000
 
 include e2e/e2e.mk
 
-.PHONY: help venv lint generate test-unit test fuzz bench bench-controlplane
+.PHONY: help venv lint generate test-unit test fuzz bench bench-controlplane bench-scale
 
 demo: $(STAMP) controlplane prometheus-install ## The operator on a local control plane with sample plans and traffic
 	$(PY) -m e2e.demo

@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -46,8 +47,8 @@ MODEL = "Qwen/Qwen3-30B-A3B"
 RESOURCES = ("servingplans", "deployments", "leaderworkersets", "pods", "services", "events")
 
 
-def plan_body(name: str) -> dict[str, Any]:
-    return {
+def plan_body(name: str, traffic: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "apiVersion": "breakeven.dev/v1alpha1",
         "kind": "ServingPlan",
         "metadata": {"name": name, "namespace": NAMESPACE},
@@ -57,6 +58,14 @@ def plan_body(name: str) -> dict[str, Any]:
             "operations": {"platformTeam": "Dedicated"},
         },
     }
+    if traffic:  # its own series (served_model), as each plan's vLLM pods would export
+        body["spec"]["traffic"] = {"selector": {"model_name": served_model(name)}}
+    return body
+
+
+def served_model(plan: str) -> str:
+    """The model_name label of a plan's traffic series in the benchmark's Prometheus."""
+    return f"bench/{plan}"
 
 
 def deployment_body(name: str) -> dict[str, Any]:
@@ -213,14 +222,138 @@ def proc_usage(pid: int) -> tuple[float, float]:
     return rss, (int(fields[11]) + int(fields[12])) / ticks
 
 
+def prometheus_requests(url: str) -> dict[str, float]:
+    """Prometheus's own count of HTTP API requests by handler (prometheus_http_requests_total),
+    for the query handlers the operator calls."""
+    import urllib.request
+
+    text = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
+    out: dict[str, float] = {}
+    pattern = re.compile(r"^prometheus_http_requests_total\{([^}]*)\} ([0-9.e+]+)$")
+    for line in text.splitlines():
+        m = pattern.match(line)
+        if m:
+            handler = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1))).get("handler", "")
+            if handler.startswith("/api/v1/query"):
+                out[handler] = out.get(handler, 0.0) + float(m.group(2))
+    return out
+
+
+def peak_rss(pid: int) -> float:
+    """The process's peak RSS so far (VmHWM), MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def load() -> str:
+    """The machine's load averages (1, 5, 15 min): other work shares its CPUs."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def wait_nodes_ready(k8s: Any, names: set[str], timeout: float) -> int:
+    """Wait until every Node in `names` is Ready (kwok's node-initialize stage); the count Ready.
+    Lists Nodes raw (json), which is much cheaper than the client's models at 5,000 nodes."""
+    import json
+
+    from kubernetes import client
+
+    core = client.CoreV1Api(k8s)
+    deadline = time.monotonic() + timeout
+    ready = 0
+    while True:
+        resp = core.list_node(_preload_content=False)
+        items = json.loads(resp.data)["items"]
+        ready = sum(
+            1
+            for n in items
+            if n["metadata"]["name"] in names
+            and any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in (n.get("status") or {}).get("conditions") or []
+            )
+        )
+        if ready >= len(names) or time.monotonic() > deadline:
+            return ready
+        time.sleep(5)
+
+
+def measure_sweep(
+    cluster: Any, port: int, pid: int, interval: float, plans: int, prom_url: str | None
+) -> dict[str, float]:
+    """One quiet interval (every plan re-evaluated once): reconciles, the operator's CPU seconds
+    and RSS, the API requests by verb and resource (the API server's count), the Prometheus
+    query requests (Prometheus's own count, and the operator's reads); printed and returned."""
+    before_counts, (_, cpu0) = api_counts(cluster), proc_usage(pid)
+    rec0 = operator_metric(port, "breakeven_reconcile_duration_seconds_count")
+    own0 = operator_metric(port, "breakeven_api_requests_total")
+    reads0 = operator_metric(port, "breakeven_traffic_read_duration_seconds_count")
+    prom0 = prometheus_requests(prom_url) if prom_url else {}
+    time.sleep(interval)
+    after_counts, (rss1, cpu1) = api_counts(cluster), proc_usage(pid)
+    rec1 = operator_metric(port, "breakeven_reconcile_duration_seconds_count")
+    own1 = operator_metric(port, "breakeven_api_requests_total")
+    reads1 = operator_metric(port, "breakeven_traffic_read_duration_seconds_count")
+    prom1 = prometheus_requests(prom_url) if prom_url else {}
+    reconciles = rec1 - rec0
+    per = max(reconciles, 1)
+    print(
+        f"  one sweep ({interval:.0f}s) over {plans} plans: {reconciles:.0f} "
+        f"reconciles, {cpu1 - cpu0:.1f} CPU s, RSS {rss1:.0f} MB (peak so far "
+        f"{peak_rss(pid):.0f} MB)"
+    )
+    total = lists = 0.0
+    for key in sorted(after_counts):
+        delta = after_counts[key] - before_counts.get(key, 0.0)
+        if delta:
+            total += delta
+            lists += delta if key[0] == "LIST" else 0.0
+            print(f"    {key[0]:<7} {key[1]:<28} {delta:7.0f}  ({delta / per:.2f} each)")
+    print(f"    API server, these resources: {total:.0f} ({total / per:.2f} per reconcile)")
+    print(
+        f"    the operator's own count (breakeven_api_requests_total): {own1 - own0:.0f} "
+        f"({(own1 - own0) / per:.2f} per reconcile; 0 where the metric does not exist)"
+    )
+    queries = 0.0
+    if prom_url:
+        for handler in sorted(prom1):
+            delta = prom1[handler] - prom0.get(handler, 0.0)
+            queries += delta
+            print(f"    Prometheus {handler:<22} {delta:7.0f}")
+        print(
+            f"    Prometheus query requests in the sweep: {queries:.0f}, in {reads1 - reads0:.0f} "
+            "batched reads (breakeven_traffic_read_duration_seconds_count)"
+        )
+    sys.stdout.flush()
+    return {
+        "plans": plans, "reconciles": reconciles, "cpu_s": cpu1 - cpu0, "rss_mb": rss1,
+        "api_requests": total, "lists": lists, "prometheus_queries": queries,
+        "reads": reads1 - reads0,
+    }  # fmt: skip
+
+
 @contextlib.contextmanager
 def operator_process(
-    kubeconfig: Path, log: Path, interval: float, port: int, extra: list[str]
+    kubeconfig: Path,
+    log: Path,
+    interval: float,
+    port: int,
+    extra: list[str],
+    heap_report: Path | None = None,
+    tracemalloc_frames: int = 0,
 ) -> Iterator[subprocess.Popen[bytes]]:
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1"}
     env.pop("KUBERNETES_SERVICE_HOST", None)
+    # bench/heapdump.py: the same `breakeven run`, with a memory report on SIGUSR1
+    runner = ["-m", "breakeven"]
+    if heap_report is not None:
+        runner = [str(ROOT / "bench" / "heapdump.py")]
+        env["BREAKEVEN_HEAP_REPORT"] = str(heap_report)
+        if tracemalloc_frames:
+            env["PYTHONTRACEMALLOC"] = str(tracemalloc_frames)
     argv = [
-        sys.executable, "-m", "breakeven", "run", "--kubeconfig", str(kubeconfig),
+        sys.executable, *runner, "run", "--kubeconfig", str(kubeconfig),
         "--interval", str(interval), "--metrics-port", str(port), "--metrics-address",
         "127.0.0.1", "--standalone", *extra,
     ]  # fmt: skip
@@ -251,6 +384,26 @@ def main(argv: list[str] | None = None) -> int:
         "--operator-arg", action="append", default=[], help="passed to breakeven run"
     )
     parser.add_argument("--workdir", default=None)
+    parser.add_argument(
+        "--prometheus", action="store_true",
+        help="a local Prometheus scraping live traffic series for every plan; the operator "
+        "reads it (--prometheus-url) and the sweeps count its query requests",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sweeps", action="store_true", help="a quiet sweep after every level, not only the last"
+    )
+    parser.add_argument(
+        "--lease-seconds", type=int, default=40,
+        help="kwok's node Lease duration (renewed every quarter of it; 40 is the kubelet's)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--heap-dump", action="store_true",
+        help="run the operator under bench/heapdump.py and print where its memory goes at the end",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tracemalloc", type=int, default=0,
+        help="with --heap-dump: trace allocations (frames kept; slows the operator down)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",")]
 
@@ -260,19 +413,47 @@ def main(argv: list[str] | None = None) -> int:
     from e2e.cluster import LocalCluster
     from e2e.nodes import apply_nodes, synthetic_cluster
     from e2e.proc import free_port
+    from e2e.prom import LocalPrometheus
+    from e2e.traffic import LiveExporter, TrafficSpec
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="breakeven-bench-"))
     print(
         f"control-plane benchmark: levels {levels}, {args.samples} samples, "
         f"interval {args.interval}s, {os.cpu_count()} CPUs, workdir {workdir}"
     )
+    print(f"  load average at start: {load()}")
     sys.stdout.flush()
     stop = threading.Event()
-    with LocalCluster(workdir / "cluster") as cluster, cluster.api_client() as k8s:
+    cluster_dir = workdir / "cluster"
+    with contextlib.ExitStack() as stack:
+        cluster = stack.enter_context(
+            LocalCluster(cluster_dir, node_lease_seconds=args.lease_seconds)
+        )
+        k8s = stack.enter_context(cluster.api_client())
+        exporter: LiveExporter | None = None
+        prom_url: str | None = None
+        if args.prometheus:
+            # One stream per plan (added as each plan is created), a low rate: the figure here
+            # is how many requests the operator sends, not what it reads.
+            exporter = stack.enter_context(LiveExporter(tick=5.0))
+            prom = stack.enter_context(
+                LocalPrometheus(workdir / "prometheus", live_targets=[exporter],
+                                scrape_interval="15s")
+            )  # fmt: skip
+            prom_url = prom.url
+            args.operator_arg += ["--prometheus-url", prom_url]
+            print(f"  Prometheus on {prom_url}, scraping {exporter.target} every 15s")
         if args.nodes:
             started = time.monotonic()
-            apply_nodes(k8s, synthetic_cluster(args.nodes), parallelism=8)
-            print(f"  {args.nodes} synthetic nodes applied in {time.monotonic() - started:.0f}s")
+            nodes = synthetic_cluster(args.nodes)
+            apply_nodes(k8s, nodes, parallelism=16)
+            applied = time.monotonic() - started
+            ready = wait_nodes_ready(k8s, {n["metadata"]["name"] for n in nodes}, 120)
+            print(
+                f"  {args.nodes} synthetic nodes applied in {applied:.0f}s, {ready} Ready "
+                f"{time.monotonic() - started:.0f}s after the first (kwok Lease "
+                f"{args.lease_seconds}s)"
+            )
         running.install(k8s)
         kubeconfig = running.service_account_kubeconfig(
             k8s, cluster.kubeconfig, workdir / "operator.kubeconfig"
@@ -351,22 +532,41 @@ def main(argv: list[str] | None = None) -> int:
         lws_p = summary("LWS controller: LeaderWorkerSet create -> StatefulSet", lat, missed)
 
         port = free_port()
+        heap_report = workdir / "heap-report.txt" if args.heap_dump else None
         with operator_process(
-            kubeconfig, workdir / "operator.log", args.interval, port, args.operator_arg
-        ) as op:
+            kubeconfig, workdir / "operator.log", args.interval, port, args.operator_arg,
+            heap_report, args.tracemalloc,
+        ) as op:  # fmt: skip
             # Ready when the first plan gets its status.
             t0 = time.monotonic()
-            create_plan = lambda name: custom.create_namespaced_custom_object(  # noqa: E731
-                "breakeven.dev", "v1alpha1", NAMESPACE, "servingplans", plan_body(name)
-            )
+
+            def create_plan(name: str) -> Any:
+                if exporter is not None:
+                    spec = TrafficSpec(
+                        served_model(name),
+                        NAMESPACE,
+                        profile="no-expert-telemetry",
+                        base_rate=200.0,
+                        gpus=1,
+                    )
+                    exporter.add(spec)  # fmt: skip
+                return custom.create_namespaced_custom_object(
+                    "breakeven.dev", "v1alpha1", NAMESPACE, "servingplans",
+                    plan_body(name, traffic=exporter is not None),
+                )  # fmt: skip
+
             create_plan("warmup")
-            if status.wait("warmup", 180) is None:
+            # kopf fills the node index before any plan handler runs: longer with many nodes
+            if status.wait("warmup", 180 + 0.1 * args.nodes) is None:
                 print(
                     "  the operator never wrote a status; its log:",
                     (workdir / "operator.log").read_text()[-3000:],
                 )
                 return 1
-            print(f"  operator up: first status {time.monotonic() - t0:.1f}s after start")
+            print(
+                f"  operator up: first status {time.monotonic() - t0:.1f}s after start; "
+                f"RSS {proc_usage(op.pid)[0]:.0f} MB, peak {peak_rss(op.pid):.0f} MB"
+            )
             present = 1
             results = []
             for level in levels:
@@ -418,32 +618,21 @@ def main(argv: list[str] | None = None) -> int:
                 cp = summary(f"{level} plans present: plan create -> child workload", c_lat, missed)
                 sp = summary(f"{level} plans present: plan create -> status", s_lat, missed)
                 results.append((level, cp, sp))
+                if args.sweeps and level != levels[-1]:
+                    time.sleep(min(args.interval, 10))
+                    measure_sweep(cluster, port, op.pid, args.interval, present, prom_url)
             # One quiet sweep: every plan re-evaluated once.
             time.sleep(min(args.interval, 10))
-            before_counts, (_, cpu0) = api_counts(cluster), proc_usage(op.pid)
-            rec0 = operator_metric(port, "breakeven_reconcile_duration_seconds_count")
-            own0 = operator_metric(port, "breakeven_api_requests_total")
-            time.sleep(args.interval)
-            after_counts, (rss1, cpu1) = api_counts(cluster), proc_usage(op.pid)
-            rec1 = operator_metric(port, "breakeven_reconcile_duration_seconds_count")
-            own1 = operator_metric(port, "breakeven_api_requests_total")
-            reconciles = rec1 - rec0
-            per = max(reconciles, 1)
-            print(
-                f"  one sweep ({args.interval:.0f}s) over {present} plans: {reconciles:.0f} "
-                f"reconciles, {cpu1 - cpu0:.1f} CPU s, RSS {rss1:.0f} MB"
-            )
-            total = 0.0
-            for key in sorted(after_counts):
-                delta = after_counts[key] - before_counts.get(key, 0.0)
-                if delta:
-                    total += delta
-                    print(f"    {key[0]:<7} {key[1]:<28} {delta:7.0f}  ({delta / per:.2f} each)")
-            print(f"    API server, these resources: {total:.0f} ({total / per:.2f} per reconcile)")
-            print(
-                f"    the operator's own count (breakeven_api_requests_total): {own1 - own0:.0f} "
-                f"({(own1 - own0) / per:.2f} per reconcile; 0 where the metric does not exist)"
-            )
+            print(f"  load average before the sweep: {load()}")
+            measure_sweep(cluster, port, op.pid, args.interval, present, prom_url)
+            print(f"  load average after the sweep: {load()}")
+            if heap_report is not None:
+                os.kill(op.pid, signal.SIGUSR1)
+                deadline = time.monotonic() + 120
+                while not heap_report.exists() and time.monotonic() < deadline:
+                    time.sleep(1)
+                print("  where the operator's memory goes (bench/heapdump.py):")
+                print(heap_report.read_text() if heap_report.exists() else "    (no report)")
             for level, cp, _ in results:
                 print(
                     f"  ratio at {level} plans: create->child p99 / LWS p99 = "

@@ -61,6 +61,9 @@ KWOK_STAGES = (
     "pod-delete",
 )
 LWS_CRDS = ("leaderworkerset-crd", "disaggregatedset-crd")
+# Gateway API's HTTPRoute CRD (standard channel), copied from its Go module by build.sh; installed
+# only by the tests that need it (install_gateway_api), so other tests see no HTTPRoute served.
+GATEWAY_API_CRDS = ("httproutes-crd",)
 
 
 def _log(message: str) -> None:
@@ -75,6 +78,38 @@ def pinned_versions(build_script: Path = BUILD_SCRIPT) -> dict[str, str]:
     if missing:
         raise RuntimeError(f"{build_script}: no version pinned for {sorted(missing)}")
     return found
+
+
+def _pinned(name: str, build_script: Path = BUILD_SCRIPT) -> str:
+    """One more version pinned in build.sh (`<name>_VERSION=v...`)."""
+    found = re.search(rf"^{name}_VERSION=(v[0-9][^\s]*)$", build_script.read_text(), re.M)
+    if found is None:
+        raise RuntimeError(f"{build_script}: no version pinned for {name}")
+    return found.group(1)
+
+
+def install_gateway_api(api: Any, bins: Binaries | None = None, timeout: float = 60) -> None:
+    """Create Gateway API's HTTPRoute CRD (pinned, from its Go module) on a running cluster and
+    wait until it is Established; an existing one is left as it is."""
+    from kubernetes import client as k8s
+
+    ext = k8s.ApiextensionsV1Api(api)
+    for path in (bins or Binaries()).gateway_api_crds:
+        crd = yaml.safe_load(path.read_text())
+        try:
+            ext.create_custom_resource_definition(crd)
+        except k8s.ApiException as exc:
+            if exc.status != 409:
+                raise
+        deadline = time.monotonic() + timeout
+        while True:
+            got = ext.read_custom_resource_definition(crd["metadata"]["name"])
+            conditions = (got.status and got.status.conditions) or []
+            if any(c.type == "Established" and c.status == "True" for c in conditions):
+                break
+            if time.monotonic() > deadline:
+                raise StartError(f"{crd['metadata']['name']} not Established within {timeout}s")
+            time.sleep(0.2)
 
 
 def cache_dir() -> Path:
@@ -101,11 +136,14 @@ class Binaries:
         data = self.cache / "data"
         self.kwok_stages = [data / f"kwok-{v['KWOK']}" / f"{s}.yaml" for s in KWOK_STAGES]
         self.lws_crds = [data / f"lws-{v['LWS']}" / f"{c}.yaml" for c in LWS_CRDS]
+        gw = _pinned("GATEWAY_API")
+        self.gateway_api_crds = [data / f"gateway-api-{gw}" / f"{c}.yaml" for c in GATEWAY_API_CRDS]
 
     def missing(self) -> list[Path]:
         paths = [
             self.kube_apiserver, self.kube_controller_manager, self.kube_scheduler, self.kubectl,
             self.etcd, self.kwok, self.kwokctl, self.lws, *self.kwok_stages, *self.lws_crds,
+            *self.gateway_api_crds,
         ]  # fmt: skip
         return [p for p in paths if not p.exists()]
 
@@ -157,10 +195,27 @@ def _kubeconfig(server: str, ca: Path, cert: Path, key: Path, user: str) -> dict
 KWOKCTL_CLUSTER = "breakeven"
 
 
-def kwokctl_config(bins: Binaries, ports: Mapping[str, int]) -> list[dict[str, Any]]:
+def kwokctl_config(
+    bins: Binaries, ports: Mapping[str, int], node_lease_seconds: int = 40
+) -> list[dict[str, Any]]:
     """kwokctl's configuration for our control plane: the cached binaries, loopback only, the
     ports we picked free (kwokctl's own pick scans down from 32767 per process, a race between
-    concurrent test sessions), and the flags kwokctl does not set (ComponentPatches.extraArgs)."""
+    concurrent test sessions), and the flags kwokctl does not set (ComponentPatches.extraArgs).
+
+    kwok renews each node's Lease every `node_lease_seconds` / 4 (jitter 4%), as the kubelet
+    does (kwok v0.8.0 pkg/kwok/controllers/controller.go, initNodeLeaseController), and with
+    the node-heartbeat-with-lease stage rewrites a node's status only every 600 to 610 s
+    (kustomize/stage/node/heartbeat-with-lease; jitterDurationMilliseconds is the upper end of
+    the random delay, pkg/apis/v1alpha1/stage_types.go): 40 s, the kubelet's default,
+    is 10 Lease updates a second per 100 nodes, which a benchmark with thousands of nodes on a
+    shared 2-CPU machine raises (bench/controlplane.py --lease-seconds). The controller-manager
+    marks a node whose Lease it has not seen renewed for --node-monitor-grace-period (50 s)
+    NotReady, so a longer Lease gets a grace period of the Lease's duration plus 10 s."""
+    kcm_grace = (
+        {"node_monitor_grace_period": f"{node_lease_seconds + 10}s"}
+        if node_lease_seconds > 40
+        else {}
+    )
 
     def args(**flags: str) -> list[dict[str, str]]:
         return [{"key": k.replace("_", "-"), "value": v} for k, v in flags.items()]
@@ -183,7 +238,7 @@ def kwokctl_config(bins: Binaries, ports: Mapping[str, int]) -> list[dict[str, A
         # kwokctl multiplies node lease and node-monitor periods by 5 unless told 1
         # (pkg/kwokctl/cmd/create/cluster/cluster.go); 1 keeps Kubernetes' own timings.
         "heartbeatFactor": 1,
-        "nodeLeaseDurationSeconds": 40,
+        "nodeLeaseDurationSeconds": node_lease_seconds,
     }
     patches = [
         {"name": "etcd", "extraArgs": args(unsafe_no_fsync="true", log_level="warn")},
@@ -193,7 +248,7 @@ def kwokctl_config(bins: Binaries, ports: Mapping[str, int]) -> list[dict[str, A
         {"name": "kube-controller-manager", "extraArgs": args(
             service_cluster_ip_range=SERVICE_CIDR, use_service_account_credentials="true",
             controllers="*,-nodeipam", enable_garbage_collector="true",
-            kube_api_qps="200", kube_api_burst="400",
+            kube_api_qps="200", kube_api_burst="400", **kcm_grace,
             # One instance: with leader election it exits ("leaderelection lost") once the API
             # server is away for longer than its renew deadline, and nothing restarts it.
             leader_elect="false")},
@@ -302,8 +357,10 @@ class LocalCluster:
         workdir: str | Path = DEFAULT_WORKDIR,
         node_pools: str | Path | Mapping[str, Any] | None = DEFAULT_DESCRIPTION,
         timeout: float = 120.0,
+        node_lease_seconds: int = 40,
     ) -> None:
         self.workdir = Path(workdir).resolve()
+        self.node_lease_seconds = node_lease_seconds
         self.node_pools = node_pools
         self.timeout = timeout
         self.bins = Binaries()
@@ -402,7 +459,7 @@ class LocalCluster:
         _log(f"kwokctl {v['KWOK']}: etcd {v['ETCD']}, kube-apiserver {v['KUBE']} on "
              f"{self.server}, controller-manager, scheduler, kwok")  # fmt: skip
         config = self.workdir / "kwokctl.yaml"
-        docs = [*kwokctl_config(self.bins, self.ports)]
+        docs = [*kwokctl_config(self.bins, self.ports, self.node_lease_seconds)]
         # Our stages (pod-ready, pod-complete, ...) replace kwokctl's defaults.
         stages = [d for f in self.bins.kwok_stages for d in yaml.safe_load_all(f.read_text()) if d]
         config.write_text(yaml.safe_dump_all([*docs, *stages]))

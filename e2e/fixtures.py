@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from e2e.cluster import LocalCluster
+from e2e.inference_sim import LiveVllm
 from e2e.nodes import DEFAULT_DESCRIPTION, apply_nodes, node_objects, ready_node_names
 from e2e.prom import LocalPrometheus
 from e2e.traffic import PROFILES, LiveExporter, TrafficSpec
@@ -128,6 +129,7 @@ class PrometheusEnv:
     prom: LocalPrometheus
     exporter: LiveExporter
     history: tuple[TrafficSpec, ...]
+    live: LiveVllm | None = None  # simulated vLLM pods and their load, where a fixture adds them
 
     @property
     def url(self) -> str:

@@ -167,8 +167,35 @@ def build(
     if out.returncode != 0:
         raise RuntimeError(f"{tool} build failed:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
     times["build"] = time.monotonic() - started
+    if removed := prune_leftovers(tool):
+        _log(f"removed {len(removed)} untagged images earlier builds left")
     _log(f"built {tag}: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()))
     return times
+
+
+def prune_leftovers(tool: str) -> list[str]:
+    """Remove the untagged images earlier builds left; returns the ids removed.
+
+    Each build leaves two: the image the tag pointed to before (its `created` label differs, so
+    the new build is a new image) and its build stage's last image (Containerfile labels the stage
+    `dev.breakeven.stage=build`). The newest build stage is kept: a rebuild of unchanged sources
+    reuses it. Only images carrying one of our two labels are looked at.
+    """
+    removed: list[str] = []
+    for label, keep in (
+        ("org.opencontainers.image.title=breakeven", 0),
+        ("dev.breakeven.stage=build", 1),
+    ):
+        out = run([tool, "images", "--filter", "dangling=true", "--filter", f"label={label}",
+                   "--format", "{{.CreatedAt}}\t{{.ID}}"])  # fmt: skip
+        if out.returncode != 0:
+            _log(f"listing leftover images failed: {out.stderr.strip()}")
+            continue
+        rows = sorted(line.split("\t") for line in out.stdout.splitlines() if "\t" in line)
+        for _, image in rows[: max(len(rows) - keep, 0)]:
+            if run([tool, "rmi", image]).returncode == 0:
+                removed.append(image)
+    return removed
 
 
 def main(argv: Sequence[str] | None = None) -> int:

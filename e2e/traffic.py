@@ -365,8 +365,13 @@ class LiveExporter:
         """host:port for a Prometheus scrape config."""
         return f"127.0.0.1:{self.port}"
 
-    def add(self, spec: TrafficSpec, rate: float | None = None) -> LiveTraffic:
-        stream = LiveTraffic(self, spec, spec.base_rate if rate is None else rate)
+    def add(
+        self, spec: TrafficSpec, rate: float | None = None, vllm_series: bool = True
+    ) -> LiveTraffic:
+        """A stream of `spec`'s series. `vllm_series=False`: only the per-expert counter and the
+        DCGM gauges, for a model whose vllm:* series come from real simulator processes
+        (e2e/inference_sim.py)."""
+        stream = LiveTraffic(self, spec, spec.base_rate if rate is None else rate, vllm_series)
         with self._lock:
             self.streams.append(stream)
         return stream
@@ -424,7 +429,10 @@ def _handler(registry: object) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                return  # the scraper gave up (its scrape timeout, on a busy machine)
 
         def log_message(self, format: str, *args: object) -> None:
             return
@@ -435,10 +443,13 @@ def _handler(registry: object) -> type[BaseHTTPRequestHandler]:
 class LiveTraffic:
     """One model's live stream; `set_rate` changes prompt+generation tokens/s from now on."""
 
-    def __init__(self, exporter: LiveExporter, spec: TrafficSpec, rate: float) -> None:
+    def __init__(
+        self, exporter: LiveExporter, spec: TrafficSpec, rate: float, vllm_series: bool = True
+    ) -> None:
         self.exporter = exporter
         self.spec = spec
         self.rate = rate
+        self.vllm_series = vllm_series
         self.profile = PROFILES[spec.profile]
         self._rng = random.Random(spec.seed)
         self._weights = expert_weights(spec) if self.profile.expert_max_over_mean else []
@@ -448,6 +459,20 @@ class LiveTraffic:
         self.rate = float(tokens_per_s)
 
     def _advance(self, dt: float) -> None:
+        ex, spec = self.exporter, self.spec
+        labels = (spec.model, spec.namespace)
+        tokens = self.rate * dt
+        if self.vllm_series:
+            self._advance_vllm(dt)
+        for e, w in enumerate(self._weights):
+            ex.experts.labels(*labels, str(e)).inc(tokens * spec.top_k * w)
+        util = 100 * min(1.0, self.rate / (spec.base_rate * 1.3))
+        for g in range(spec.gpus):
+            gl = (*labels, str(g), f"{spec.pod}-node", spec.pod)
+            ex.util.labels(*gl).set(round(util, 1))
+            ex.dram.labels(*gl).set(round(util / 100 * 0.6, 4))
+
+    def _advance_vllm(self, dt: float) -> None:
         ex, spec, prof = self.exporter, self.spec, self.profile
         labels = (spec.model, spec.namespace)
         tokens = self.rate * dt
@@ -463,10 +488,3 @@ class LiveTraffic:
             hist.observe(self._rng.lognormvariate(mu, sigma))
         req_rate = self.rate * spec.prompt_fraction / mean_prompt_len(prof)
         ex.running.labels(*labels).set(round(req_rate * REQUEST_LATENCY_S, 1))
-        for e, w in enumerate(self._weights):
-            ex.experts.labels(*labels, str(e)).inc(tokens * spec.top_k * w)
-        util = 100 * min(1.0, self.rate / (spec.base_rate * 1.3))
-        for g in range(spec.gpus):
-            gl = (*labels, str(g), f"{spec.pod}-node", spec.pod)
-            ex.util.labels(*gl).set(round(util, 1))
-            ex.dram.labels(*gl).set(round(util / 100 * 0.6, 4))

@@ -41,6 +41,13 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
     ("node-selector-key-long", {"serving": {"nodeSelector": {"k" * 318: "v"}}}, "spec.serving.nodeSelector"),
     ("node-selector-too-many", {"serving": {"nodeSelector": {f"k{i}": "v" for i in range(33)}}}, "spec.serving.nodeSelector"),
     ("priority-class-not-a-name", {"serving": {"priorityClassName": "Not A Name"}}, "spec.serving.priorityClassName"),
+    ("mirror-percent-zero", {"trial": {"mirrorPercent": 0}}, "spec.trial.mirrorPercent"),
+    ("mirror-percent-over-100", {"trial": {"mirrorPercent": 101}}, "spec.trial.mirrorPercent"),
+    ("gateway-without-parents", {"gateway": {"parentRefs": []}}, "spec.gateway.parentRefs"),
+    ("gateway-too-many-parents", {"gateway": {"parentRefs": [{"name": "g"}] * 33}}, "spec.gateway.parentRefs"),
+    ("gateway-parent-port-zero", {"gateway": {"parentRefs": [{"name": "g", "port": 0}]}}, "spec.gateway.parentRefs[0].port"),
+    ("gateway-parent-name-long", {"gateway": {"parentRefs": [{"name": "g" * 254}]}}, "spec.gateway.parentRefs[0].name"),
+    ("gateway-hostname-not-a-host", {"gateway": {"parentRefs": [{"name": "g"}], "hostnames": ["a host"]}}, "spec.gateway.hostnames[0]"),
 ]  # fmt: skip
 
 

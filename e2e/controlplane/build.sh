@@ -18,6 +18,10 @@ ETCD_VERSION=v3.6.16
 KWOK_VERSION=v0.8.0
 LWS_VERSION=v0.9.0
 HELM_VERSION=v3.22.0
+# llm-d-inference-sim: a vLLM simulator whose /metrics are the live vllm:* series of the e2e tests
+# (e2e/inference_sim.py). `go install ...@v0.10.2` fails (the proxy refuses the module's version
+# list, which go install reads for deprecations); a module of our own that requires it builds.
+INFERENCE_SIM_VERSION=v0.10.2
 # Our own small tools (gitops/: the Argo CD Lua health runner on gopher-lua, the kstatus checker)
 # are named by a hash of their sources, so an edit rebuilds them.
 GITOPS_VERSION=src-$(cd "$here/gitops" && find . -type f \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' \) -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
@@ -37,6 +41,7 @@ targets=(
   "helm:helm:helm.sh/helm/v3/cmd/helm:$HELM_VERSION"
   "lua-health:gitops:./cmd/lua-health:$GITOPS_VERSION"
   "kstatus:gitops:./cmd/kstatus:$GITOPS_VERSION"
+  "llm-d-inference-sim:inference-sim:github.com/llm-d/llm-d-inference-sim/cmd/llm-d-inference-sim:$INFERENCE_SIM_VERSION"
 )
 
 minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
@@ -95,5 +100,16 @@ for crd in leaderworkerset.x-k8s.io_leaderworkersets:leaderworkerset-crd \
   dest=$cache/data/lws-$LWS_VERSION/${crd#*:}.yaml
   [[ -f $dest ]] || copy_data lws sigs.k8s.io/lws "config/crd/bases/${crd%%:*}.yaml" "$dest"
 done
+
+# Gateway API's HTTPRoute CRD (standard channel, which carries RequestMirror's `percent`), from the
+# module zip of sigs.k8s.io/gateway-api (v1.7.0 needs Go 1.27: stay on v1.6.3). No build, only data.
+GATEWAY_API_VERSION=v1.6.3
+dest=$cache/data/gateway-api-$GATEWAY_API_VERSION/httproutes-crd.yaml
+if [[ ! -f $dest ]]; then
+  dir=$(cd "$cache" && go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  mkdir -p "$(dirname "$dest")"
+  cp "$dir/config/crd/standard/gateway.networking.k8s.io_httproutes.yaml" "$dest.tmp" && mv "$dest.tmp" "$dest"
+fi
 
 echo "control plane binaries ready in $bin ($(($(date +%s) - start))s)"

@@ -17,28 +17,39 @@ from e2e.fixtures import (  # noqa: F401  (pytest fixtures)
     start_prometheus,
     wait_for,
 )
+from e2e.inference_sim import LiveVllm
 from e2e.traffic import TrafficSpec
 
 # Traffic the e2e plans read: 14 days of history per profile, at a rate that fills an EP group of
 # the plans' model on the fake H200 pool (see test_operator.py).
 HISTORY_NAMESPACE = "traffic"
 BASE_RATE = running.E2E_BASE_RATE
-E2E_HISTORY = tuple(
-    TrafficSpec(f"e2e/{profile}", HISTORY_NAMESPACE, profile, base_rate=BASE_RATE)
-    for profile in ("sustained", "bursty", "no-expert-telemetry")
-)
-
-
 LIVE_SERIES = "e2e/live"
+E2E_HISTORY = (
+    *(
+        TrafficSpec(f"e2e/{profile}", HISTORY_NAMESPACE, profile, base_rate=BASE_RATE)
+        for profile in ("sustained", "bursty", "no-expert-telemetry")
+    ),
+    TrafficSpec(LIVE_SERIES, HISTORY_NAMESPACE, "sustained", base_rate=BASE_RATE),
+)
 
 
 @pytest.fixture(scope="session")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusEnv]:
-    """The backfilled history, plus one live stream that starts with the session: by the time
-    a test reads it, its 5-minute rates have a few minutes of samples behind them."""
+    """The backfilled history; from the end of it on, the live model `e2e/live` is served by two
+    llm-d-inference-sim pods (namespace `traffic`) answering a load generator at BASE_RATE
+    tokens/s, so its vllm:* series are real vLLM metrics and continue its history. Its
+    per-expert counter (a team's own pipeline, spec.traffic.expertLoadMetric) still comes from
+    the exporter. By the time a test reads it, its 5-minute rates have minutes behind them."""
     for env in start_prometheus(tmp_path_factory.mktemp("prometheus"), E2E_HISTORY):
-        env.exporter.add(TrafficSpec(LIVE_SERIES, HISTORY_NAMESPACE, "sustained", BASE_RATE))
-        yield env
+        spec = TrafficSpec(LIVE_SERIES, HISTORY_NAMESPACE, "sustained", BASE_RATE)
+        env.exporter.add(spec, vllm_series=False)
+        workdir = tmp_path_factory.mktemp("live-vllm")
+        with LiveVllm(
+            env.prom, workdir, HISTORY_NAMESPACE, LIVE_SERIES, tokens_per_s=BASE_RATE
+        ) as live:
+            env.live = live
+            yield env
 
 
 class Operator:

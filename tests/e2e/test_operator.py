@@ -16,9 +16,6 @@ import pytest
 from kubernetes import client
 
 from breakeven.core import api
-from e2e.running import E2E_BASE_RATE as BASE_RATE
-
-LIVE_SERIES = "e2e/live"  # the live stream tests/e2e/conftest.py starts with the session
 
 pytestmark = pytest.mark.e2e
 
@@ -418,38 +415,6 @@ def test_operator_killed_mid_switch_completes_it_on_restart(
     assert owned == ["crash"]  # the LWS controller adds its own headless Service per LWS
     deployments_left = [d.metadata.name for d in deployments(k8s, namespace)]
     assert deployments_left == []
-
-
-def test_a_live_traffic_drop_sends_the_plan_back_to_dense(
-    k8s: Any, namespace: str, until: Callable[..., None], prometheus: Any
-) -> None:
-    """Live traffic (scraped now, not backfilled) fills an EP group, then drops: dense returns."""
-    stream = next(s for s in prometheus.exporter.streams if s.spec.model == LIVE_SERIES)
-    body = plan("live", namespace)
-    body["spec"]["traffic"] = {
-        "selector": {"model_name": LIVE_SERIES, "namespace": "traffic"},
-        "expertLoadMetric": "moe_expert_tokens_total",
-        "window": "3m",
-    }
-    body["spec"]["policy"]["demotionWindow"] = "20s"
-    try:
-        create(k8s, body)
-        # The 3-minute window must first hold only full-rate samples of the live stream.
-        until(
-            "MoE on live traffic",
-            lambda: status(k8s, namespace, "live").get("mode") == "MoE",
-            timeout=420,
-        )
-        stream.set_rate(BASE_RATE / 100)
-        until(
-            "the fallback to dense after the drop",
-            lambda: status(k8s, namespace, "live").get("mode") == "Dense",
-            timeout=240,
-        )
-        reason = status(k8s, namespace, "live")["reason"]
-        assert reason in ("TrafficBelowFloor", "SustainedLoadLapsed"), reason
-    finally:
-        stream.set_rate(BASE_RATE)
 
 
 def test_a_plan_never_takes_over_an_object_it_does_not_own(

@@ -130,6 +130,7 @@ def test_every_option_shows_in_the_render() -> None:
     assert args.prometheus_url == values["prometheus"]["url"]
     assert args.allowed_prometheus_url == values["prometheus"]["allowedUrls"]
     assert args.interval == 120
+    assert args.workers == 16
     assert args.metrics_port == 9100
     assert args.label_mapping == "/etc/breakeven/label-mapping.yaml"
     assert {"name": "metrics", "containerPort": 9100} in c["ports"]
@@ -200,6 +201,9 @@ def test_every_option_shows_in_the_render() -> None:
         ("replicas=-1", "/replicas"),
         ("interval=0", "/interval"),
         ("interval=soon", "/interval"),
+        ("workers=0", "/workers"),
+        ("workers=257", "/workers"),
+        ("workers=2.5", "/workers"),
         ("watchNamespaces={Team_A}", "/watchNamespaces/0"),
         ("prometheus.url=prometheus:9090", "/prometheus/url"),
         ("image.digest=latest", "/image/digest"),

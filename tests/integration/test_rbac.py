@@ -47,6 +47,7 @@ VERSIONS = {
     deploy.KOPF_GROUP: "v1",
     "resource.nvidia.com": "v1beta1",
     "monitoring.coreos.com": "v1",
+    "gateway.networking.k8s.io": "v1",
 }
 # The authorizer runs before the API server routes a request, so a group whose CRD this cluster
 # lacks (ComputeDomain, PodMonitor) is still refused with 403 or, when allowed, answered 404.

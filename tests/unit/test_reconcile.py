@@ -243,3 +243,28 @@ async def test_a_whole_reconcile_writes_status_once_and_announces_each_thing_onc
     assert fake.status["phase"] == "Invalid" and "spec.mode" in fake.status["message"]
     assert fake.status["mode"] == "Dense"  # what runs is still said
     assert fake.events == ["Deploying", "InvalidSpec"] and len(fake.log) == writes
+
+
+async def test_a_conflicting_status_write_reconciles_again_on_either_path() -> None:
+    """A 409 on the status write (the plan changed after it was read) is no failed reconcile:
+    the plan is queued again at once, from a fresh read, for a valid spec and an invalid one."""
+    plan, ev = plan_and_evaluation(replicas=1, nodes=4)
+    fake = FakeApi()
+    nodes = inputs.load_nodes(ROOT / "examples/nodes/h200-infiniband.yaml")[0]
+    index = {"gpu": [facts.node_info(n, facts.LabelMapping()) for n in nodes]}
+    r = Reconciler(Config(), lambda: index)
+    r.connect(fake)  # type: ignore[arg-type]
+
+    async def conflict(*args: object, **kwargs: object) -> None:
+        raise ApiException(status=409, reason="Conflict")
+
+    fake.patch_status = conflict  # type: ignore[method-assign]
+    body = plan.model_dump(by_alias=True, mode="json", exclude_none=True)
+    bad = {**body, "spec": {**body["spec"], "mode": "Sometimes"}}
+    for sent in (body, bad):
+        state = PlanState(body=sent, traffic=ev.traffic)
+        fake.plan, fake.events = sent, []
+        assert await r.reconcile(state) is False
+        await asyncio.gather(*r.publisher._posting)
+        assert state.pending, sent["spec"]["mode"]
+        assert fake.events == []  # nothing announced from a status that was not written

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from breakeven.core import api, planning, statuses, switching
+from breakeven.core import api, facts, planning, statuses, switching
 from breakeven.shell import inputs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,6 +66,7 @@ def test_a_first_reconcile_writes_the_mode_rows_conditions_and_a_deploying_event
         "Switching",
         "FallbackActive",
         "Trial",
+        "NodesLeftOut",
     ]
     assert reasons(out) == []  # dense already served: nothing to announce
     nothing_yet = statuses.build(ev, switching.step(ev, None, {}, T0), {}, None, T0)
@@ -323,3 +325,43 @@ def test_a_workload_is_broken_by_crashing_pods_or_by_no_ready_pods_past_the_grac
     assert statuses.down_since(0, MOE, later, T0 + dt.timedelta(minutes=6)) == down
     assert statuses.down_since(1, MOE, later, T0 + dt.timedelta(minutes=6)) is None
     assert statuses.down_since(0, MOE, None, T0) is None  # never served: still coming up
+
+
+def test_nodes_left_out_as_bad_input_are_reported_stably_and_announced_once() -> None:
+    """facts.Cluster.warnings: the NodesLeftOut condition names them sorted and at most
+    NODES_SHOWN (the rest counted), and a Warning Event says so once per change."""
+    ev = evaluation()
+    nodes = inputs.load_nodes(ROOT / "examples/nodes/h200-infiniband.yaml")[0]
+    bad = []
+    for i in range(7):  # seven bad H200 nodes, given in reverse order
+        node = copy.deepcopy(nodes[0])
+        node["metadata"]["name"] = f"bad-{i}"
+        node["status"]["allocatable"]["nvidia.com/gpu"] = "eight"
+        bad.insert(0, node)
+    cluster = facts.Cluster.from_nodes(
+        [*nodes, *bad], node_selector=ev.plan.spec.serving.node_selector
+    )
+    assert len(cluster.warnings) == 7
+    ev = ev.model_copy(update={"cluster": cluster})
+    step = switching.step(ev, None, {}, T0)
+    first = statuses.build(ev, step, {}, None, T0)
+    [cond] = [c for c in first.status["conditions"] if c["type"] == "NodesLeftOut"]
+    assert (cond["status"], cond["reason"]) == ("True", "BadNodeFacts")
+    assert cond["message"] == (
+        "7 GPU nodes left out as bad input: "
+        + "; ".join(
+            f"node bad-{i}: allocatable nvidia.com/gpu 'eight' is not a quantity; left out"
+            for i in range(5)
+        )
+        + "; and 2 more"
+    )
+    assert "NodesLeftOut" in reasons(first)
+    prev = api.ServingPlanStatus.model_validate(first.status)
+    again = statuses.build(ev, switching.step(ev, prev, {}, T0), {}, prev, T0)
+    assert again.status["conditions"] == first.status["conditions"]
+    assert "NodesLeftOut" not in reasons(again)  # unchanged: said once
+    healthy = evaluation()
+    fixed = statuses.build(healthy, switching.step(healthy, prev, {}, T0), {}, prev, T0)
+    [cond] = [c for c in fixed.status["conditions"] if c["type"] == "NodesLeftOut"]
+    assert (cond["status"], cond["reason"]) == ("False", "AllNodesRead")
+    assert "NodesLeftOut" not in reasons(fixed)

@@ -262,6 +262,7 @@ def test_conditions_move_their_transition_time_only_on_change() -> None:
         "Switching",
         "FallbackActive",
         "Trial",
+        "NodesLeftOut",
     ]
 
 

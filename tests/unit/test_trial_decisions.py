@@ -287,6 +287,32 @@ def test_a_moe_plan_whose_balance_degrades_is_demoted_like_any_lapsed_gate() -> 
     assert later.trial is None  # a serving MoE plan reads the telemetry; no trial
 
 
+def test_a_plan_demoted_for_a_hot_rank_runs_no_trial_before_retry_after() -> None:
+    """The EPLB telemetry that demoted it is a measurement: no trial (which would keep the
+    draining MoE workload as its own, hot ranks and all) before spec.trial.retryAfter (6h)."""
+    good = evaluation("sustained")
+    rows = [r.model_copy(update={"since": switching.rfc3339(T0)}) for r in good.decision.rows]
+    run = Run()
+    run.status = api.ServingPlanStatus(
+        mode=MOE, target_mode=MOE, criteria=rows, last_switch_time=switching.rfc3339(T0)
+    )
+    hot = evaluation("hot-expert")
+    both = {DENSE: ready(DENSE), MOE: ready(MOE)}
+    hot_since = T0 + 2 * H
+    run(hot, hot_since, {MOE: ready(MOE)})
+    assert run(hot, hot_since + 6 * M, both).reason == "ExpertBalanceLapsed"
+    drained = run(hot, hot_since + 10 * M, both)  # the Service is on dense, MoE drains
+    assert drained.mode == DENSE, drained.reason
+    for at in (hot_since + 11 * M, hot_since + 5 * H):
+        step = run(hot, at, {DENSE: ready(DENSE)})
+        assert step.trial is None and ("apply", "MoE", 1) not in actions(step), at
+        assert ("delete", "MoE", None) in actions(step) or not any(
+            a.mode == MOE for a in step.actions
+        )
+    again = run(hot, hot_since + 6 * H + M, {DENSE: ready(DENSE)})
+    assert again.trial is not None and again.trial.phase == P.RUNNING  # measured afresh
+
+
 def test_decide_never_deletes_a_serving_moe_workload() -> None:
     ev = evaluation()
     prev = api.TrialStatus(phase=P.RUNNING, since="2026-11-01T00:00:00Z", generation=1)

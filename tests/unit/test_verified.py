@@ -59,8 +59,6 @@ async def test_a_plan_deleted_while_the_watch_was_away_is_forgotten_and_nothing_
     scheduler.remember(body)
     key = (body["metadata"]["namespace"], body["metadata"]["name"])
     scheduler.plans[key].traffic = traffic
-    # Seen on the watch more than an interval ago: its periodic reconcile reads it afresh.
-    scheduler.plans[key].read_at -= Config().interval
     await scheduler._work(key, scheduler.plans[key])
     assert key not in scheduler.plans
     assert fake.log == [] and fake.status == {}

@@ -51,7 +51,7 @@ def trial_text(trial: api.TrialStatus | None) -> str:
         ("workload", trial.workload),
         ("started", trial.started_at),
         ("ready since", trial.ready_since),
-        ("canary share", trial.share),
+        ("share", trial.share),
         ("observed balance", trial.observed_balance),
         ("reason", trial.reason),
         ("next trial after", trial.retry_after),
@@ -94,4 +94,7 @@ def main(args: argparse.Namespace) -> int:
     if status.trial is not None:
         print()
         print(trial_text(status.trial))
+    if status.route is not None:
+        print()
+        print(f"route: {status.route}")
     return 0

@@ -674,9 +674,81 @@ class Serving(Model):
     )
 
 
+class TrialMode(StrEnum):
+    CANARY = "Canary"
+    SHADOW = "Shadow"
+
+
+# Gateway API bounds (sigs.k8s.io/gateway-api v1.6.3, apis/v1/shared_types.go ParentReference and
+# apis/v1/httproute_types.go HTTPRouteSpec; config/crd/standard/
+# gateway.networking.k8s.io_httproutes.yaml): a plan's values must fit the HTTPRoute it renders.
+GATEWAY_HOSTNAME_PATTERN = (
+    r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class ParentRef(Model):
+    """A Gateway the plan's HTTPRoute attaches to (Gateway API's ParentReference, kind Gateway)."""
+
+    name: str = Field(min_length=1, max_length=253, description="The Gateway's name.")
+    namespace: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=63,
+        pattern=DNS_LABEL_PATTERN,
+        description="The Gateway's namespace; the plan's namespace when empty (a Gateway "
+        "elsewhere must allow routes from it).",
+    )
+    section_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        description="The Gateway listener to attach to; all of them when empty.",
+    )
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="The listener port to attach to."
+    )
+
+
+class GatewaySpec(Model):
+    """Expose the plan through Gateway API: the operator owns an HTTPRoute named like the plan's
+    Service (gateway.networking.k8s.io/v1), pointed at that Service."""
+
+    parent_refs: list[ParentRef] = Field(
+        min_length=1,
+        max_length=32,
+        description="The Gateways the HTTPRoute attaches to (at most 32, as Gateway API allows).",
+    )
+    hostnames: list[
+        Annotated[str, Field(min_length=1, max_length=253, pattern=GATEWAY_HOSTNAME_PATTERN)]
+    ] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Host names the HTTPRoute matches (at most 16); every host the Gateway "
+        "listener accepts when empty.",
+    )
+
+
 class TrialSpec(Model):
     """The trial that measures expert balance before a promotion (docs/operations.md)."""
 
+    mode: TrialMode = Field(
+        default=TrialMode.CANARY,
+        description="Canary: the trial's pods join the plan's Service and answer their share of "
+        "requests. Shadow: the plan's HTTPRoute (spec.gateway) mirrors mirrorPercent of its "
+        "requests to the trial, whose answers are discarded; needs spec.gateway.",
+    )
+    mirror_percent: int = Field(
+        default=100,
+        ge=1,
+        le=100,
+        description="Shadow: the percentage of the HTTPRoute's requests mirrored to the trial "
+        "(default 100: the sustainedLoad gate already holds the traffic to what keeps one EP "
+        "group busy, and balance is measured on the real mix).",
+    )
     enabled: bool = Field(
         default=True,
         description="Run a trial when every gating row but expertBalance is Go and no expert "
@@ -729,15 +801,27 @@ class ServingPlanSpec(Model):
     serving: Serving = Field(default_factory=Serving, description="How workloads are rendered.")
     trial: TrialSpec = Field(
         default_factory=TrialSpec,
-        description="A canary trial of one MoE replica that measures expert balance before "
-        "promotion.",
+        description="A trial of one MoE replica (canary or shadow) that measures expert balance "
+        "before promotion.",
+    )
+    gateway: GatewaySpec | None = Field(
+        default=None,
+        description="Expose the plan through Gateway API: the operator applies an HTTPRoute to "
+        "the plan's Service (needed by trial.mode Shadow).",
     )
 
     @model_validator(mode="after")
     def _disaggregation_needs_moe(self) -> ServingPlanSpec:
         if self.serving.disaggregation.enabled and self.mode == Mode.DENSE:
             raise ValueError("serving.disaggregation.enabled needs mode Auto or MoE")
+        if self.trial.mode == TrialMode.SHADOW and self.gateway is None:
+            raise ValueError(SHADOW_NEEDS_GATEWAY)
         return self
+
+
+SHADOW_NEEDS_GATEWAY = (
+    "trial.mode Shadow needs spec.gateway.parentRefs: the HTTPRoute that mirrors to the trial"
+)
 
 
 SPEC_RULES = [
@@ -745,7 +829,12 @@ SPEC_RULES = [
         "!has(self.serving) || !has(self.serving.disaggregation) || "
         "!self.serving.disaggregation.enabled || !has(self.mode) || self.mode != 'Dense'",
         "serving.disaggregation.enabled needs mode Auto or MoE",
-    )
+    ),
+    cel(
+        "!has(self.trial) || !has(self.trial.mode) || self.trial.mode != 'Shadow' || "
+        "has(self.gateway)",
+        SHADOW_NEEDS_GATEWAY,
+    ),
 ]
 
 
@@ -924,7 +1013,8 @@ class TrialStatus(Model):
     share: str | None = Field(
         default=None,
         description="Canary: the trial's share of the Service's ready endpoints, trial/all; "
-        "requests follow the endpoint count.",
+        "requests follow the endpoint count. Shadow: the percentage of the HTTPRoute's requests "
+        "mirrored to the trial's Service.",
     )
     observed_balance: str | None = Field(
         default=None, description="The expertBalance row's observation during the trial."
@@ -968,6 +1058,11 @@ class ServingPlanStatus(Model):
     )
     trial: TrialStatus | None = Field(
         default=None, description="The latest expert-balance trial, if any ran."
+    )
+    route: str | None = Field(
+        default=None,
+        description="With spec.gateway: the plan's HTTPRoute and what it does (plain, or "
+        "mirroring to the trial), or why it is not applied.",
     )
     placements: dict[str, Placement] | None = Field(
         default=None,

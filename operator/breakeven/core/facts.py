@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -203,9 +204,13 @@ def _as_mapping(value: Any) -> Mapping[str, Any]:
 
 
 def _strings(value: Any) -> dict[str, str]:
-    """A label or allocatable map as strings; keys or values that are not scalars are dropped."""
+    """A label or allocatable map as strings; keys or values that are not scalars are dropped.
+
+    The strings are interned: thousands of nodes carry the same label keys and mostly the same
+    values (GPU product, pool, zone), which each Node's JSON otherwise brings as its own copies
+    (at 5,000 nodes, half of the node index's memory)."""
     return {
-        str(k): str(v)
+        sys.intern(str(k)): sys.intern(str(v))
         for k, v in _as_mapping(value).items()
         if isinstance(v, str | int | float | bool) and isinstance(k, str | int | float | bool)
     }

@@ -173,3 +173,4 @@ def clear_caches() -> None:
     _sized.cache_clear()
     _workload.cache_clear()
     capacity.clear_caches()
+    rubric.clear_caches()

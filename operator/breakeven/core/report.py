@@ -13,7 +13,7 @@ from typing import Any
 
 from breakeven.core import api, facts, planning, rendering, rubric
 from breakeven.core.errors import RenderFailure as RenderFailure
-from breakeven.core.rendering import telemetry
+from breakeven.core.rendering import routes, telemetry
 
 
 def columns(rows: Sequence[Sequence[str]], gap: str = "  ") -> str:
@@ -212,4 +212,6 @@ def render_manifests(evaluation: planning.Evaluation, both: bool = False) -> lis
             continue
         docs.extend(manifests_for(evaluation, mode))
     docs.append(rendering.service(evaluation.plan, decided))
+    if evaluation.plan.spec.gateway is not None:
+        docs.append(routes.http_route(evaluation.plan))
     return docs

@@ -25,9 +25,10 @@ from typing import Any, Literal
 import pydantic
 
 from breakeven.core import api, capacity, facts, planning, rendering, report, rubric, switching
-from breakeven.core.rendering import telemetry
+from breakeven.core.rendering import routes, telemetry
 
 MESSAGE_LIMIT = 1024
+NODES_SHOWN = 5  # nodes the NodesLeftOut condition names; the rest are counted
 # Container waiting reasons that mean the workload will not come up by itself.
 BAD_WAITING = frozenset(
     {
@@ -312,6 +313,8 @@ def writes(
             candidate = candidate or evaluation.candidate(action.mode)
             main = rendering.workload_name(plan, action.mode)
             objs = report.manifests_for(evaluation, action.mode, candidate, telemetry_options)
+            if action.shadow:
+                objs = routes.shadowed(objs, plan.spec.model.name)
             for obj in objs:
                 # Only the serving workload is scaled; a P/D prefill set keeps its own count.
                 if obj["metadata"]["name"] == main:
@@ -327,6 +330,10 @@ def writes(
             placements.pop(action.mode.value, None)
         elif action.kind == "prune":
             out.extend(("prune", obj) for obj in action.objects)
+        elif action.kind == "route":
+            if action.mirror is not None:  # the mirror's Service first, then the route to it
+                out.append(("apply", routes.trial_service(plan)))
+            out.append(("apply", routes.http_route(plan, action.mirror)))
     return Writes(tuple(out), placements)
 
 
@@ -386,6 +393,7 @@ def conditions(
             step.message if step.fallback else "not falling back",
         ),
         _trial_condition(step.trial),
+        nodes_left_out(evaluation.cluster),
     ]
     return [
         _condition(previous, type_, status, reason, message, generation, now)
@@ -406,6 +414,21 @@ def _trial_condition(
         "Trial" + trial.phase.value,
         trial.reason or trial.phase.value,
     )
+
+
+def nodes_left_out(cluster: facts.Cluster) -> tuple[str, Literal["True", "False"], str, str]:
+    """`NodesLeftOut`: True while GPU nodes that match the plan are left out of its pools as
+    bad input (facts.Cluster.warnings: a GPU count, memory or RDMA quantity that makes no
+    sense). The message names them sorted, at most NODES_SHOWN, so it is the same on every
+    reconcile while the nodes are, and bounded however many there are."""
+    warnings = sorted(set(cluster.warnings))
+    if not warnings:
+        return ("NodesLeftOut", "False", "AllNodesRead", "no GPU node was left out as bad input")
+    shown = "; ".join(warnings[:NODES_SHOWN])
+    more = len(warnings) - NODES_SHOWN
+    count = f"{len(warnings)} GPU node{'s' if len(warnings) > 1 else ''} left out as bad input"
+    message = f"{count}: {shown}" + (f"; and {more} more" if more > 0 else "")
+    return ("NodesLeftOut", "True", "BadNodeFacts", message)
 
 
 def _condition(
@@ -446,6 +469,7 @@ def _apply_failed(
             "switch": previous.switch if previous else None,
             "last_switch_time": previous.last_switch_time if previous else None,
             "trial": previous.trial if previous else None,
+            "route": previous.route if previous else None,
             "events": (),
             "phase": api.Phase.DEGRADED,
             "reason": "ApplyFailed",
@@ -514,6 +538,7 @@ def build(
         last_switch_time=step.last_switch_time,
         moe_backoff=None if dry else step.moe_backoff,
         trial=None if dry else step.trial,
+        route=None if dry else step.route,
         rendered=rendered,
         conditions=conditions(
             step, evaluation, previous.conditions if previous else [], generation, now
@@ -563,6 +588,20 @@ def _events(
                 reason="PinnedMoEPrerequisitesNotMet",
                 message=f"spec.mode pins MoE but {', '.join(blocking)} not Go",
             )
+        )
+    if (
+        not plan.spec.dry_run
+        and step.route is not None
+        and " not applied: " in step.route
+        and (previous is None or previous.route != step.route)
+    ):  # spec.gateway on a cluster that serves no HTTPRoute: said once, dense serves on
+        out.append(switching.Event(type="Warning", reason="RouteNotApplied", message=step.route))
+    _, left_out, _, nodes_message = nodes_left_out(evaluation.cluster)
+    old = previous.conditions if previous else []
+    before = next((c for c in old if c.type == "NodesLeftOut"), None)
+    if left_out == "True" and (before is None or before.message != nodes_message[:MESSAGE_LIMIT]):
+        out.append(
+            switching.Event(type="Warning", reason="NodesLeftOut", message=nodes_message[:1024])
         )
     if applied_error and (previous is None or previous.message != applied_error):
         out.append(

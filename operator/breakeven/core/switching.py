@@ -38,6 +38,7 @@ from typing import Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field
 
 from breakeven.core import api, planning, trial
+from breakeven.core.rendering import routes as rendered_routes
 from breakeven.core.rendering import workloads as rendered_workloads
 
 V = api.Verdict
@@ -91,11 +92,13 @@ class Action(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    kind: Literal["apply", "delete", "select", "prune"]
+    kind: Literal["apply", "delete", "select", "prune", "route"]
     mode: api.ServingMode | None = None
     replicas: int | None = None
     selector: Literal["mode", "both"] = "mode"
     objects: tuple[str, ...] = ()  # prune: the stale objects (`Kind/name`) to delete
+    shadow: bool = False  # apply: a Shadow trial's workload (its metrics under a shadow name)
+    mirror: int | None = None  # route: the percentage mirrored to the trial's Service
 
 
 class Event(BaseModel):
@@ -125,6 +128,7 @@ class Step(BaseModel):
     fallback: bool = False
     switching: bool = False  # a switch is moving: the operator polls the plan fast
     trial: api.TrialStatus | None = None
+    route: str | None = None  # spec.gateway: what the HTTPRoute does, or why it is not applied
 
 
 # ------------------------------------------------------------------------------ hysteresis
@@ -465,6 +469,7 @@ class Situation(NamedTuple):
     events: tuple[Event, ...]  # those already due (a changed target)
     backoff: api.MoEBackoff | None
     trial: trial.Decision | None = None
+    routes: str | None = None  # why this cluster cannot take the plan's HTTPRoute; None: it can
 
     @property
     def replicas(self) -> int:
@@ -488,6 +493,7 @@ class Situation(NamedTuple):
             "moe_backoff": self.backoff,
             "fallback": self.target.fallback,
             "trial": self.trial.status if self.trial else self.prev.trial,
+            "route": self.prev.route,
         }
         return Step.model_validate({**base, **fields})
 
@@ -501,10 +507,14 @@ def step(
     previous: api.ServingPlanStatus | None,
     observed: Mapping[api.ServingMode, Observed],
     now: dt.datetime,
+    routes: str | None = None,
 ) -> Step:
-    """One reconcile's worth of progress. Purely computational; the operator acts on it."""
-    s = _situation(evaluation, previous or api.ServingPlanStatus(), observed, now)
-    return _with_trial(s, _pruned(s, _step(s)))
+    """One reconcile's worth of progress. Purely computational; the operator acts on it.
+
+    `routes`: why the cluster cannot take the plan's HTTPRoute (Gateway API's CRD is not served);
+    None when it can or the plan names no gateway."""
+    s = _situation(evaluation, previous or api.ServingPlanStatus(), observed, now, routes)
+    return _routed(s, _with_trial(s, _pruned(s, _step(s))))
 
 
 def _step(s: Situation) -> Step:
@@ -537,6 +547,7 @@ def _situation(
     prev: api.ServingPlanStatus,
     observed: Mapping[api.ServingMode, Observed],
     now: dt.datetime,
+    routes: str | None = None,
 ) -> Situation:
     rows = carry_since(prev.criteria, evaluation.decision.rows, now)
     active = prev.mode
@@ -553,7 +564,7 @@ def _situation(
     target = hysteresis(
         evaluation, rows, active, parse_time(prev.last_switch_time), moe_broken, now, backoff_
     )
-    trial_ = _trial(evaluation, prev, observed, rows, active, backoff_, now)
+    trial_ = _trial(evaluation, prev, observed, rows, active, backoff_, now, routes)
     if trial_.hold and active == DENSE and target.mode == MOE:
         target = Target(DENSE, "TrialPending", f"MoE waits for the trial: {trial_.hold}")
     events: tuple[Event, ...] = ()
@@ -567,7 +578,7 @@ def _situation(
             ),
         )
     return Situation(
-        evaluation, prev, observed, now, rows, active, target, events, backoff_, trial_
+        evaluation, prev, observed, now, rows, active, target, events, backoff_, trial_, routes
     )
 
 
@@ -579,8 +590,10 @@ def trial_gates(
     rows: Sequence[api.CriterionRow],
     backoff_: api.MoEBackoff | None,
     now: dt.datetime,
+    routes: str | None = None,
 ) -> trial.Gates:
-    """What the rows other than expertBalance, the pool and the back-off say about a trial."""
+    """What the rows other than expertBalance, the pool, the back-off and (Shadow) the cluster's
+    Gateway API say about a trial."""
     policy = evaluation.plan.spec.policy
     others = [r for r in rows if r.gating and r.name != C.EXPERT_BALANCE]
     infeasible = None if _moe_possible(evaluation) else "no GPU pool can host an EP group"
@@ -595,13 +608,43 @@ def trial_gates(
         young = [r.name.value for r in others if held_for(r, history, now) < window]
         if young:
             start = f"{', '.join(young)} must hold Go for {policy.promotion_window}"
+    if start is None:
+        start = _measured_hot(evaluation, rows, now)
     lapsed = [(r, v) for r in others if (v := known(r)) is not None and v != V.GO]
     run = infeasible
     if run is None and lapsed:
         row, verdict = lapsed[0]
         run = f"{row.name.value} is {verdict.value}: {row.reason}"
+    shadow = evaluation.plan.spec.trial.mode == api.TrialMode.SHADOW
     return trial.Gates(
-        start=start, run=run, room=trial_room(evaluation), waiting=_backing_off(backoff_, now)
+        start=start,
+        run=run,
+        room=trial_room(evaluation),
+        waiting=_backing_off(backoff_, now),
+        route=f"spec.trial.mode Shadow: {routes}" if shadow and routes else None,
+    )
+
+
+def _measured_hot(
+    evaluation: planning.Evaluation, rows: Sequence[api.CriterionRow], now: dt.datetime
+) -> str | None:
+    """Why no trial starts yet when Breakeven's EPLB telemetry already shows a hot EP rank (a
+    plan demoted from MoE for it, or a failed trial whose series are still in the window): a
+    measurement, so like a failed trial no new one before spec.trial.retryAfter after the
+    row turned StayDense. A hot expert from spec.traffic.expertLoadMetric does not hold a trial
+    back: EPLB may balance it across the ranks, which only a trial shows."""
+    if evaluation.traffic.rank_load_max_over_mean is None:
+        return None
+    row = next((r for r in rows if r.name == C.EXPERT_BALANCE), None)
+    if row is None or row.verdict != V.STAY_DENSE:
+        return None
+    since = parse_time(row.since) or now
+    retry = evaluation.plan.spec.trial.retry_after
+    if (now - since).total_seconds() >= api.parse_duration(retry):
+        return None
+    return (
+        f"expertBalance is StayDense since {row.since} ({row.observed}); no new trial before "
+        f"spec.trial.retryAfter ({retry}) has passed"
     )
 
 
@@ -630,6 +673,7 @@ def _trial(
     active: api.ServingMode | None,
     backoff_: api.MoEBackoff | None,
     now: dt.datetime,
+    routes: str | None = None,
 ) -> trial.Decision:
     if active is None:
         return trial.Decision(prev.trial)  # nothing serves yet: no trial before dense does
@@ -641,7 +685,7 @@ def _trial(
         active,
         trial.MoESeen(moe.exists, moe.ready_replicas, moe.broken if moe.exists else None),
         dense.ready_replicas if dense.exists else 0,
-        trial_gates(evaluation, rows, backoff_, now),
+        trial_gates(evaluation, rows, backoff_, now, routes),
         rendered_workloads.workload_name(evaluation.plan, MOE),
         now,
     )
@@ -659,14 +703,19 @@ def _with_trial(s: Situation, step_: Step) -> Step:
     if d.run and dense_stays:
         actions = [a for a in actions if not (a.kind == "delete" and a.mode == MOE)]
         at = next((i for i, a in enumerate(actions) if a.kind == "select"), len(actions))
-        actions = [
-            *actions[:at],
-            Action(kind="apply", mode=MOE, replicas=1),
-            *(
-                Action(kind="select", selector="both") if a.kind == "select" else a
-                for a in actions[at:]
-            ),
-        ]
+        spec = s.evaluation.plan.spec.trial
+        if spec.mode == api.TrialMode.SHADOW:
+            # Shadow: the Service keeps selecting dense alone; the HTTPRoute mirrors (_routed).
+            actions.insert(at, Action(kind="apply", mode=MOE, replicas=1, shadow=True))
+        else:
+            actions = [
+                *actions[:at],
+                Action(kind="apply", mode=MOE, replicas=1),
+                *(
+                    Action(kind="select", selector="both") if a.kind == "select" else a
+                    for a in actions[at:]
+                ),
+            ]
         if d.status is not None and d.status.phase == api.TrialPhase.RUNNING:
             update |= {"reason": "TrialRunning", "message": f"trial: {d.status.reason}"}
     elif (
@@ -678,6 +727,42 @@ def _with_trial(s: Situation, step_: Step) -> Step:
     events = tuple(Event(type=t, reason=r, message=m) for t, r, m in d.events)
     update |= {"actions": tuple(actions), "events": (*step_.events, *events)}
     return step_.model_copy(update=update)
+
+
+def _routed(s: Situation, step_: Step) -> Step:
+    """The plan's HTTPRoute (spec.gateway): applied plain, or mirroring to the trial's Service
+    while a Shadow trial's workload runs; removed with the trial's Service when spec.gateway is
+    gone. Where the cluster serves no HTTPRoute, nothing is applied and status says why."""
+    plan = s.evaluation.plan
+    gateway = plan.spec.gateway
+    route = rendered_routes.route_name(plan)
+    trial_svc = f"Service/{rendered_routes.trial_service_name(plan)}"
+    if gateway is None:
+        if s.prev.route is None:
+            return step_
+        prune = Action(kind="prune", objects=(f"HTTPRoute/{route}", trial_svc))
+        return step_.model_copy(update={"actions": (*step_.actions, prune), "route": None})
+    if s.routes:  # (a trial Service left from before the CRD went away goes too)
+        prune = Action(kind="prune", objects=(trial_svc,))
+        return step_.model_copy(
+            update={
+                "actions": (*step_.actions, prune),
+                "route": f"HTTPRoute {route} not applied: {s.routes}",
+            }
+        )
+    shadow = any(a.kind == "apply" and a.shadow for a in step_.actions)
+    percent = plan.spec.trial.mirror_percent
+    actions = list(step_.actions)
+    if shadow:
+        actions.append(Action(kind="route", mirror=percent))
+        text = (
+            f"HTTPRoute {route} to Service {rendered_workloads.service_name(plan)}, mirroring "
+            f"{percent}% of requests to {trial_svc} (the Shadow trial)"
+        )
+    else:
+        actions += [Action(kind="route"), Action(kind="prune", objects=(trial_svc,))]
+        text = f"HTTPRoute {route} to Service {rendered_workloads.service_name(plan)}"
+    return step_.model_copy(update={"actions": tuple(actions), "route": text})
 
 
 def _steady(s: Situation) -> Step:

@@ -4,8 +4,10 @@ A plan served dense has no expert-parallel ranks to measure, so `expertBalance` 
 and the plan could never be promoted. When every other gating row holds Go (for the promotion
 window) and no balance has been measured, the operator runs a trial: one replica of the MoE
 workload the plan would run (one EP group, with Breakeven's EPLB telemetry), beside dense, in the
-plan's Service (a canary: it takes the share of requests its endpoints have). It never takes GPUs
-from dense: without room for dense and the trial at once, the trial waits (Pending).
+plan's Service (Canary: it takes the share of requests its endpoints have) or behind the plan's
+HTTPRoute's RequestMirror filter (Shadow: a copy of mirrorPercent of the requests, its answers
+discarded; rendering/routes.py). It never takes GPUs from dense: without room for dense and the
+trial at once, the trial waits (Pending), as a Shadow trial does where no HTTPRoute is served.
 
     no trial ──eligible, room──> Running ──duration, balance Go──> Passed ──> promotion (the
         │  no room: Pending        │                                         switch reuses the
@@ -60,12 +62,15 @@ class Gates(NamedTuple):
     gating row other than expertBalance whose last known verdict is not Go); None when it may
     go on. room: why the pool cannot hold dense and the trial at once; None when it can.
     waiting: why no MoE workload may be applied now (a broken MoE attempt's back-off).
+    route: Shadow only: why the cluster cannot take the HTTPRoute that mirrors to the trial (a
+    trial waits Pending for it, a running one is aborted).
     """
 
     start: str | None
     run: str | None
     room: str | None = None
     waiting: str | None = None
+    route: str | None = None  # Shadow: why the plan's HTTPRoute cannot mirror (no CRD served)
 
 
 class Decision(NamedTuple):
@@ -147,6 +152,8 @@ def decide(
             )
         if gates.run:
             return abort(gates.run)
+        if gates.route and prev.phase != P.PENDING:
+            return abort(gates.route)
         if prev.phase == P.PENDING:
             return _pending_or_start(evaluation, prev, moe, dense_ready, gates, workload, now)
         if prev.phase == P.RUNNING:
@@ -166,8 +173,18 @@ def decide(
     return _pending_or_start(evaluation, prev, moe, dense_ready, gates, workload, now)
 
 
-def _share(moe_ready: int, dense_ready: int) -> str:
+def _share(plan: api.ServingPlan, moe_ready: int, dense_ready: int) -> str:
+    """What part of the requests the trial sees: Canary, its share of the Service's ready
+    endpoints; Shadow, the mirrored percentage (its answers are discarded)."""
+    if plan.spec.trial.mode == api.TrialMode.SHADOW:
+        return f"mirror {plan.spec.trial.mirror_percent}% of the HTTPRoute's requests"
     return f"{moe_ready}/{moe_ready + dense_ready} ready endpoints"
+
+
+def _where(plan: api.ServingPlan) -> str:
+    if plan.spec.trial.mode == api.TrialMode.SHADOW:
+        return f"mirrored {plan.spec.trial.mirror_percent}% of the requests by the HTTPRoute"
+    return "in the Service"
 
 
 def _pending_or_start(
@@ -181,8 +198,12 @@ def _pending_or_start(
 ) -> Decision:
     generation = evaluation.plan.metadata.generation
     hold = "the expert-balance trial has not run yet"
-    if gates.room or gates.waiting:
-        why = f"no room for the trial: {gates.room}" if gates.room else str(gates.waiting)
+    if gates.room or gates.waiting or gates.route:
+        why = (
+            f"no room for the trial: {gates.room}"
+            if gates.room
+            else str(gates.route or gates.waiting)
+        )
         was = prev is not None and prev.phase == P.PENDING and prev.reason == why
         status = _status(
             prev if was else None, P.PENDING, now, reason=why, generation=generation,
@@ -195,8 +216,8 @@ def _pending_or_start(
         since=_rfc3339(now),
         started_at=_rfc3339(now),
         workload=workload,
-        share=_share(moe.ready, dense_ready),
-        reason="one MoE replica beside dense, in the Service, for "
+        share=_share(evaluation.plan, moe.ready, dense_ready),
+        reason=f"one MoE replica beside dense, {_where(evaluation.plan)}, for "
         f"{evaluation.plan.spec.trial.duration}",
         generation=generation,
     )
@@ -273,6 +294,23 @@ def _running(
         )
     observed = balance.observed if balance.verdict != V.UNKNOWN else prev.observed_balance
     if ran >= _seconds(spec.duration) and ready_since is not None:
+        if balance.verdict == V.GO and spec.mode == api.TrialMode.SHADOW:
+            # The Shadow trial's vLLM labels its metrics with a shadow name (rendering/routes.py):
+            # rolling its pods back to the model's name under the Service would leave an EP group
+            # down (LeaderWorkerSet replaces a group in place), so the trial workload goes and
+            # the promotion is an ordinary make-before-break switch to a fresh MoE workload.
+            status = _status(
+                prev, P.PASSED, now, workload=None, share=None,
+                reason=f"balance held for {spec.duration}: {observed}; the Shadow trial's "
+                "workload is removed and the promotion starts a fresh MoE workload",
+                observed_balance=observed, ready_since=_rfc3339(ready_since),
+            )  # fmt: skip
+            return Decision(
+                status,
+                remove=True,
+                hold="the Shadow trial's workload is being removed",
+                events=(("Normal", "TrialPassed", f"trial passed: {observed}; promotion next"),),
+            )
         if balance.verdict == V.GO:
             status = _status(
                 prev, P.PASSED, now, reason=f"balance held for {spec.duration}: {observed}",
@@ -293,7 +331,8 @@ def _running(
         return _failed(evaluation, prev, NO_TELEMETRY, now)
     ends = _rfc3339(started + dt.timedelta(seconds=_seconds(spec.duration)))
     status = _status(
-        prev, P.RUNNING, now, workload=workload, share=_share(moe.ready, dense_ready),
+        prev, P.RUNNING, now, workload=workload,
+        share=_share(evaluation.plan, moe.ready, dense_ready),
         observed_balance=observed,
         ready_since=_rfc3339(ready_since) if ready_since else None,
         reason=f"measuring expert balance until {ends}"
@@ -313,4 +352,5 @@ def _passed(
     """Passed, dense still serving: the trial workload stays until promotion scales it up."""
     if moe.broken:
         return _failed(evaluation, prev, f"the trial's pods are failing: {moe.broken}", now)
-    return Decision(_status(prev, P.PASSED, now, share=_share(moe.ready, dense_ready)), run=True)
+    share = _share(evaluation.plan, moe.ready, dense_ready)
+    return Decision(_status(prev, P.PASSED, now, share=share), run=True)

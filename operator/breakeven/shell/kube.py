@@ -18,7 +18,9 @@ Verbs used here (and nothing else; manifests/rbac.yaml grants exactly these):
 
     deployments              get, patch (apply), delete
     leaderworkersets         get, patch (apply), delete
-    services                 get, list, watch, patch (apply)
+    services                 get, list, watch, patch (apply), delete (a Shadow trial's Service)
+    httproutes               get, patch (apply), delete    spec.gateway (Gateway API v1)
+    /apis/gateway.networking.k8s.io/v1   discovery
     configmaps               patch (apply), delete    the MoE telemetry's logging config
     podmonitors              patch (apply), delete    where monitoring.coreos.com/v1 is served
     /apis/monitoring.coreos.com/v1   discovery (allowed to every authenticated user)
@@ -51,6 +53,8 @@ LWS_GROUP, LWS_VERSION, LWS_PLURAL = "leaderworkerset.x-k8s.io", "v1", "leaderwo
 CD_GROUP, CD_VERSION, CD_PLURAL = "resource.nvidia.com", "v1beta1", "computedomains"
 PODMONITOR_GROUP, PODMONITOR_VERSION = "monitoring.coreos.com", "v1"
 PODMONITOR_PLURAL = "podmonitors"
+# Gateway API (sigs.k8s.io/gateway-api v1.6.3, standard channel): the plan's HTTPRoute.
+GATEWAY_GROUP, GATEWAY_VERSION, HTTPROUTE_PLURAL = "gateway.networking.k8s.io", "v1", "httproutes"
 
 Obj = dict[str, Any]
 
@@ -233,6 +237,10 @@ class Writer:
             resp = await self.custom.patch_namespaced_custom_object_without_preload_content(
                 LWS_GROUP, LWS_VERSION, ns, LWS_PLURAL, name, dict(obj), **common
             )
+        elif kind == "HTTPRoute":
+            resp = await self.custom.patch_namespaced_custom_object_without_preload_content(
+                GATEWAY_GROUP, GATEWAY_VERSION, ns, HTTPROUTE_PLURAL, name, dict(obj), **common
+            )
         elif kind == "ComputeDomain":
             resp = await self.custom.patch_namespaced_custom_object_without_preload_content(
                 CD_GROUP, CD_VERSION, ns, CD_PLURAL, name, dict(obj), **common
@@ -251,6 +259,10 @@ class Writer:
         elif kind == "LeaderWorkerSet":
             call = self.custom.get_namespaced_custom_object_without_preload_content(
                 LWS_GROUP, LWS_VERSION, namespace, LWS_PLURAL, name
+            )
+        elif kind == "HTTPRoute":
+            call = self.custom.get_namespaced_custom_object_without_preload_content(
+                GATEWAY_GROUP, GATEWAY_VERSION, namespace, HTTPROUTE_PLURAL, name
             )
         else:
             raise ValueError(f"the operator does not read {kind} objects")
@@ -279,6 +291,14 @@ class Writer:
         elif kind == "PodMonitor":
             call = self.custom.delete_namespaced_custom_object_without_preload_content(
                 PODMONITOR_GROUP, PODMONITOR_VERSION, namespace, PODMONITOR_PLURAL, name, body=body
+            )
+        elif kind == "HTTPRoute":
+            call = self.custom.delete_namespaced_custom_object_without_preload_content(
+                GATEWAY_GROUP, GATEWAY_VERSION, namespace, HTTPROUTE_PLURAL, name, body=body
+            )
+        elif kind == "Service":
+            call = self.core.delete_namespaced_service_without_preload_content(
+                name, namespace, body=body
             )
         else:
             raise ValueError(f"the operator does not delete {kind} objects")

@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import prometheus_client as prom
+from prometheus_client.core import GaugeMetricFamily
 
 from breakeven.core import api
 
@@ -33,13 +34,65 @@ if TYPE_CHECKING:
 
 REGISTRY = prom.CollectorRegistry()
 
-PLAN_MODE = prom.Gauge(
+
+class PlanGauge:
+    """A labelled gauge family kept as one dict, label values -> value, for the per-plan series.
+
+    prometheus-client keeps an object with its own lock per series (about 0.7 KB): with a
+    verdict series per criterion and verdict that was 28 KB per plan, 28 MB at 1,000 plans.
+    The same series, exposed the same way, cost a dict entry each here. `labels(...).set(v)`,
+    `remove(*values)` and `_metrics` behave as prometheus-client's (forget_plan reads `_metrics`).
+    Written from the event loop, read by the metrics server's thread: `collect` copies the items
+    first (one C-level call, which the GIL does not split).
+    """
+
+    def __init__(
+        self, name: str, documentation: str, labelnames: list[str], registry: prom.CollectorRegistry
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self._metrics: dict[tuple[str, ...], float] = {}
+        registry.register(self)
+
+    def labels(self, *values: str, **by_name: str) -> _PlanGaugeChild:
+        if by_name:
+            values = tuple(by_name[label] for label in self.labelnames)
+        if len(values) != len(self.labelnames):
+            raise ValueError(f"{self.name}: labels {self.labelnames}, got {values}")
+        return _PlanGaugeChild(self, tuple(str(v) for v in values))
+
+    def remove(self, *values: str) -> None:
+        self._metrics.pop(tuple(values), None)
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)]
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for values, value in list(self._metrics.items()):
+            family.add_metric(list(values), value)
+        return [family]
+
+
+class _PlanGaugeChild:
+    __slots__ = ("family", "key")
+
+    def __init__(self, family: PlanGauge, key: tuple[str, ...]) -> None:
+        self.family = family
+        self.key = key
+
+    def set(self, value: float) -> None:
+        self.family._metrics[self.key] = float(value)
+
+
+PLAN_MODE = PlanGauge(
     "breakeven_plan_mode",
     "1 for the mode serving each plan's traffic",
     ["plan", "mode"],
     registry=REGISTRY,
 )
-VERDICT = prom.Gauge(
+VERDICT = PlanGauge(
     "breakeven_criterion_verdict",
     "1 for each criterion's current verdict",
     ["plan", "criterion", "verdict"],
@@ -89,7 +142,7 @@ PROMETHEUS_ERRORS = prom.Counter(
 )
 
 
-TRIAL_PHASE = prom.Gauge(
+TRIAL_PHASE = PlanGauge(
     "breakeven_trial_phase",
     "1 for the phase of each plan's latest expert-balance trial",
     ["plan", "phase"],

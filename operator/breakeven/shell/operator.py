@@ -78,6 +78,10 @@ async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
     settings.posting.level = logging.WARNING
     settings.watching.inactivity_timeout = 70  # watches behind load balancers go quiet (kopf#847)
     settings.networking.request_timeout = 60
+    # Not paged LISTs (settings.watching.chunk_size), though one response holds every Node:
+    # kopf does not restart a list whose continue token expired (410) while a slow operator
+    # worked through the pages, and the operator stopped (docs/performance.md); client-go's
+    # pager falls back to a full list then (tools/pager/pager.go, FullListIfExpired).
     if CONFIG.metrics_port:
         metrics.serve(CONFIG.metrics_port, CONFIG.metrics_address)
     runtime = Runtime(CONFIG)
@@ -162,7 +166,7 @@ async def _child_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: 
     runtime: Runtime = memo["runtime"]
     plan = (body.get("metadata", {}).get("labels") or {}).get("breakeven.dev/plan")
     if plan and runtime.child_changed(type, body):
-        runtime.trigger(body["metadata"]["namespace"], plan, soon=True, read=type == "DELETED")
+        runtime.trigger(body["metadata"]["namespace"], plan, soon=True)
 
 
 kopf.on.event("apps", "v1", "deployments", labels=MANAGED)(_child_event)

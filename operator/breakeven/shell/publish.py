@@ -27,12 +27,11 @@ class Publisher:
         self.writer = writer
         self._posting: set[asyncio.Task[None]] = set()
 
-    async def write(self, body: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
-        """Patch the plan's status to `status` (kopf's bookkeeping under it left alone).
-        Returns whether a patch was sent."""
+    async def write(self, body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+        """Patch the plan's status to `status` (kopf's bookkeeping under it left alone)."""
         changes = statuses.merge_patch(statuses.current(body), status)
         if not changes:
-            return False
+            return
         meta = body["metadata"]
         try:
             await self.writer.patch_status(
@@ -41,7 +40,6 @@ class Publisher:
         except ApiException as exc:
             if exc.status != 404:  # a plan deleted meanwhile needs no status
                 raise
-        return True
 
     def emit(
         self,

@@ -12,7 +12,6 @@ plan author can fix.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
 import datetime as dt
@@ -28,6 +27,7 @@ from breakeven.core import api, facts, planning, rendering, report, statuses, sw
 from breakeven.core.errors import CatalogError, RenderFailure
 from breakeven.core.rendering import telemetry
 from breakeven.shell import inputs, kube, metrics
+from breakeven.shell.clustercache import ClusterCache
 from breakeven.shell.publish import Publisher
 
 if TYPE_CHECKING:
@@ -37,9 +37,6 @@ logger = logging.getLogger("breakeven")
 
 WORKLOAD_KINDS = ("Deployment", "LeaderWorkerSet")
 POD_MONITOR_RECHECK_S = 300.0  # how long the answer "is the PodMonitor CRD served" is kept
-CLUSTER_CACHE_SIZE = 256
-"""Node selectors whose GPU pools are kept (`Reconciler.cluster`): at least the distinct
-selectors of a fleet; a fleet with more re-groups its nodes for the ones that fell out."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,11 +65,8 @@ class Reconciler:
         self._writer: kube.Client | None = None
         self._publisher: Publisher | None = None
         self._pod_monitors: tuple[float, bool] | None = None  # (checked at, served)
-        # The GPU nodes last grouped, and their pools per node selector (Reconciler.cluster).
-        self._grouped: tuple[facts.NodeInfo, ...] = ()
-        self._clusters: collections.OrderedDict[tuple[tuple[str, str], ...], facts.Cluster] = (
-            collections.OrderedDict()
-        )
+        self._http_routes: tuple[float, bool] | None = None  # (checked at, served)
+        self.clusters = ClusterCache()  # the GPU pools per node-index state and node selector
 
     def connect(self, writer: kube.Client) -> None:
         self._writer = writer
@@ -105,7 +99,7 @@ class Reconciler:
         observed = await self.observe(plan, evaluation, previous, now)
         if isinstance(observed, Rejected):
             return await self.reject(state, body, previous, observed, now)
-        step = switching.step(evaluation, previous, observed, now)
+        step = switching.step(evaluation, previous, observed, now, await self._routes(plan))
         carried = await self.carry_out(plan, evaluation, step, previous)
         outcome = statuses.build(
             evaluation,
@@ -119,66 +113,27 @@ class Reconciler:
             decided_before=state.decided,
         )
         state.decided = evaluation.decision.rubric_mode
-        try:
-            self.wrote(state, body, await self.publisher.write(body, outcome.status))
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-            # The plan changed after it was read (another writer): reconcile it again at once,
-            # from a fresh read; the status computed from the older body is not written.
-            logger.info("%s/%s changed while reconciled; again", plan.namespace, plan.name)
-            state.pending = True
+        if not await self.write_status(state, body, outcome.status):
             return False
         self.publisher.emit(body, plan, outcome, evaluation.decision.rubric_mode)
         assert outcome.step is not None
         metrics.record(f"{plan.namespace}/{plan.name}", evaluation, outcome.step)
         metrics.RECONCILE.observe(time.perf_counter() - started)
-        state.must_read = False
         return outcome.step.switching and not plan.spec.dry_run
 
     # ------------------------------------------------------------------------- the steps
 
-    async def read(self, state: PlanState) -> Mapping[str, Any] | None:
+    async def read(self, state: PlanState) -> dict[str, Any] | None:
         """The plan as the API server has it now, or None when it is gone (or replaced by a
         plan of the same name: a new uid). The watch's cached body can be behind: after our own
         status write (the previous status), or across a watch restart, whose re-list reports no
         deletion (kopf/_cogs/clients/watching.py, continuous_watch), so a plan deleted then
-        stays in the cache. So the plan is read with a GET unless the cached body is known to
-        be current (`current`): then a new plan, or one a child event triggered, costs no GET.
-        The state is marked to be read again until this reconcile ends well."""
-        now = time.monotonic()
-        if self.current(state, now):
-            state.must_read = True
-            return state.body
+        stays in the cache."""
         meta = state.body["metadata"]
         fresh = await self.writer.get_plan(meta["namespace"], meta["name"])
-        state.read_at, state.must_read = now, True
         if fresh is None or fresh["metadata"].get("uid") != meta.get("uid"):
             return None
         return fresh
-
-    def current(self, state: PlanState, now: float) -> bool:
-        """Whether the watch's cached body can stand for a GET: the plan was read (or seen
-        first on the watch) within the interval, so a deletion a watch restart hid is found
-        within about two intervals (at once when the garbage collector deletes a child: the
-        child's event asks for a read); the last reconcile ended well (not a conflict or an
-        error); and the body is not the one our last status write was made over (whose
-        MODIFIED event has then not arrived yet: a write with the body's resourceVersion as
-        its precondition succeeded, so nobody wrote in between and any other version is
-        newer)."""
-        version = state.body.get("metadata", {}).get("resourceVersion")
-        return (
-            bool(version)
-            and not state.must_read
-            and now - state.read_at < self.config.interval
-            and version != state.wrote_over
-        )
-
-    @staticmethod
-    def wrote(state: PlanState, body: Mapping[str, Any], patched: bool) -> None:
-        """Note a status write over `body` (see `current`)."""
-        if patched:
-            state.wrote_over = body["metadata"].get("resourceVersion")
 
     @staticmethod
     def previous(body: Mapping[str, Any]) -> api.ServingPlanStatus | None:
@@ -200,34 +155,17 @@ class Reconciler:
         self, plan: api.ServingPlan, traffic: facts.Traffic | None
     ) -> planning.Evaluation | Rejected:
         """The rubric on this cluster's GPU nodes and the plan's traffic facts."""
-        cluster = self.cluster(plan.spec.serving.node_selector)
+        nodes = self.nodes()
+        cluster = self.clusters.get(
+            list(nodes.get("gpu", ())) if nodes else [],
+            self.config.mapping,
+            plan.spec.serving.node_selector,
+        )
         with metrics.EVALUATION.time():
             try:
                 return planning.evaluate(plan, cluster, traffic or facts.Traffic())
             except CatalogError as exc:  # a model the catalog cannot resolve
                 return Rejected(str(exc))
-
-    def cluster(self, node_selector: Mapping[str, str] | None) -> facts.Cluster:
-        """The GPU pools of the nodes matching `node_selector`, grouped again only when a node
-        changed. kopf's index keeps a node's old projection while a new one compares equal
-        (kopf/_core/engines/indexing.py, Store._replace), so on a quiet cluster the same
-        objects come back and the comparison below is one identity check per node: a sweep of
-        1,000 plans groups the nodes once per selector, not once per plan."""
-        nodes = self.nodes()
-        infos = tuple(nodes.get("gpu", ())) if nodes else ()
-        if infos != self._grouped:
-            self._grouped, self._clusters = infos, collections.OrderedDict()
-        key = tuple(sorted((node_selector or {}).items()))
-        cluster = self._clusters.get(key)
-        if cluster is None:
-            cluster = facts.Cluster.from_nodes(
-                infos, self.config.mapping, node_selector=node_selector, source="cluster"
-            )
-            self._clusters[key] = cluster
-            while len(self._clusters) > CLUSTER_CACHE_SIZE:
-                self._clusters.popitem(last=False)
-        self._clusters.move_to_end(key)
-        return cluster
 
     async def observe(
         self,
@@ -307,7 +245,7 @@ class Reconciler:
         except RenderFailure as exc:
             return Carried(kept, error=str(exc))
         try:
-            clash = await self._service_clash(plan)
+            clash = await self._service_clash(plan) or await self._route_clash(plan, writes)
             if clash:
                 return Carried(kept, error=clash)
             for verb, what in writes.writes:
@@ -324,6 +262,23 @@ class Reconciler:
             return Carried(kept, error=f"API server refused: {exc.status} {exc.reason}")
         return Carried(writes.placements)
 
+    async def write_status(
+        self, state: PlanState, body: Mapping[str, Any], status: Mapping[str, Any]
+    ) -> bool:
+        """Write the plan's status; False when the plan changed after it was read (409 on the
+        resourceVersion precondition, another writer): it is then reconciled again at once, from
+        a fresh read, and the status computed from the older body is not written."""
+        try:
+            await self.publisher.write(body, status)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            meta = body["metadata"]
+            logger.info("%s/%s changed while reconciled; again", meta["namespace"], meta["name"])
+            state.pending = True
+            return False
+        return True
+
     async def reject(
         self,
         state: PlanState,
@@ -334,9 +289,8 @@ class Reconciler:
     ) -> bool:
         """Report a plan that cannot be acted on; its workloads keep running untouched."""
         outcome = statuses.invalid(body, previous, rejected.message, now)
-        self.wrote(state, body, await self.publisher.write(body, outcome.status))
-        self.publisher.post(body, outcome.events)
-        state.must_read = False
+        if await self.write_status(state, body, outcome.status):
+            self.publisher.post(body, outcome.events)
         return False
 
     # ------------------------------------------------------------------------- reading, deleting
@@ -357,6 +311,44 @@ class Reconciler:
         return telemetry.Options(
             image=self.config.eplb_exporter_image, pod_monitor=self._pod_monitors[1]
         )
+
+    async def _routes(self, plan: api.ServingPlan) -> str | None:
+        """Why the plan's HTTPRoute cannot be applied (Gateway API's HTTPRoute is not served;
+        asked again every POD_MONITOR_RECHECK_S); None when it can, or the plan names no
+        gateway (then nothing is asked)."""
+        if plan.spec.gateway is None:
+            return None
+        now = time.monotonic()
+        if self._http_routes is None or now - self._http_routes[0] > POD_MONITOR_RECHECK_S:
+            try:
+                served = await self.writer.serves(
+                    kube.GATEWAY_GROUP, kube.GATEWAY_VERSION, kube.HTTPROUTE_PLURAL
+                )
+            except ApiException as exc:
+                logger.warning("API discovery of %s failed: %s", kube.GATEWAY_GROUP, exc)
+                served = self._http_routes[1] if self._http_routes else False
+            self._http_routes = (now, served)
+        if self._http_routes[1]:
+            return None
+        return (
+            f"the cluster does not serve {kube.HTTPROUTE_PLURAL}.{kube.GATEWAY_GROUP}/"
+            f"{kube.GATEWAY_VERSION} (install Gateway API's CRDs)"
+        )
+
+    async def _route_clash(self, plan: api.ServingPlan, writes: statuses.Writes) -> str | None:
+        """An HTTPRoute of the plan's route name that this plan does not own is never taken
+        over (HTTPRoutes are not in the watch indexes: one GET when the step applies one)."""
+        wanted = [o for v, o in writes.writes if v == "apply" and o.get("kind") == "HTTPRoute"]
+        if not wanted:
+            return None
+        name = wanted[0]["metadata"]["name"]
+        existing = await self.writer.get("HTTPRoute", plan.namespace, name)
+        if existing is not None and not _owned_by(existing, plan):
+            return (
+                f"spec.gateway: HTTPRoute {name} already exists in {plan.namespace} and is not "
+                "owned by this plan; rename the plan or the HTTPRoute"
+            )
+        return None
 
     async def _get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:

@@ -29,7 +29,7 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import httpx
@@ -99,9 +99,24 @@ class PlanState:
     gone: bool = False  # the reconcile found it deleted (a watch restart hides deletions)
     urgent: bool = True  # queued in the urgent lane when its time comes
     failures: int = 0  # reconciles in a row that raised (the retry back-off)
-    read_at: float = 0.0  # when the plan was last read with a GET, or first seen on the watch
-    wrote_over: str | None = None  # the resourceVersion our last status write was made over
-    must_read: bool = False  # the last reconcile did not end well: read the plan afresh
+
+
+KEPT_METADATA = ("name", "namespace", "uid", "generation")
+
+
+def kept(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What the scheduler keeps of a plan between reconciles: its identity, its generation
+    (a changed spec) and its spec (the traffic read's query). Not its status or managedFields,
+    which grow with the cluster (a placement names its pool's nodes) and which nothing reads
+    from here: a reconcile reads the plan fresh (Reconciler.read). At 1,000 plans on 5,000 nodes
+    the whole bodies were most of the operator's memory (docs/performance.md)."""
+    meta = body.get("metadata") or {}
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {k: meta[k] for k in KEPT_METADATA if k in meta},
+        "spec": body.get("spec") or {},
+    }
 
 
 Reconcile = Callable[[PlanState], Awaitable[bool]]
@@ -151,9 +166,9 @@ class Scheduler:
     def remember(self, body: Mapping[str, Any]) -> None:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         state = self.plans.get(key)
-        raw = dict(body)
-        if state is None:  # a body just seen on the watch is as current as a GET
-            self.plans[key] = PlanState(body=raw, read_at=time.monotonic())
+        raw = kept(body)
+        if state is None:
+            self.plans[key] = PlanState(body=raw)
             self._at(key, 0.0, urgent=True)
             return
         changed = state.body.get("metadata", {}).get("generation") != raw.get("metadata", {}).get(
@@ -168,13 +183,9 @@ class Scheduler:
         self.plans.pop((namespace, name), None)
         metrics.forget_plan(f"{namespace}/{name}")
 
-    def trigger(self, namespace: str, name: str, soon: bool = False, read: bool = False) -> None:
+    def trigger(self, namespace: str, name: str, soon: bool = False) -> None:
         """Reconcile the plan now (or within a second, which coalesces a burst of child events),
-        ahead of periodic re-evaluation; with `read`, from a fresh read of the plan (a child
-        was deleted: perhaps by the garbage collector, the plan being gone)."""
-        state = self.plans.get((namespace, name))
-        if state is not None and read:
-            state.must_read = True
+        ahead of periodic re-evaluation."""
         self._at((namespace, name), 1.0 if soon else 0.0, urgent=True)
 
     # ------------------------------------------------------------------------- the queue
@@ -342,6 +353,13 @@ class Scheduler:
             asyncio.get_running_loop().call_soon(self._start_read)
 
 
+READ_AHEAD = 0.5
+"""A batched read also reads the facts of other plans that would go stale within this share of
+the interval: plans read together stay together, so a sweep reads in about one batch (five
+requests) whatever the number of plans, instead of one batch per plan whose interval came up
+out of phase with the others (docs/performance.md)."""
+
+
 class TrafficCache:
     """Each plan's traffic facts, read again once they are older than the interval."""
 
@@ -349,16 +367,34 @@ class TrafficCache:
         self.config = config
         self.http = http
         self.allowed = traffic.allowed_urls(config.prometheus_url, config.allowed_prometheus_urls)
+        # Every plan's state (Runtime wires the scheduler's in), for the reads ahead.
+        self.others: Callable[[], Iterable[PlanState]] = tuple
 
     def stale(self, state: PlanState) -> bool:
         return state.traffic is None or time.monotonic() - state.traffic_at >= self.config.interval
 
+    def _ahead(self, states: list[PlanState], now: float) -> list[PlanState]:
+        """Plans not in `states` whose facts go stale within READ_AHEAD of the interval."""
+        asked = {id(s) for s in states}
+        soon = self.config.interval * (1 - READ_AHEAD)
+        return [
+            s
+            for s in self.others()
+            if id(s) not in asked
+            and not s.reading
+            and s.traffic is not None
+            and now - s.traffic_at >= soon
+        ]
+
     async def refresh(self, states: list[PlanState]) -> None:
-        """One batched read for every plan whose facts are stale; the others are left alone."""
+        """One batched read for every plan whose facts are stale, and for the plans whose facts
+        go stale within READ_AHEAD of the interval; the others are left alone."""
         now = time.monotonic()
         stale: dict[str, tuple[PlanState, traffic.TrafficQuery]] = {}
-        for state in states:
-            if not self.stale(state):
+        ahead = self._ahead(states, now) if any(self.stale(s) for s in states) else []
+        early = {id(s) for s in ahead}
+        for state in [*states, *ahead]:
+            if not self.stale(state) and id(state) not in early:
                 continue
             try:
                 plan = api.ServingPlan.model_validate(state.body)
@@ -406,6 +442,7 @@ class Runtime:
             self.traffic,
             lambda: self.nodes is not None and self.children is not None,
         )
+        self.traffic.others = lambda: list(self.scheduler.plans.values())
         self.task: asyncio.Task[None] | None = None
         self.api_client: k8s.ApiClient | None = None
         # (kind, namespace, name) of each child seen on a watch -> kube.read_part of it
@@ -471,5 +508,5 @@ class Runtime:
     def forget(self, namespace: str, name: str) -> None:
         self.scheduler.forget(namespace, name)
 
-    def trigger(self, namespace: str, name: str, soon: bool = False, read: bool = False) -> None:
-        self.scheduler.trigger(namespace, name, soon, read)
+    def trigger(self, namespace: str, name: str, soon: bool = False) -> None:
+        self.scheduler.trigger(namespace, name, soon)

@@ -10,7 +10,9 @@ against the same rules by tests). The rules hold only the verbs the operator use
     nodes                 list watch        the GPU node index
     deployments           get list watch create patch delete   children (apply creates)
     leaderworkersets      get list watch create patch delete   multi-node children
-    services              get list watch create patch  the stable Service (watched: kopf's index)
+    services              get list watch create patch delete  the stable Service (watched: kopf's
+                                            index); a Shadow trial's Service is deleted after it
+    httproutes            get create patch delete  spec.gateway's HTTPRoute (where served)
     configmaps            create patch delete  vLLM's logging config for EPLB telemetry (MoE)
     podmonitors           create patch delete  scraping the EPLB exporters, where that CRD is served
     pods                  list              is a workload broken?
@@ -60,7 +62,13 @@ RULES: list[dict[str, Any]] = [
     {
         "apiGroups": [""],
         "resources": ["services"],
-        "verbs": ["get", "list", "watch", "create", "patch"],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+    },
+    {
+        # spec.gateway: the plan's HTTPRoute (gateway.networking.k8s.io/v1), where it is served.
+        "apiGroups": ["gateway.networking.k8s.io"],
+        "resources": ["httproutes"],
+        "verbs": ["get", "create", "patch", "delete"],
     },
     {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "patch", "delete"]},
     {

@@ -9,7 +9,7 @@ import itertools
 import builders
 import pytest
 
-from breakeven.core import api, capacity, facts, rubric
+from breakeven.core import api, capacity, facts, planning, rubric
 
 MOE = api.ServingMode.MOE
 
@@ -122,3 +122,12 @@ def test_an_unsupported_release_stays_unknown_with_its_field() -> None:
 def test_cache_info_is_bounded() -> None:
     assert all(isinstance(i, capacity.CacheInfo) for i in rubric.cache_info().values())
     assert all(i.maxsize for i in rubric.cache_info().values())
+
+
+def test_planning_clear_caches_empties_the_rubric_caches_too() -> None:
+    decide(builders.plan(serving={"vllmVersion": "0.12.0"}))
+    assert rubric.cache_info()["runtimeSupport"].currsize > 0
+    planning.clear_caches()
+    assert {name: info.currsize for name, info in rubric.cache_info().items()} == dict.fromkeys(
+        rubric.cache_info(), 0
+    )
