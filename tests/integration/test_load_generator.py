@@ -21,6 +21,12 @@ import pytest
 from e2e.inference_sim import MESSAGE_OVERHEAD, LoadGenerator, PromptShape
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's listen backlog is 5: the generator's bursts of new connections overflowed
+    # it and the kernel reset some (ECONNRESET, counted as failed requests) on a busy machine.
+    request_queue_size = 128
+
+
 class Stub:
     """Answers /v1/chat/completions as the simulator does: usage from the words and max_tokens."""
 
@@ -49,7 +55,7 @@ class Stub:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     @property
