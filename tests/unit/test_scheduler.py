@@ -17,6 +17,7 @@ from breakeven.shell.runtime import (
     Config,
     PlanState,
     Scheduler,
+    periodic_limit,
     retry_delay,
 )
 
@@ -191,6 +192,40 @@ async def test_new_and_triggered_plans_go_before_periodic_re_evaluation() -> Non
             gate.gate(name).set()
         await until(lambda: len(gate.order) == 5)
         assert gate.order == ["first", "new", "triggered", "old-1", "old-2"]
+    finally:
+        task.cancel()
+
+
+def test_periodic_work_leaves_a_quarter_of_the_workers_free() -> None:
+    assert [periodic_limit(n) for n in (0, 1, 2, 3, 4, 8, 16)] == [1, 1, 1, 2, 3, 6, 12]
+
+
+async def test_a_new_plan_finds_a_worker_while_periodic_reconciles_fill_the_rest() -> None:
+    gate = Gate()
+    scheduler = Scheduler(Config(interval=3600, workers=4), gate, Fresh(), lambda: True)
+    for i in range(6):  # plans known before, all due on their interval at once
+        scheduler.plans[("team", f"old-{i}")] = PlanState(body=body(f"old-{i}"))
+        scheduler._enqueue(("team", f"old-{i}"), urgent=False)
+    task = asyncio.create_task(scheduler.run())
+    try:
+        await until(lambda: len(gate.running) == 3)  # periodic work takes 3 of the 4
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert len(gate.running) == 3 and scheduler.depth() == 3
+        scheduler.remember(body("new"))  # created now: the fourth worker takes it at once
+        await until(lambda: "new" in gate.running)
+        assert len(gate.running) == 4
+        gate.gate("new").set()
+        await until(lambda: "new" not in gate.running)
+        for _ in range(3):  # the freed worker is the urgent one: periodic work stays at 3
+            await asyncio.sleep(0)
+        assert len(gate.running) == 3 and scheduler.depth() == 3
+        gate.gate("old-0").set()  # a periodic reconcile ends: the next periodic one starts
+        await until(lambda: len(gate.order) == 5)
+        assert gate.order[-1] == "old-3" and len(gate.running) == 3
+        for i in range(6):
+            gate.gate(f"old-{i}").set()
+        await until(lambda: len(gate.order) == 7 and not gate.running)
     finally:
         task.cancel()
 

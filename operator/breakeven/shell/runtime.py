@@ -5,7 +5,9 @@
         ├─ the queue holds plan keys, each at most once (de-duplicated), in two lanes: `urgent`
         │  (new or changed plans, child events) before `periodic`
         │  (re-evaluation on the jittered interval); a key is never handed to two workers at
-        │  once, and one triggered while it is being reconciled is queued again afterwards
+        │  once, and one triggered while it is being reconciled is queued again afterwards;
+        │  periodic work holds at most three quarters of the workers (`periodic_limit`), so a
+        │  new plan never waits for a batch of periodic reconciles in flight
         ├─ the timer moves plans whose time has come (periodic re-evaluation, switch polls,
         │  retries) into the queue; a reconcile that raised is retried with exponential
         │  back-off per plan (RETRY_BASE doubling up to RETRY_MAX), as client-go's work queue does
@@ -136,6 +138,13 @@ def retry_delay(failures: int) -> float:
     return float(min(RETRY_MAX, RETRY_BASE * 2 ** max(0, failures - 1)))
 
 
+def periodic_limit(workers: int) -> int:
+    """How many workers periodic re-evaluation may hold at once: all but a quarter (at least
+    one) kept for urgent work; with a single worker, that worker."""
+    workers = max(1, workers)
+    return max(1, workers - max(1, workers // 4)) if workers > 1 else 1
+
+
 class Scheduler:
     """Which plans are due, the queue they wait in, and the workers that reconcile them."""
 
@@ -160,6 +169,11 @@ class Scheduler:
         self.queued: dict[Key, int] = {}  # key -> its lane (0 urgent, 1 periodic)
         self.active: set[Key] = set()  # being reconciled now
         self.has_items = asyncio.Event()  # the queue may hold keys
+        # Periodic re-evaluation never takes every worker: the rest stay free for new and
+        # changed plans and child events, which would otherwise wait for a whole batch of
+        # periodic reconciles in flight (the create -> child latency at 1,000 plans).
+        self.periodic_limit = periodic_limit(config.workers)
+        self.periodic_busy = 0  # periodic reconciles in flight
 
     # ------------------------------------------------------------------------- what kopf says
 
@@ -227,17 +241,23 @@ class Scheduler:
         metrics.QUEUE_DEPTH.set(len(self.queued))
         self.has_items.set()
 
-    async def _take(self) -> Key:
+    async def _take(self) -> tuple[Key, int]:
+        """The next key and its lane: urgent first; periodic only below `periodic_limit`."""
         while True:
             for lane in (0, 1):
-                while self.lanes[lane]:
-                    key = self.lanes[lane].popleft()
+                queue = self.lanes[lane]
+                while queue:
+                    key = queue[0]
                     if self.queued.get(key) != lane:
+                        queue.popleft()
                         continue  # promoted to the urgent lane
+                    if lane == 1 and self.periodic_busy >= self.periodic_limit:
+                        break  # it waits for a periodic reconcile to end
+                    queue.popleft()
                     del self.queued[key]
                     metrics.QUEUE_DEPTH.set(len(self.queued))
                     if key in self.plans:
-                        return key
+                        return key, lane
             self.has_items.clear()
             await self.has_items.wait()
 
@@ -277,17 +297,21 @@ class Scheduler:
 
     async def _worker(self) -> None:
         while True:
-            key = await self._take()
+            key, lane = await self._take()
             state = self.plans.get(key)
             if state is None:
                 continue
             self.active.add(key)
+            self.periodic_busy += lane
             token = PLAN.set(f"{key[0]}/{key[1]}")
             try:
                 await self._work(key, state)
             finally:
                 PLAN.reset(token)
                 self.active.discard(key)
+                if lane:
+                    self.periodic_busy -= 1
+                    self.has_items.set()  # a periodic key may have waited for this worker
                 if state.pending and self.plans.get(key) is state:
                     state.pending = False  # a trigger during the reconcile is not lost
                     self._enqueue(key, state.urgent)
