@@ -239,11 +239,11 @@ def test_service_monitor_without_service_fails() -> None:
 
 def _can_i(cluster: ClusterHandle, sa: str, verb: str, resource: str, ns: str | None) -> bool:
     """`kubectl auth can-i VERB RESOURCE --as=SA`, or, for a resource of an API group this
-    cluster does not serve (kubectl cannot resolve it: ComputeDomains, PodMonitors), the same
-    SubjectAccessReview sent through the API."""
+    cluster does not serve (kubectl cannot resolve it: ComputeDomains, PodMonitors, HTTPRoutes),
+    the same SubjectAccessReview sent through the API."""
     name, _, sub = resource.partition("/")
     base, _, group = name.partition(".")
-    if group in ("resource.nvidia.com", "monitoring.coreos.com"):
+    if group in ("resource.nvidia.com", "monitoring.coreos.com", "gateway.networking.k8s.io"):
         from kubernetes import client
 
         attributes = {"verb": verb, "group": group, "resource": base}
