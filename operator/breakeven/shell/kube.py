@@ -55,6 +55,16 @@ PODMONITOR_GROUP, PODMONITOR_VERSION = "monitoring.coreos.com", "v1"
 PODMONITOR_PLURAL = "podmonitors"
 # Gateway API (sigs.k8s.io/gateway-api v1.6.3, standard channel): the plan's HTTPRoute.
 GATEWAY_GROUP, GATEWAY_VERSION, HTTPROUTE_PLURAL = "gateway.networking.k8s.io", "v1", "httproutes"
+# The custom resources the writer touches, (group, version, plural) by kind, and which of them
+# each verb may touch (what the generated role grants: tools/deploy.py).
+CUSTOM: dict[str, tuple[str, str, str]] = {
+    "LeaderWorkerSet": (LWS_GROUP, LWS_VERSION, LWS_PLURAL),
+    "PodMonitor": (PODMONITOR_GROUP, PODMONITOR_VERSION, PODMONITOR_PLURAL),
+    "HTTPRoute": (GATEWAY_GROUP, GATEWAY_VERSION, HTTPROUTE_PLURAL),
+    "ComputeDomain": (CD_GROUP, CD_VERSION, CD_PLURAL),
+}
+CUSTOM_GET = ("LeaderWorkerSet", "HTTPRoute")
+CUSTOM_DELETE = ("LeaderWorkerSet", "PodMonitor", "HTTPRoute")
 
 Obj = dict[str, Any]
 
@@ -223,27 +233,10 @@ class Writer:
             resp = await self.core.patch_namespaced_config_map_without_preload_content(
                 name, ns, dict(obj), **common
             )
-        elif kind == "PodMonitor":
+        elif kind in CUSTOM:
+            group, version, plural = CUSTOM[kind]
             resp = await self.custom.patch_namespaced_custom_object_without_preload_content(
-                PODMONITOR_GROUP,
-                PODMONITOR_VERSION,
-                ns,
-                PODMONITOR_PLURAL,
-                name,
-                dict(obj),
-                **common,
-            )
-        elif kind == "LeaderWorkerSet":
-            resp = await self.custom.patch_namespaced_custom_object_without_preload_content(
-                LWS_GROUP, LWS_VERSION, ns, LWS_PLURAL, name, dict(obj), **common
-            )
-        elif kind == "HTTPRoute":
-            resp = await self.custom.patch_namespaced_custom_object_without_preload_content(
-                GATEWAY_GROUP, GATEWAY_VERSION, ns, HTTPROUTE_PLURAL, name, dict(obj), **common
-            )
-        elif kind == "ComputeDomain":
-            resp = await self.custom.patch_namespaced_custom_object_without_preload_content(
-                CD_GROUP, CD_VERSION, ns, CD_PLURAL, name, dict(obj), **common
+                group, version, ns, plural, name, dict(obj), **common
             )
         else:
             raise ValueError(f"the operator does not apply {kind} objects")
@@ -256,13 +249,10 @@ class Writer:
             call = self.apps.read_namespaced_deployment_without_preload_content(name, namespace)
         elif kind == "Service":
             call = self.core.read_namespaced_service_without_preload_content(name, namespace)
-        elif kind == "LeaderWorkerSet":
+        elif kind in CUSTOM_GET:
+            group, version, plural = CUSTOM[kind]
             call = self.custom.get_namespaced_custom_object_without_preload_content(
-                LWS_GROUP, LWS_VERSION, namespace, LWS_PLURAL, name
-            )
-        elif kind == "HTTPRoute":
-            call = self.custom.get_namespaced_custom_object_without_preload_content(
-                GATEWAY_GROUP, GATEWAY_VERSION, namespace, HTTPROUTE_PLURAL, name
+                group, version, namespace, plural, name
             )
         else:
             raise ValueError(f"the operator does not read {kind} objects")
@@ -280,21 +270,14 @@ class Writer:
             call = self.apps.delete_namespaced_deployment_without_preload_content(
                 name, namespace, body=body
             )
-        elif kind == "LeaderWorkerSet":
-            call = self.custom.delete_namespaced_custom_object_without_preload_content(
-                LWS_GROUP, LWS_VERSION, namespace, LWS_PLURAL, name, body=body
-            )
         elif kind == "ConfigMap":
             call = self.core.delete_namespaced_config_map_without_preload_content(
                 name, namespace, body=body
             )
-        elif kind == "PodMonitor":
+        elif kind in CUSTOM_DELETE:
+            group, version, plural = CUSTOM[kind]
             call = self.custom.delete_namespaced_custom_object_without_preload_content(
-                PODMONITOR_GROUP, PODMONITOR_VERSION, namespace, PODMONITOR_PLURAL, name, body=body
-            )
-        elif kind == "HTTPRoute":
-            call = self.custom.delete_namespaced_custom_object_without_preload_content(
-                GATEWAY_GROUP, GATEWAY_VERSION, namespace, HTTPROUTE_PLURAL, name, body=body
+                group, version, namespace, plural, name, body=body
             )
         elif kind == "Service":
             call = self.core.delete_namespaced_service_without_preload_content(
