@@ -622,29 +622,9 @@ def invalid(
     running untouched while the spec is invalid. The next valid status drops Stalled."""
     message = message[:MESSAGE_LIMIT]
     generation = body["metadata"].get("generation")
-    old = {c.type: c for c in (previous.conditions if previous else [])}
-    ready = old.get("Ready")
-    condition = api.Condition(
-        type="Ready",
-        status="False",
-        reason="InvalidSpec",
-        message=message,
-        last_transition_time=ready.last_transition_time
-        if ready and ready.status == "False"
-        else rfc3339(now),
-        observed_generation=generation,
-    )
-    stalled = old.get("Stalled")
-    stalled_condition = api.Condition(
-        type="Stalled",
-        status="True",
-        reason="InvalidSpec",
-        message=message,
-        last_transition_time=stalled.last_transition_time
-        if stalled and stalled.status == "True"
-        else rfc3339(now),
-        observed_generation=generation,
-    )
+    old = previous.conditions if previous else []
+    condition = _condition(old, "Ready", "False", "InvalidSpec", message, generation, now)
+    stalled_condition = _condition(old, "Stalled", "True", "InvalidSpec", message, generation, now)
     kept = current(body)
     others = [c for c in kept.get("conditions") or [] if c.get("type") not in ("Ready", "Stalled")]
     status = {
