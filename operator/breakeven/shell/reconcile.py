@@ -64,8 +64,7 @@ class Reconciler:
         self.nodes = nodes
         self._writer: kube.Client | None = None
         self._publisher: Publisher | None = None
-        self._pod_monitors: tuple[float, bool] | None = None  # (checked at, served)
-        self._http_routes: tuple[float, bool] | None = None  # (checked at, served)
+        self._served: dict[str, tuple[float, bool]] = {}  # group -> (checked at, served)
         self.clusters = ClusterCache()  # the GPU pools per node-index state and node selector
 
     def connect(self, writer: kube.Client) -> None:
@@ -295,40 +294,34 @@ class Reconciler:
 
     # ------------------------------------------------------------------------- reading, deleting
 
-    async def _telemetry(self) -> telemetry.Options:
-        """The MoE telemetry's options: a PodMonitor where the cluster serves that CRD (asked
-        again every POD_MONITOR_RECHECK_S), the exporter image from `breakeven run`."""
+    async def _serves(self, group: str, version: str, plural: str) -> bool:
+        """Whether the cluster serves `plural` (API discovery, asked again every
+        POD_MONITOR_RECHECK_S; a failed discovery keeps the last answer, or says no)."""
         now = time.monotonic()
-        if self._pod_monitors is None or now - self._pod_monitors[0] > POD_MONITOR_RECHECK_S:
+        known = self._served.get(group)
+        if known is None or now - known[0] > POD_MONITOR_RECHECK_S:
             try:
-                served = await self.writer.serves(
-                    kube.PODMONITOR_GROUP, kube.PODMONITOR_VERSION, kube.PODMONITOR_PLURAL
-                )
+                served = await self.writer.serves(group, version, plural)
             except ApiException as exc:
-                logger.warning("API discovery of %s failed: %s", kube.PODMONITOR_GROUP, exc)
-                served = self._pod_monitors[1] if self._pod_monitors else False
-            self._pod_monitors = (now, served)
-        return telemetry.Options(
-            image=self.config.eplb_exporter_image, pod_monitor=self._pod_monitors[1]
+                logger.warning("API discovery of %s failed: %s", group, exc)
+                served = known[1] if known else False
+            known = self._served[group] = (now, served)
+        return known[1]
+
+    async def _telemetry(self) -> telemetry.Options:
+        """The MoE telemetry's options: a PodMonitor where the cluster serves that CRD, the
+        exporter image from `breakeven run`."""
+        served = await self._serves(
+            kube.PODMONITOR_GROUP, kube.PODMONITOR_VERSION, kube.PODMONITOR_PLURAL
         )
+        return telemetry.Options(image=self.config.eplb_exporter_image, pod_monitor=served)
 
     async def _routes(self, plan: api.ServingPlan) -> str | None:
-        """Why the plan's HTTPRoute cannot be applied (Gateway API's HTTPRoute is not served;
-        asked again every POD_MONITOR_RECHECK_S); None when it can, or the plan names no
-        gateway (then nothing is asked)."""
+        """Why the plan's HTTPRoute cannot be applied (Gateway API's HTTPRoute is not served);
+        None when it can, or the plan names no gateway (then nothing is asked)."""
         if plan.spec.gateway is None:
             return None
-        now = time.monotonic()
-        if self._http_routes is None or now - self._http_routes[0] > POD_MONITOR_RECHECK_S:
-            try:
-                served = await self.writer.serves(
-                    kube.GATEWAY_GROUP, kube.GATEWAY_VERSION, kube.HTTPROUTE_PLURAL
-                )
-            except ApiException as exc:
-                logger.warning("API discovery of %s failed: %s", kube.GATEWAY_GROUP, exc)
-                served = self._http_routes[1] if self._http_routes else False
-            self._http_routes = (now, served)
-        if self._http_routes[1]:
+        if await self._serves(kube.GATEWAY_GROUP, kube.GATEWAY_VERSION, kube.HTTPROUTE_PLURAL):
             return None
         return (
             f"the cluster does not serve {kube.HTTPROUTE_PLURAL}.{kube.GATEWAY_GROUP}/"
@@ -382,7 +375,7 @@ class Reconciler:
         if mode == api.ServingMode.MOE:  # the EPLB telemetry's logging config and PodMonitor
             main = rendering.workload_name(plan, mode)
             known.add(("ConfigMap", telemetry.config_map_name(main)))
-            if self._pod_monitors and self._pod_monitors[1]:
+            if self._served.get(kube.PODMONITOR_GROUP, (0.0, False))[1]:
                 known.add(("PodMonitor", telemetry.pod_monitor_name(main)))
         for kind, obj_name in sorted(known):
             with contextlib.suppress(ApiException):

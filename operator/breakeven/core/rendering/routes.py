@@ -30,8 +30,8 @@ from breakeven.core import api
 from breakeven.core.rendering import names
 from breakeven.core.rendering.workloads import (
     MODE_LABEL,
-    PLAN_LABEL,
     SERVICE_PORT,
+    plan_labels,
     service,
     service_name,
 )
@@ -112,16 +112,14 @@ def http_route(plan: api.ServingPlan, mirror_percent: int | None = None) -> dict
     }
     if gateway.hostnames:
         spec["hostnames"] = list(gateway.hostnames)
-    labels = {
-        "app.kubernetes.io/name": "vllm",
-        "app.kubernetes.io/instance": names.label_value(plan.name),
-        "app.kubernetes.io/managed-by": "breakeven",
-        PLAN_LABEL: names.label_value(plan.name),
-    }
     return {
         "apiVersion": f"{GATEWAY_GROUP}/{GATEWAY_VERSION}",
         "kind": "HTTPRoute",
-        "metadata": {"name": route_name(plan), "namespace": plan.namespace, "labels": labels},
+        "metadata": {
+            "name": route_name(plan),
+            "namespace": plan.namespace,
+            "labels": plan_labels(plan),
+        },
         "spec": spec,
     }
 

@@ -347,6 +347,16 @@ def _check(ctx: _Ctx) -> None:
 # ---------------------------------------------------------------------------------- labels
 
 
+def plan_labels(plan: api.ServingPlan) -> dict[str, str]:
+    """The labels of the plan's objects that belong to no one mode (its Service, its route)."""
+    return {
+        "app.kubernetes.io/name": "vllm",
+        "app.kubernetes.io/instance": names.label_value(plan.name),
+        "app.kubernetes.io/managed-by": "breakeven",
+        PLAN_LABEL: names.label_value(plan.name),
+    }
+
+
 def _common_labels(plan: api.ServingPlan, version: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "vllm",
@@ -1104,16 +1114,14 @@ def service(plan: api.ServingPlan, mode: api.ServingMode) -> dict[str, Any]:
     Port 80 -> the pods' `http` port (8000). Switching modes changes only `spec.selector`.
     Purely computational.
     """
-    labels = {
-        "app.kubernetes.io/name": "vllm",
-        "app.kubernetes.io/instance": names.label_value(plan.name),
-        "app.kubernetes.io/managed-by": "breakeven",
-        PLAN_LABEL: names.label_value(plan.name),
-    }
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": service_name(plan), "namespace": plan.namespace, "labels": labels},
+        "metadata": {
+            "name": service_name(plan),
+            "namespace": plan.namespace,
+            "labels": plan_labels(plan),
+        },
         "spec": {
             "type": "ClusterIP",
             "selector": selector_labels(plan, mode),
