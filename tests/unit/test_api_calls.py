@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 from kubernetes.aio.client.exceptions import ApiException
 
-from breakeven.core import facts
-from breakeven.shell import inputs, kube
-from breakeven.shell.reconcile import Reconciler
-from breakeven.shell.runtime import Config, PlanState
+from breakeven.core import api as api_types
+from breakeven.core import facts, rendering
+from breakeven.shell import inputs, kube, runtime
+from breakeven.shell.reconcile import Reconciler, batches
+from breakeven.shell.runtime import Config, PlanState, Scheduler
 
 ROOT = Path(__file__).resolve().parents[2]
 Key = tuple[str, str, str]
@@ -137,6 +138,8 @@ async def test_a_settled_plan_re_evaluated_sends_one_request() -> None:
     assert {k for _, k in applies} == {"Deployment", "Service"}, first
     gets = sorted(c for c in first if c[0] == "get")
     assert gets == sorted([("get", "ServingPlan"), *(("get", k) for _, k in applies)])
+    # The names are checked together, before anything is written (CachedWriter.claim).
+    assert first.index(("apply", "Deployment")) > max(i for i, c in enumerate(first) if c in gets)
     assert ("list", "Pod") not in first and first.count(("patch", "ServingPlan/status")) == 1
     api.settle()
     await reconcile(r, state, api)  # readiness changed: the status says so
@@ -172,3 +175,162 @@ async def test_a_name_held_by_someone_elses_object_is_never_taken_over() -> None
         await writer.apply(foreign["applied"])
     assert refused.value.status == 409 and "not owned by this plan" in str(refused.value.reason)
     assert ("apply", "Deployment") not in api.calls[-1:]
+
+
+class VersionedApi(CountingApi):
+    """The plan's resourceVersion moves with each status write, and a status write whose
+    precondition is not the current version is refused (409), as the API server does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.version = 1
+
+    async def patch_status(
+        self,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        resource_version: str | None = None,
+    ) -> None:
+        if resource_version != str(self.version):
+            self.calls.append(("conflict", "ServingPlan/status"))
+            raise ApiException(status=409, reason="Conflict")
+        await super().patch_status(namespace, name, status, resource_version)
+        self.version += 1
+
+    async def get_plan(self, namespace: str, name: str) -> dict[str, Any] | None:
+        fresh = await super().get_plan(namespace, name)
+        assert fresh is not None
+        fresh["metadata"]["resourceVersion"] = str(self.version)
+        return fresh
+
+
+def event(api: VersionedApi, generation: int = 1, status: bool = False) -> dict[str, Any]:
+    """A watch event's body of the plan as the API server has it now."""
+    body = copy.deepcopy(api.plan)
+    body["metadata"].update(generation=generation, resourceVersion=str(api.version))
+    body["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]
+    if status:
+        body["status"] = copy.deepcopy(api.status)
+    return body
+
+
+async def test_a_new_plans_first_reconcile_takes_its_event_body_instead_of_a_get() -> None:
+    api = VersionedApi()
+    r, _ = setup(api)
+    scheduler = Scheduler(Config(), r.reconcile, NoTraffic(), lambda: True)
+    scheduler.remember(event(api))  # ADDED: a plan just created, no status yet
+    state = scheduler.plans[("default", api.plan["metadata"]["name"])]
+    assert state.event_body is not None and "managedFields" not in state.event_body["metadata"]
+    calls = await reconcile(r, state, api)
+    # No GET of the plan: the name checks (together), the applies, the status, the Events.
+    assert ("get", "ServingPlan") not in calls, calls
+    assert sorted(c for c in calls if c[0] == "get") == [("get", "Deployment"), ("get", "Service")]
+    assert sorted(c for c in calls if c[0] == "apply") == [
+        ("apply", "Deployment"),
+        ("apply", "Service"),
+    ]
+    assert (
+        calls.count(("patch", "ServingPlan/status")) == 1
+        and ("conflict", "ServingPlan/status") not in calls
+    )
+    assert ("create", "Event") in calls
+    assert state.event_body is None and state.generation_read == 1  # dropped once taken
+    # The next reconcile (periodic, or a child's event) GETs the plan again.
+    assert ("get", "ServingPlan") in await reconcile(r, state, api)
+
+
+async def test_a_spec_change_is_reconciled_from_its_event_and_an_older_event_is_not() -> None:
+    api = VersionedApi()
+    r, _ = setup(api)
+    scheduler = Scheduler(Config(), r.reconcile, NoTraffic(), lambda: True)
+    scheduler.remember(event(api))
+    state = scheduler.plans[("default", api.plan["metadata"]["name"])]
+    await reconcile(r, state, api)
+    # A late event of the generation already reconciled (its status predates our write) is
+    # held while it waits, but the reconcile GETs the plan: the body may be behind our write.
+    state.event_body = runtime.held(event(api, generation=1))
+    assert ("get", "ServingPlan") in await reconcile(r, state, api)
+    api.plan["metadata"]["generation"] = 2
+    scheduler.remember(event(api, generation=2, status=True))  # the spec changed
+    assert state.event_body is not None
+    calls = await reconcile(r, state, api)
+    assert ("get", "ServingPlan") not in calls and ("conflict", "ServingPlan/status") not in calls
+    assert state.generation_read == 2
+
+
+async def test_a_stale_event_body_fails_the_status_precondition_and_is_reconciled_from_a_get() -> (
+    None
+):
+    api = VersionedApi()
+    r, _ = setup(api)
+    scheduler = Scheduler(Config(), r.reconcile, NoTraffic(), lambda: True)
+    scheduler.remember(event(api))
+    state = scheduler.plans[("default", api.plan["metadata"]["name"])]
+    api.version += 1  # the plan changed after the event (one not seen yet)
+    calls = await reconcile(r, state, api)
+    assert ("get", "ServingPlan") not in calls and ("conflict", "ServingPlan/status") in calls
+    assert state.pending and ("patch", "ServingPlan/status") not in calls  # nothing written
+    calls = await reconcile(r, state, api)  # again, at once: from a GET
+    assert calls[0] == ("get", "ServingPlan") and ("patch", "ServingPlan/status") in calls
+
+
+async def test_a_name_held_by_someone_else_fails_the_step_before_anything_is_applied() -> None:
+    api = CountingApi()
+    r, state = setup(api)
+    service = rendering.service_name(api_plan(api))
+    api.objects[("Service", "default", service)] = {
+        "kind": "Service",
+        "metadata": {"name": service, "namespace": "default", "ownerReferences": [{"uid": "x"}]},
+        "applied": {},
+    }
+    writer = kube.CachedWriter(api, lambda: lambda kind, ns, name: None)  # type: ignore[arg-type]
+    r.connect(writer)
+    calls = await reconcile(r, state, api)
+    assert ("get", "Service") in calls and ("get", "Deployment") in calls
+    assert not [c for c in calls if c[0] == "apply"], calls  # not even the Deployment
+    messages = " ".join(c["message"] for c in api.status["conditions"])
+    assert "409" in messages and "not owned by this plan" in messages, messages
+
+
+def api_plan(api: CountingApi) -> api_types.ServingPlan:
+    return api_types.ServingPlan.model_validate(api.plan)
+
+
+class NoTraffic:
+    def stale(self, state: PlanState) -> bool:
+        return False
+
+    async def refresh(self, states: list[PlanState]) -> None:
+        return None
+
+
+def test_applies_go_together_unless_one_waits_for_an_object_before_it() -> None:
+    def obj(kind: str) -> tuple[str, Any]:
+        return ("apply", {"kind": kind, "metadata": {"name": kind.lower()}})
+
+    def kinds(writes: list[tuple[str, Any]]) -> list[list[str]]:
+        return [[w["kind"] if v == "apply" else v for v, w in b] for b in batches(writes)]
+
+    # A new plan: its workload (first) and its Service in one round trip.
+    assert kinds([obj("Deployment"), obj("Service")]) == [["Deployment", "Service"]]
+    # The pods mount the telemetry ConfigMap; the route's backend is the mirror Service.
+    assert kinds([obj("ConfigMap"), obj("LeaderWorkerSet"), obj("PodMonitor")]) == [
+        ["ConfigMap"],
+        ["LeaderWorkerSet", "PodMonitor"],
+    ]
+    assert kinds([obj("Service"), obj("Service"), obj("HTTPRoute")]) == [
+        ["Service", "Service"],
+        ["HTTPRoute"],
+    ]
+    # A stepwise switch: the active mode shrinks only after the target was applied.
+    assert kinds([obj("LeaderWorkerSet"), obj("Deployment")]) == [
+        ["LeaderWorkerSet"],
+        ["Deployment"],
+    ]
+    # A delete or prune waits for everything before it, and everything after waits for it.
+    assert kinds([obj("Service"), ("delete", "Dense"), obj("Service")]) == [
+        ["Service"],
+        ["delete"],
+        ["Service"],
+    ]

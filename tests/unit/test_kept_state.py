@@ -78,3 +78,24 @@ def test_the_traffic_read_builds_the_same_query_from_the_kept_body() -> None:
         api.ServingPlan.model_validate(kept(full_body())), config.prometheus_url, allowed
     )
     assert isinstance(query_kept, traffic.TrafficQuery) and query_kept == query_full
+
+
+def test_an_event_body_is_held_only_for_a_new_plan_or_a_spec_change_until_taken() -> None:
+    scheduler = Scheduler(Config(), never, NoTraffic(), lambda: False)  # type: ignore[arg-type]
+    listed = full_body(1)  # listed at start, with its status: the reconcile GETs it
+    scheduler.remember(copy.deepcopy(listed))
+    state = scheduler.plans[("team", "web")]
+    assert state.event_body is None
+    scheduler.remember(full_body(1))  # our own status write: nothing to hold
+    assert state.event_body is None
+    scheduler.remember(full_body(2))  # a spec change: held, without managedFields
+    assert state.event_body is not None and state.event_body["metadata"]["generation"] == 2
+    assert "managedFields" not in state.event_body["metadata"]
+    newer = full_body(2)
+    newer["metadata"]["resourceVersion"] = "43"
+    scheduler.remember(newer)  # a later event while it waits: the newer body is held
+    assert state.event_body["metadata"]["resourceVersion"] == "43"
+    created = {**full_body(1), "metadata": {**full_body(1)["metadata"], "name": "new"}}
+    del created["status"]
+    scheduler.remember(created)  # a plan just created (ADDED, no status yet)
+    assert scheduler.plans[("team", "new")].event_body is not None

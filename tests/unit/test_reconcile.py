@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,10 @@ class FakeApi:
         self.plan: dict[str, Any] | None = None  # what get_plan answers (None: deleted)
         self.status_versions: list[str | None] = []
 
-    async def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+    async def claim(self, objs: Sequence[Mapping[str, Any]]) -> None:
+        return None  # the raw writer checks no names (kube.Writer.claim)
+
+    async def apply(self, obj: Mapping[str, Any], claimed: bool = False) -> dict[str, Any]:
         meta = obj["metadata"]
         if self.refuse(obj):
             self.log.append(("refused", obj["kind"], meta["name"]))

@@ -56,7 +56,9 @@ async def test_a_plan_deleted_while_the_watch_was_away_is_forgotten_and_nothing_
     r, fake, body, traffic = setup()
     fake.plan = None  # deleted; the watch's re-list never said so
     scheduler = Scheduler(Config(), r.reconcile, FreshFacts(), lambda: True)
-    scheduler.remember(body)
+    # A plan the operator knew (listed with its status): no event body is held for it, so the
+    # reconcile GETs it (a new plan's first reconcile takes its ADDED event's body instead).
+    scheduler.remember({**body, "status": {"observedGeneration": 1}})
     key = (body["metadata"]["namespace"], body["metadata"]["name"])
     scheduler.plans[key].traffic = traffic
     await scheduler._work(key, scheduler.plans[key])

@@ -12,7 +12,7 @@ GETs, and skips an apply whose rendered object is unchanged since this process a
 which nobody has changed since (same hash of the rendered object, same generation of the live
 one; a Service by its resourceVersion). A name absent from the indexes is not ours: before
 creating it, one GET makes sure no other object holds the name (an object of someone else's is
-never taken over).
+never taken over); `claim` checks every name a step applies at once, before any is written.
 
 Verbs used here (and nothing else; manifests/rbac.yaml grants exactly these):
 
@@ -32,11 +32,12 @@ Verbs used here (and nothing else; manifests/rbac.yaml grants exactly these):
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from kubernetes.aio import client as k8s
@@ -160,6 +161,11 @@ def digest(obj: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _key(obj: Mapping[str, Any]) -> tuple[str, str, str]:
+    meta = obj["metadata"]
+    return (str(obj["kind"]), str(meta["namespace"]), str(meta["name"]))
+
+
 def _owner_uids(obj: Mapping[str, Any]) -> set[str]:
     return {str(o.get("uid")) for o in (obj.get("metadata") or {}).get("ownerReferences") or []}
 
@@ -179,7 +185,8 @@ async def _json(response: Any) -> Obj:
 class Client(Protocol):
     """What a reconcile calls: `Writer`, or `CachedWriter` in front of it."""
 
-    async def apply(self, obj: Mapping[str, Any]) -> Obj: ...
+    async def claim(self, objs: Sequence[Mapping[str, Any]]) -> None: ...
+    async def apply(self, obj: Mapping[str, Any], claimed: bool = False) -> Obj: ...
     async def get(self, kind: str, namespace: str, name: str) -> Obj | None: ...
     async def delete(self, kind: str, namespace: str, name: str) -> bool: ...
     async def serves(self, group: str, version: str, plural: str) -> bool: ...
@@ -210,7 +217,10 @@ class Writer:
         self.core = k8s.CoreV1Api(api_client)
         self.custom = k8s.CustomObjectsApi(api_client)
 
-    async def apply(self, obj: Mapping[str, Any]) -> Obj:
+    async def claim(self, objs: Sequence[Mapping[str, Any]]) -> None:
+        """Nothing: the raw writer checks no names (`CachedWriter.claim` does)."""
+
+    async def apply(self, obj: Mapping[str, Any], claimed: bool = False) -> Obj:
         """Server-side apply (force: the operator owns what it renders)."""
         kind = obj["kind"]
         name = obj["metadata"]["name"]
@@ -411,23 +421,38 @@ class CachedWriter:
             return obj
         return await self.inner.get(kind, namespace, name)
 
-    async def apply(self, obj: Mapping[str, Any]) -> Obj:
-        kind, meta = str(obj["kind"]), obj["metadata"]
-        key = (kind, str(meta["namespace"]), str(meta["name"]))
-        rendered = digest(obj)
-        cached, live = self._cached(*key)
-        if cached and live is not None and self.applied.get(key) == (rendered, version(live)):
-            metrics.API_SAVED.labels(verb="apply", kind=kind).inc()
-            return live
-        if cached and live is None:
-            # Not ours (or not yet seen): never take over someone else's object.
-            existing = await self.inner.get(*key)
+    async def claim(self, objs: Sequence[Mapping[str, Any]]) -> None:
+        """Make sure nobody else holds the names of `objs`, which are about to be applied: one
+        GET for each name absent from the indexes, all at once (a new plan's Deployment and
+        Service cost one round trip, not two). Raises ApiException 409 for the first (in
+        order) held by an object that is not the applier's; then nothing should be applied."""
+        unknown = []
+        for obj in objs:
+            key = _key(obj)
+            cached, live = self._cached(*key)
+            if cached and live is None:
+                unknown.append((key, obj))
+        found = await asyncio.gather(*(self.inner.get(*key) for key, _ in unknown))
+        for (key, obj), existing in zip(unknown, found, strict=True):
             if existing is not None and not _owner_uids(existing) & _owner_uids(obj):
                 raise ApiException(
                     status=409,
-                    reason=f"Conflict: {kind} {key[2]} already exists in {key[1]} and is not "
+                    reason=f"Conflict: {key[0]} {key[2]} already exists in {key[1]} and is not "
                     "owned by this plan; rename the plan or the object",
                 )
+
+    async def apply(self, obj: Mapping[str, Any], claimed: bool = False) -> Obj:
+        """Apply `obj` unless it is unchanged (see the class); `claimed`: `claim` has just
+        checked its name (else a name absent from the indexes is checked here)."""
+        key = _key(obj)
+        rendered = digest(obj)
+        cached, live = self._cached(*key)
+        if cached and live is not None and self.applied.get(key) == (rendered, version(live)):
+            metrics.API_SAVED.labels(verb="apply", kind=key[0]).inc()
+            return live
+        if cached and live is None and not claimed:
+            # Not ours (or not yet seen): never take over someone else's object.
+            await self.claim([obj])
         result = await self.inner.apply(obj)
         self.applied[key] = (rendered, version(result))
         return result

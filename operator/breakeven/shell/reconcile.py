@@ -12,12 +12,13 @@ plan author can fix.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pydantic
@@ -127,11 +128,25 @@ class Reconciler:
         plan of the same name: a new uid). The watch's cached body can be behind: after our own
         status write (the previous status), or across a watch restart, whose re-list reports no
         deletion (kopf/_cogs/clients/watching.py, continuous_watch), so a plan deleted then
-        stays in the cache."""
+        stays in the cache.
+
+        One body is used without a GET: that of the watch event which queued this reconcile (a
+        plan just created, a changed spec: `PlanState.event_body`), when its generation is newer
+        than any this plan was reconciled from. Such a body cannot predate our last status
+        write: that write's resourceVersion precondition would have failed had the spec changed
+        after the body it was computed from. Should the body still be behind (a later event
+        not yet seen), the status write fails its precondition (409) and the plan is reconciled
+        again from a GET (`write_status`); retries and periodic re-evaluation always GET."""
         meta = state.body["metadata"]
-        fresh = await self.writer.get_plan(meta["namespace"], meta["name"])
+        event, state.event_body = state.event_body, None
+        if event is not None and _newer(event, meta.get("uid"), state.generation_read):
+            metrics.API_SAVED.labels(verb="get", kind="ServingPlan").inc()
+            fresh: dict[str, Any] | None = event
+        else:
+            fresh = await self.writer.get_plan(meta["namespace"], meta["name"])
         if fresh is None or fresh["metadata"].get("uid") != meta.get("uid"):
             return None
+        state.generation_read = fresh["metadata"].get("generation")
         return fresh
 
     @staticmethod
@@ -247,9 +262,17 @@ class Reconciler:
             clash = await self._service_clash(plan) or await self._route_clash(plan, writes)
             if clash:
                 return Carried(kept, error=clash)
-            for verb, what in writes.writes:
+            ordered = [
+                (verb, kube.owned(what, plan) if verb == "apply" else what)
+                for verb, what in writes.writes
+            ]
+            # Every name checked at once, before anything is written: a name held by someone
+            # else's object fails the step with nothing applied.
+            await self.writer.claim([what for verb, what in ordered if verb == "apply"])
+            for batch in batches(ordered):
+                verb, what = batch[0]
                 if verb == "apply":
-                    await self.writer.apply(kube.owned(what, plan))
+                    await self._apply(obj for _, obj in batch)
                 elif verb == "delete":
                     await self._delete_mode(plan, what, previous)
                 else:
@@ -260,6 +283,16 @@ class Reconciler:
             logger.warning("%s/%s: apply failed: %s", plan.namespace, plan.name, exc.body)
             return Carried(kept, error=f"API server refused: {exc.status} {exc.reason}")
         return Carried(writes.placements)
+
+    async def _apply(self, objs: Iterable[Mapping[str, Any]]) -> None:
+        """Apply a batch (`batches`) at once, in its order (the workload's request first); the
+        first failure, in that order, is raised once all have answered."""
+        done = await asyncio.gather(
+            *(self.writer.apply(obj, claimed=True) for obj in objs), return_exceptions=True
+        )
+        for result in done:
+            if isinstance(result, BaseException):
+                raise result
 
     async def write_status(
         self, state: PlanState, body: Mapping[str, Any], status: Mapping[str, Any]
@@ -380,6 +413,47 @@ class Reconciler:
         for kind, obj_name in sorted(known):
             with contextlib.suppress(ApiException):
                 await self.writer.delete(kind, plan.namespace, obj_name)
+
+
+_WAITS_FOR = {"ConfigMap", "ComputeDomain", *WORKLOAD_KINDS}
+REFERS = {
+    "HTTPRoute": {"Service"},  # its backends (a Shadow trial's mirror Service)
+    # A workload's pods mount the ConfigMap and claim the ComputeDomain; and a workload waits
+    # for the one before it: a stepwise switch shrinks the active mode only once the target's
+    # apply was accepted (switching.step), so a refused target leaves the active mode whole.
+    "Deployment": _WAITS_FOR,
+    "LeaderWorkerSet": _WAITS_FOR,
+}
+"""Which kinds an applied object waits for when the step applied one of them just before it."""
+
+
+def batches(writes: Sequence[tuple[str, Any]]) -> list[list[tuple[str, Any]]]:
+    """The step's writes, in their order, as batches that may go at once: consecutive applies
+    share a batch unless one refers to a kind already in it (REFERS: then it waits for them);
+    a delete or prune is a batch of its own, after what precedes it."""
+    out: list[list[tuple[str, Any]]] = []
+    for verb, what in writes:
+        last = out[-1] if out else None
+        if (
+            verb == "apply"
+            and last is not None
+            and last[0][0] == "apply"
+            and not REFERS.get(str(what.get("kind")), set()) & {o["kind"] for _, o in last}
+        ):
+            last.append((verb, what))
+        else:
+            out.append([(verb, what)])
+    return out
+
+
+def _newer(body: Mapping[str, Any], uid: str | None, generation_read: int | None) -> bool:
+    """Whether an event's body may stand for a GET: the same plan, and a spec generation newer
+    than the last one reconciled (none yet: a new plan)."""
+    meta = body.get("metadata") or {}
+    if meta.get("uid") != uid:
+        return False
+    generation = meta.get("generation")
+    return generation_read is None or (isinstance(generation, int) and generation > generation_read)
 
 
 def _key(obj: Mapping[str, Any]) -> tuple[str, str]:

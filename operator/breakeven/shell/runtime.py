@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import copy
 import dataclasses
 import heapq
 import logging
@@ -101,6 +102,10 @@ class PlanState:
     gone: bool = False  # the reconcile found it deleted (a watch restart hides deletions)
     urgent: bool = True  # queued in the urgent lane when its time comes
     failures: int = 0  # reconciles in a row that raised (the retry back-off)
+    # The body of the watch event that queued it (a new plan, a changed spec), until the next
+    # reconcile takes it instead of GETting the plan (Reconciler.read); then it is dropped.
+    event_body: dict[str, Any] | None = None
+    generation_read: int | None = None  # metadata.generation of the body reconciled last
 
 
 KEPT_METADATA = ("name", "namespace", "uid", "generation")
@@ -110,8 +115,9 @@ def kept(body: Mapping[str, Any]) -> dict[str, Any]:
     """What the scheduler keeps of a plan between reconciles: its identity, its generation
     (a changed spec) and its spec (the traffic read's query). Not its status or managedFields,
     which grow with the cluster (a placement names its pool's nodes) and which nothing reads
-    from here: a reconcile reads the plan fresh (Reconciler.read). At 1,000 plans on 5,000 nodes
-    the whole bodies were most of the operator's memory (docs/performance.md)."""
+    from here: a reconcile reads the plan fresh (Reconciler.read), or takes the body of the
+    event that queued it (`PlanState.event_body`, held only until then). At 1,000 plans on
+    5,000 nodes the whole bodies were most of the operator's memory (docs/performance.md)."""
     meta = body.get("metadata") or {}
     return {
         "apiVersion": body.get("apiVersion"),
@@ -119,6 +125,14 @@ def kept(body: Mapping[str, Any]) -> dict[str, Any]:
         "metadata": {k: meta[k] for k in KEPT_METADATA if k in meta},
         "spec": body.get("spec") or {},
     }
+
+
+def held(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a watch event's body for the reconcile it queued, without managedFields
+    (nothing reads them)."""
+    out = copy.deepcopy(dict(body))
+    out["metadata"] = {k: v for k, v in out["metadata"].items() if k != "managedFields"}
+    return out
 
 
 Reconcile = Callable[[PlanState], Awaitable[bool]]
@@ -178,17 +192,23 @@ class Scheduler:
     # ------------------------------------------------------------------------- what kopf says
 
     def remember(self, body: Mapping[str, Any]) -> None:
+        """A plan's watch event. A new plan or a changed spec is queued, with the event's body
+        held for its next reconcile (`held`): a new plan's only when it has no status yet (a
+        plan just created, small; not the listing of every plan at start)."""
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         state = self.plans.get(key)
         raw = kept(body)
         if state is None:
-            self.plans[key] = PlanState(body=raw)
+            new = PlanState(body=raw, event_body=None if body.get("status") else held(body))
+            self.plans[key] = new
             self._at(key, 0.0, urgent=True)
             return
         changed = state.body.get("metadata", {}).get("generation") != raw.get("metadata", {}).get(
             "generation"
         )
         state.body = raw
+        if changed or state.event_body is not None:  # a later event's body is the newer one
+            state.event_body = held(body)
         if changed:
             state.traffic = None  # the selector or window may have changed
             self._at(key, 0.0, urgent=True)
