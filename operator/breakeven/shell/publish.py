@@ -2,8 +2,11 @@
 
 Status goes as a JSON merge patch of what changed (statuses.merge_patch), nothing when nothing
 did, with the body's resourceVersion as a precondition (a 409 when the plan changed since it was
-read); a plan deleted meanwhile needs none. Events are posted in the background: a failed post is
-logged, never fatal, and never delays the next plan. The metrics that count Events (decisions,
+read); a plan deleted meanwhile needs none. Events are posted in the background, off the
+reconcile's path: at most POSTING at once (a burst of new plans' Events never crowds out the
+reconciles' own requests), each holding only the plan's identity; a failed post is logged, never
+fatal, and never delays the next plan; beyond WAITING_MAX waiting, an Event is dropped with a
+warning that names it. The metrics that count Events (decisions,
 switches, fallbacks) are counted here, once per Event.
 """
 
@@ -20,12 +23,18 @@ from breakeven.core import api, statuses, switching
 from breakeven.shell import kube, metrics
 
 logger = logging.getLogger("breakeven")
+IDENTITY = ("name", "namespace", "uid", "resourceVersion")  # of the plan, in its Events
+
+
+POSTING = 4  # Event posts in flight at once
+WAITING_MAX = 10_000  # Events waiting for a post; more are dropped, each with a warning
 
 
 class Publisher:
     def __init__(self, writer: kube.Client) -> None:
         self.writer = writer
-        self._posting: set[asyncio.Task[None]] = set()
+        self._posting: set[asyncio.Task[None]] = set()  # posted or waiting to be
+        self._slots: asyncio.Semaphore | None = None  # made in the running loop
 
     async def write(self, body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
         """Patch the plan's status to `status` (kopf's bookkeeping under it left alone)."""
@@ -63,12 +72,28 @@ class Publisher:
         self.post(body, outcome.events)
 
     def post(self, body: Mapping[str, Any], events: Iterable[switching.Event]) -> None:
+        meta = body.get("metadata") or {}
+        plan = {"metadata": {k: meta.get(k) for k in IDENTITY}}  # what an Event names
         for event in events:
-            task = asyncio.create_task(
-                self.writer.post_event(dict(body), event.type, event.reason, event.message)
-            )
+            if len(self._posting) >= WAITING_MAX:
+                logger.warning(
+                    "dropped the %s Event %s of %s/%s: %d Events wait to be posted",
+                    event.type,
+                    event.reason,
+                    meta.get("namespace"),
+                    meta.get("name"),
+                    len(self._posting),
+                )
+                continue
+            task = asyncio.create_task(self._post(plan, event))
             self._posting.add(task)
             task.add_done_callback(self._posted)
+
+    async def _post(self, plan: Mapping[str, Any], event: switching.Event) -> None:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(POSTING)
+        async with self._slots:
+            await self.writer.post_event(plan, event.type, event.reason, event.message)
 
     def _posted(self, task: asyncio.Task[None]) -> None:
         self._posting.discard(task)
