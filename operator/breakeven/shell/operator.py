@@ -1,7 +1,10 @@
 """The operator's kopf wiring and `breakeven run`: handlers that feed the runtime, nothing more.
 
-    kopf watches ─┬─ nodes ──────────── index (small projections, no handlers on Nodes)
-                  ├─ servingplans ───── events -> cache; new plans and spec changes
+    Node informer (shell/informer.py, started by Runtime): paged list + watch of Nodes ->
+                  small projections of the GPU nodes (runtime.nodes); not kopf, whose index
+                  held every Node body at start and cost ~10 ms per Node event
+
+    kopf watches ─┬─ servingplans ───── events -> cache; new plans and spec changes
                   │                     (generation) -> trigger
                   └─ our children ───── indexes (Deployments, LeaderWorkerSets, Services
                                         labelled managed-by breakeven: small projections the
@@ -35,7 +38,7 @@ from typing import Any
 
 import kopf
 
-from breakeven.core import api, facts
+from breakeven.core import api
 from breakeven.shell import inputs, kube, metrics
 from breakeven.shell.runtime import Config, Runtime
 
@@ -51,8 +54,8 @@ CONFIG = Config()
 class NoDiffBase(kopf.DiffBaseStorage):
     """kopf's diff base, for an operator without change-detecting handlers (on.create, on.update,
     on.field, timers, daemons): none. kopf builds the diff base of every event it processes
-    (kopf/_core/reactor/processing.py, _detect_causes), a deep copy of the whole body, Nodes
-    and children included, and uses it only for those handlers; this one builds nothing, stores
+    (kopf/_core/reactor/processing.py, _detect_causes), a deep copy of the whole body,
+    children included, and uses it only for those handlers; this one builds nothing, stores
     nothing and finds nothing. Add such a handler and this must go back to a real storage."""
 
     def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
@@ -78,10 +81,10 @@ async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
     settings.posting.level = logging.WARNING
     settings.watching.inactivity_timeout = 70  # watches behind load balancers go quiet (kopf#847)
     settings.networking.request_timeout = 60
-    # Not paged LISTs (settings.watching.chunk_size), though one response holds every Node:
-    # kopf does not restart a list whose continue token expired (410) while a slow operator
-    # worked through the pages, and the operator stopped (docs/performance.md); client-go's
-    # pager falls back to a full list then (tools/pager/pager.go, FullListIfExpired).
+    # Not paged LISTs (settings.watching.chunk_size): kopf does not restart a list whose
+    # continue token expired (410) while a slow operator worked through the pages, and the
+    # operator stopped (docs/performance.md); client-go's pager falls back to a full list then
+    # (tools/pager/pager.go, FullListIfExpired), as the Node informer (shell/informer.py) does.
     if CONFIG.metrics_port:
         metrics.serve(CONFIG.metrics_port, CONFIG.metrics_address)
     runtime = Runtime(CONFIG)
@@ -94,16 +97,6 @@ async def _cleanup(memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
         await runtime.stop()
-
-
-@kopf.index("nodes")
-async def gpu_nodes(body: kopf.Body, **_: Any) -> dict[str, facts.NodeInfo]:
-    """Every GPU node as a small projection; nodes without GPUs are not kept."""
-    info = facts.node_info(body, CONFIG.mapping)
-    has_gpu = info.allocatable.get(CONFIG.mapping.gpu_resource) or info.labels.get(
-        CONFIG.mapping.gpu_count_label
-    )
-    return {"gpu": info} if has_gpu else {}
 
 
 async def _child(kind: str, body: kopf.Body) -> dict[tuple[str, str], dict[str, Any]]:
@@ -131,7 +124,6 @@ async def breakeven_services(body: kopf.Body, **_: Any) -> dict[Any, Any]:
 
 def _hand_over(runtime: Runtime, kwargs: dict[str, Any]) -> None:
     """Give the runtime kopf's indexes (kopf passes them only to handlers)."""
-    runtime.nodes = kwargs["gpu_nodes"]
     if runtime.children is None:
         runtime.children = {
             "Deployment": kwargs["breakeven_deployments"],

@@ -42,6 +42,7 @@ from kubernetes.aio import config as k8s_config
 from breakeven.core import api, facts, traffic
 from breakeven.core.rendering import telemetry
 from breakeven.shell import kube, metrics, prometheus
+from breakeven.shell.informer import Informer, collection_path
 from breakeven.shell.reconcile import Reconciler
 
 logger = logging.getLogger("breakeven")
@@ -449,12 +450,23 @@ class TrafficCache:
             state.traffic_at = now
 
 
+def gpu_node(body: Mapping[str, Any], mapping: facts.LabelMapping) -> facts.NodeInfo | None:
+    """A GPU node's small projection; None for a node without GPUs (not kept)."""
+    info = facts.node_info(body, mapping)
+    has_gpu = info.allocatable.get(mapping.gpu_resource) or info.labels.get(mapping.gpu_count_label)
+    return info if has_gpu else None
+
+
 class Runtime:
     """The clients, the scheduler, the traffic cache and the reconcile, wired together."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        # The GPU nodes as the reconcile reads them ({"gpu": NodeInfo objects}), from the Node
+        # informer (shell/informer.py) once its first list is in.
         self.nodes: Mapping[str, Any] | None = None
+        self.node_informer: Informer[facts.NodeInfo] | None = None
+        self.node_task: asyncio.Task[None] | None = None
         # kopf's indexes of our children by kind: (kind, namespace, name) -> projection
         self.children: dict[str, Mapping[Any, Any]] | None = None
         self.http = prometheus.client()
@@ -464,7 +476,7 @@ class Runtime:
             config,
             self.reconciler.reconcile,
             self.traffic,
-            lambda: self.nodes is not None and self.children is not None,
+            lambda: self.nodes_synced() and self.children is not None,
         )
         self.traffic.others = lambda: list(self.scheduler.plans.values())
         self.task: asyncio.Task[None] | None = None
@@ -497,11 +509,25 @@ class Runtime:
                 config_file=self.config.kubeconfig, client_configuration=configuration
             )
         self.api_client = k8s.ApiClient(configuration)
+        mapping = self.config.mapping
+        informer: Informer[facts.NodeInfo] = Informer(
+            self.api_client,
+            collection_path("", "v1", "nodes"),
+            lambda body: gpu_node(body, mapping),
+            name="nodes",
+        )
+        self.node_informer = informer
+        self.nodes = {"gpu": informer.store.values()}
+        self.node_task = asyncio.create_task(informer.run(), name="breakeven-nodes")
         self.reconciler.connect(kube.CachedWriter(kube.Writer(self.api_client), self.lookup))
         self.task = asyncio.create_task(self.scheduler.run(), name="breakeven-scheduler")
 
+    def nodes_synced(self) -> bool:
+        """Whether the Node informer's first list is in."""
+        return self.node_informer is not None and self.node_informer.synced.is_set()
+
     async def stop(self) -> None:
-        for task in (self.task, self.scheduler.reading):
+        for task in (self.task, self.scheduler.reading, self.node_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
