@@ -308,3 +308,17 @@ def test_collection_paths() -> None:
         collection_path("apps", "v1", "deployments", "team a")
         == "/apis/apps/v1/namespaces/team%20a/deployments"
     )
+
+
+async def test_a_collection_not_served_is_empty_and_synced(
+    api: tuple[FakeAPI, k8s.ApiClient],
+) -> None:
+    fake, client = api
+    fake.list_status = [404]
+    inf, _, task = start(client)
+    try:
+        await until(inf.synced.is_set)
+        assert inf.store == {}
+        assert fake.watch_queries() == []  # no watch of what is not there
+    finally:
+        await stop(task)

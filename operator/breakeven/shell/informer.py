@@ -66,6 +66,13 @@ class Failed(Exception):
     """A request failed; back off and try again."""
 
 
+class NotServed(Exception):
+    """The API server does not serve the collection (404: its CRD is not installed)."""
+
+
+NOT_SERVED_RETRY = 60.0  # seconds before a collection that was not served is listed again
+
+
 def object_key(obj: Mapping[str, Any]) -> tuple[str, str]:
     """(namespace, name); cluster-scoped objects have namespace ""."""
     meta = obj.get("metadata")
@@ -126,6 +133,19 @@ class Informer(Generic[T]):
             except (Failed, Gone) as exc:
                 await self._back_off(f"list failed: {exc}")
                 continue
+            except NotServed:
+                # Not an error of ours: as kopf does for a resource the cluster lacks, nothing
+                # is kept (the store empty and synced), and the list is tried again later.
+                logger.info(
+                    "%s: not served by the API server (404); again in %.0fs",
+                    self.name,
+                    NOT_SERVED_RETRY,
+                )
+                for key in list(self.store):
+                    self._remove(key)
+                self.synced.set()
+                await asyncio.sleep(NOT_SERVED_RETRY)
+                continue
             self._failures = 0
             while True:
                 try:
@@ -184,6 +204,11 @@ class Informer(Generic[T]):
         timeout = aiohttp.ClientTimeout(total=120)
         while True:
             response = await self._get(query, timeout)
+            if response.status == 404:
+                with contextlib.suppress(Exception):
+                    await response.read()
+                response.response.release()
+                raise NotServed()
             try:
                 await self._status(response)
             except Gone:
