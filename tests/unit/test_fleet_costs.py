@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from breakeven.shell import kube
+from breakeven.shell.informer import Informer
 from breakeven.shell.runtime import Config, Runtime
 
 
@@ -64,5 +65,25 @@ def test_a_child_change_triggers_its_plan_soon() -> None:
         unlabelled["metadata"]["labels"] = {}
         runtime._child_event("DELETED", key, unlabelled, None)
         assert len(triggered) == 2
+    finally:
+        asyncio.run(runtime.http.aclose())
+
+
+def test_children_are_read_from_the_informers_stores_once_every_list_is_in() -> None:
+    runtime = Runtime(Config())
+    try:
+        assert runtime.lookup() is None  # no informer yet: reads go to the API server
+        informer = Informer(None, "/apis/apps/v1/deployments", dict)  # type: ignore[arg-type]
+        runtime.informers.append(informer)
+        store = {("default", "web-dense"): kube.projection(deployment(1), "Deployment")}
+        runtime.children = {"Deployment": [{}, store]}
+        assert runtime.lookup() is None  # its first list is not in
+        informer.synced.set()
+        find = runtime.lookup()
+        assert find is not None
+        found = find("Deployment", "default", "web-dense")
+        assert found is not None and found["status"]["readyReplicas"] == 1
+        assert find("Deployment", "other", "web-dense") is None
+        assert find("Service", "default", "web-dense") is None
     finally:
         asyncio.run(runtime.http.aclose())
