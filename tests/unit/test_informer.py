@@ -322,3 +322,29 @@ async def test_a_collection_not_served_is_empty_and_synced(
         assert fake.watch_queries() == []  # no watch of what is not there
     finally:
         await stop(task)
+
+
+async def test_a_projection_that_raises_skips_the_object_and_keeps_the_rest(
+    api: tuple[FakeAPI, k8s.ApiClient],
+) -> None:
+    fake, client = api
+    fake.nodes = {"a": node("a"), "bad": node("bad")}
+    changes: Changes = []
+
+    def project(body: Any) -> facts.NodeInfo | None:
+        if body["metadata"]["name"] == "bad":
+            raise ValueError("a malformed object")
+        return gpu_node(body, MAPPING)
+
+    inf: Informer[facts.NodeInfo] = Informer(
+        client, "/api/v1/nodes", project, on_change=lambda *c: changes.append(c)
+    )
+    task = asyncio.create_task(inf.run())
+    try:
+        await until(inf.synced.is_set)
+        assert list(inf.store) == [("", "a")]
+        await fake.watches.put([line("MODIFIED", node("bad", rv=11)), bookmark(12)])
+        await until(lambda: inf.resource_version == "12")
+        assert list(inf.store) == [("", "a")] and len(changes) == 1
+    finally:
+        await stop(task)

@@ -146,6 +146,10 @@ class Informer(Generic[T]):
                 self.synced.set()
                 await asyncio.sleep(NOT_SERVED_RETRY)
                 continue
+            except Exception as exc:  # a bug of ours must not end the informer either
+                logger.exception("%s: list failed", self.name)
+                await self._back_off(f"list failed: {type(exc).__name__}")
+                continue
             self._failures = 0
             while True:
                 try:
@@ -155,6 +159,10 @@ class Informer(Generic[T]):
                     break
                 except Failed as exc:
                     await self._back_off(f"watch failed: {exc}")
+                except Exception as exc:  # a bug of ours: list again rather than stop
+                    logger.exception("%s: watch failed", self.name)
+                    await self._back_off(f"watch failed: {type(exc).__name__}")
+                    break
 
     async def _back_off(self, why: str) -> None:
         self._failures += 1
