@@ -556,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
                 )  # fmt: skip
 
             create_plan("warmup")
-            # kopf fills the node index before any plan handler runs: longer with many nodes
+            # every Node is listed (the informers) before any reconcile: longer with many nodes
             if status.wait("warmup", 180 + 0.1 * args.nodes) is None:
                 print(
                     "  the operator never wrote a status; its log:",

@@ -91,8 +91,8 @@ def report() -> str:
         roots += [
             ("plan bodies (PlanState.body)", [s.body for s in plans.values()]),
             ("plan states, the rest (traffic facts, ...)", list(plans.values())),
-            ("node index (kopf index gpu_nodes: facts.NodeInfo)", [runtime.nodes]),
-            ("children indexes (kube.projection)", [runtime.children]),
+            ("node informer store (facts.NodeInfo)", [list((runtime.nodes or {}).get("gpu", ()))]),
+            ("children informer stores (kube.projection)", [runtime.children]),
             ("reconciler and writer (hashes, caches)", [runtime.reconciler]),
         ]
     roots += [

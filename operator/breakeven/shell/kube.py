@@ -94,11 +94,12 @@ def owned(obj: Mapping[str, Any], plan: api.ServingPlan) -> Obj:
 
 
 INDEXED = ("Deployment", "LeaderWorkerSet", "Service")
-"""The kinds of child read from kopf's indexes (operator.py) rather than the API server."""
+"""The kinds of child read from the informers' stores (runtime.py) rather than the API server."""
 
 
 def projection(body: Mapping[str, Any], kind: str) -> Obj:
-    """What a reconcile reads of a child: kept in kopf's index instead of the whole body."""
+    """What a reconcile reads of a child: kept in its informer's store instead of the whole
+    body (shell/informer.py)."""
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
     status = body.get("status") or {}
@@ -394,13 +395,14 @@ class Writer:
 
 
 Lookup = Callable[[str, str, str], "Mapping[str, Any] | None"]
-"""(kind, namespace, name) -> the child as kopf's index holds it, or None."""
+"""(kind, namespace, name) -> the child as its informer's store holds it, or None."""
 
 
 class CachedWriter:
     """The writer a reconcile uses: reads children from the indexes, skips unchanged applies.
 
-    `lookup` is None until kopf's indexes are filled (then every call goes to `inner`)."""
+    `lookup` is None until the informers' first lists are in (then every call goes to
+    `inner`)."""
 
     def __init__(self, inner: Writer, lookup: Callable[[], Lookup | None]) -> None:
         self.inner = inner

@@ -1,12 +1,17 @@
 """The operator's kopf wiring and `breakeven run`: handlers that feed the runtime, nothing more.
 
-    kopf watches ─┬─ nodes ──────────── index (small projections, no handlers on Nodes)
-                  ├─ servingplans ───── events -> cache; new plans and spec changes
-                  │                     (generation) -> trigger
-                  └─ our children ───── indexes (Deployments, LeaderWorkerSets, Services
-                                        labelled managed-by breakeven: small projections the
-                                        reconcile reads instead of GETs); events that change
-                                        what a reconcile reads -> trigger the owning plan
+    kopf watches ─── servingplans ───── events -> cache; new plans and spec changes
+                                        (generation) -> trigger; and kopf's peering
+
+    informers (shell/informer.py; Runtime starts them): paged list + watch, small projections
+        ├─ nodes ────────────────────── the GPU nodes (runtime.nodes, facts.NodeInfo)
+        └─ our children ─────────────── Deployments, LeaderWorkerSets, Services labelled
+                                        managed-by breakeven (cluster-wide, or per
+                                        --namespace): kube.projection, which the reconcile
+                                        reads instead of GETs; changes of a Deployment or
+                                        LeaderWorkerSet in what a reconcile reads -> trigger
+                                        the owning plan
+        (not kopf's indexes: kopf held every listed body at start and spent ~10 ms an event)
 
     scheduler (shell/runtime.py): a de-duplicated work queue (new, changed and triggered plans
     ahead of periodic re-evaluation) and `--workers` workers; per plan, one at a time:
@@ -15,7 +20,7 @@
            step -> carry out -> build status and events -> write -> emit (shell/publish.py)
 
 The plan is written only on its status subresource, so GitOps tools see no drift on it. Only
-kopf's event handlers and indexes are used, so kopf keeps no bookkeeping on the plan (its
+kopf's event handlers are used, so kopf keeps no bookkeeping on the plan (its
 storage stays configured under `status["breakeven.dev"]`, where older versions wrote it).
 No timers, daemons or finalizers: those would write finalizers to the plan; the scheduler
 re-evaluates each plan on a jittered interval instead, and children are garbage-collected
@@ -35,13 +40,12 @@ from typing import Any
 
 import kopf
 
-from breakeven.core import api, facts
-from breakeven.shell import inputs, kube, metrics
+from breakeven.core import api
+from breakeven.shell import inputs, metrics
 from breakeven.shell.runtime import Config, Runtime
 
 logger = logging.getLogger("breakeven")
 
-MANAGED = {"app.kubernetes.io/managed-by": "breakeven"}
 BOOKKEEPING = ("status", "breakeven.dev")
 
 
@@ -51,9 +55,9 @@ CONFIG = Config()
 class NoDiffBase(kopf.DiffBaseStorage):
     """kopf's diff base, for an operator without change-detecting handlers (on.create, on.update,
     on.field, timers, daemons): none. kopf builds the diff base of every event it processes
-    (kopf/_core/reactor/processing.py, _detect_causes), a deep copy of the whole body, Nodes
-    and children included, and uses it only for those handlers; this one builds nothing, stores
-    nothing and finds nothing. Add such a handler and this must go back to a real storage."""
+    (kopf/_core/reactor/processing.py, _detect_causes), a deep copy of the whole body, and uses
+    it only for those handlers; this one builds nothing, stores nothing and finds nothing. Add
+    such a handler and this must go back to a real storage."""
 
     def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
         return kopf.BodyEssence()
@@ -78,10 +82,10 @@ async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
     settings.posting.level = logging.WARNING
     settings.watching.inactivity_timeout = 70  # watches behind load balancers go quiet (kopf#847)
     settings.networking.request_timeout = 60
-    # Not paged LISTs (settings.watching.chunk_size), though one response holds every Node:
-    # kopf does not restart a list whose continue token expired (410) while a slow operator
-    # worked through the pages, and the operator stopped (docs/performance.md); client-go's
-    # pager falls back to a full list then (tools/pager/pager.go, FullListIfExpired).
+    # Not paged LISTs (settings.watching.chunk_size): kopf does not restart a list whose
+    # continue token expired (410) while a slow operator worked through the pages, and the
+    # operator stopped (docs/performance.md); client-go's pager falls back to a full list then
+    # (tools/pager/pager.go, FullListIfExpired), as the Node informer (shell/informer.py) does.
     if CONFIG.metrics_port:
         metrics.serve(CONFIG.metrics_port, CONFIG.metrics_address)
     runtime = Runtime(CONFIG)
@@ -96,52 +100,8 @@ async def _cleanup(memo: kopf.Memo, **_: Any) -> None:
         await runtime.stop()
 
 
-@kopf.index("nodes")
-async def gpu_nodes(body: kopf.Body, **_: Any) -> dict[str, facts.NodeInfo]:
-    """Every GPU node as a small projection; nodes without GPUs are not kept."""
-    info = facts.node_info(body, CONFIG.mapping)
-    has_gpu = info.allocatable.get(CONFIG.mapping.gpu_resource) or info.labels.get(
-        CONFIG.mapping.gpu_count_label
-    )
-    return {"gpu": info} if has_gpu else {}
-
-
-async def _child(kind: str, body: kopf.Body) -> dict[tuple[str, str], dict[str, Any]]:
-    meta = body.get("metadata") or {}
-    return {(str(meta.get("namespace")), str(meta.get("name"))): kube.projection(body, kind)}
-
-
-@kopf.index("apps", "v1", "deployments", labels=MANAGED)
-async def breakeven_deployments(body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    """Our Deployments, as the reconcile reads them (kube.projection)."""
-    return await _child("Deployment", body)
-
-
-@kopf.index(kube.LWS_GROUP, kube.LWS_VERSION, kube.LWS_PLURAL, labels=MANAGED)
-async def breakeven_leaderworkersets(body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    """Our LeaderWorkerSets (kube.projection)."""
-    return await _child("LeaderWorkerSet", body)
-
-
-@kopf.index("", "v1", "services", labels=MANAGED)
-async def breakeven_services(body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    """Our Services (kube.projection)."""
-    return await _child("Service", body)
-
-
-def _hand_over(runtime: Runtime, kwargs: dict[str, Any]) -> None:
-    """Give the runtime kopf's indexes (kopf passes them only to handlers)."""
-    runtime.nodes = kwargs["gpu_nodes"]
-    if runtime.children is None:
-        runtime.children = {
-            "Deployment": kwargs["breakeven_deployments"],
-            "LeaderWorkerSet": kwargs["breakeven_leaderworkersets"],
-            "Service": kwargs["breakeven_services"],
-        }
-
-
 @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
-async def plan_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+async def plan_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Every event of a plan. A plan seen for the first time (created, or listed when the
     operator starts or resumes: kopf's listing events have no type) or whose spec changed
     (metadata.generation moved) is reconciled now; any other change (our own status writes)
@@ -152,25 +112,10 @@ async def plan_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **kwarg
     again, and which made the plan's first status write fail its resourceVersion precondition
     and run twice); this handler makes kopf write nothing (docs/performance.md)."""
     runtime: Runtime = memo["runtime"]
-    _hand_over(runtime, kwargs)
     if type == "DELETED":
         runtime.forget(body["metadata"]["namespace"], body["metadata"]["name"])
     else:
         runtime.remember(body)
-
-
-async def _child_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A child changed in what a reconcile reads of it (readiness, replicas, generation: a hand
-    edit) or was deleted: reconcile its plan soon. Other changes (conditions, timestamps,
-    observedGeneration) trigger nothing."""
-    runtime: Runtime = memo["runtime"]
-    plan = (body.get("metadata", {}).get("labels") or {}).get("breakeven.dev/plan")
-    if plan and runtime.child_changed(type, body):
-        runtime.trigger(body["metadata"]["namespace"], plan, soon=True)
-
-
-kopf.on.event("apps", "v1", "deployments", labels=MANAGED)(_child_event)
-kopf.on.event(kube.LWS_GROUP, kube.LWS_VERSION, kube.LWS_PLURAL, labels=MANAGED)(_child_event)
 
 
 # --------------------------------------------------------------------------- entry point

@@ -26,6 +26,7 @@ import contextlib
 import contextvars
 import copy
 import dataclasses
+import functools
 import heapq
 import logging
 import os
@@ -43,6 +44,7 @@ from kubernetes.aio import config as k8s_config
 from breakeven.core import api, facts, traffic
 from breakeven.core.rendering import telemetry
 from breakeven.shell import kube, metrics, prometheus
+from breakeven.shell.informer import Informer, collection_path
 from breakeven.shell.reconcile import Reconciler
 
 logger = logging.getLogger("breakeven")
@@ -469,44 +471,72 @@ class TrafficCache:
             state.traffic_at = now
 
 
+def _project_child(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    return kube.projection(body, kind)
+
+
+def gpu_node(body: Mapping[str, Any], mapping: facts.LabelMapping) -> facts.NodeInfo | None:
+    """A GPU node's small projection; None for a node without GPUs (not kept)."""
+    info = facts.node_info(body, mapping)
+    has_gpu = info.allocatable.get(mapping.gpu_resource) or info.labels.get(mapping.gpu_count_label)
+    return info if has_gpu else None
+
+
+CHILD_KINDS: dict[str, tuple[str, str, str]] = {
+    "Deployment": ("apps", "v1", "deployments"),
+    "LeaderWorkerSet": (kube.LWS_GROUP, kube.LWS_VERSION, kube.LWS_PLURAL),
+    "Service": ("", "v1", "services"),
+}
+"""The children the operator watches (labelled managed-by breakeven), as kube.projection keeps
+them: the reconcile reads them from the informers' stores instead of GETs."""
+TRIGGERING_KINDS = ("Deployment", "LeaderWorkerSet")  # whose changes reconcile their plan
+MANAGED_SELECTOR = "app.kubernetes.io/managed-by=breakeven"
+
+
 class Runtime:
-    """The clients, the scheduler, the traffic cache and the reconcile, wired together."""
+    """The clients, the scheduler, the traffic cache, the informers and the reconcile, wired
+    together."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        # The GPU nodes as the reconcile reads them ({"gpu": NodeInfo objects}), from the Node
+        # informer (shell/informer.py) once its first list is in.
         self.nodes: Mapping[str, Any] | None = None
-        # kopf's indexes of our children by kind: (kind, namespace, name) -> projection
-        self.children: dict[str, Mapping[Any, Any]] | None = None
+        # Every informer (nodes, and each child kind cluster-wide or per --namespace) and its task
+        self.informers: list[Informer[Any]] = []
+        self.informer_tasks: list[asyncio.Task[None]] = []
+        # Our children by kind: the informers' stores, (namespace, name) -> kube.projection
+        self.children: dict[str, list[Mapping[Any, Any]]] = {}
         self.http = prometheus.client()
         self.traffic = TrafficCache(config, self.http)
         self.reconciler = Reconciler(config, lambda: self.nodes)
-        self.scheduler = Scheduler(
-            config,
-            self.reconciler.reconcile,
-            self.traffic,
-            lambda: self.nodes is not None and self.children is not None,
-        )
+        self.scheduler = Scheduler(config, self.reconciler.reconcile, self.traffic, self.synced)
         self.traffic.others = lambda: list(self.scheduler.plans.values())
         self.task: asyncio.Task[None] | None = None
         self.api_client: k8s.ApiClient | None = None
-        # (kind, namespace, name) of each child seen on a watch -> kube.read_part of it
-        self.child_seen: dict[tuple[str, str, str], int] = {}
+
+    def synced(self) -> bool:
+        """Whether every informer's first list is in (reconciling waits for it)."""
+        return bool(self.informers) and all(i.synced.is_set() for i in self.informers)
 
     def lookup(self) -> kube.Lookup | None:
-        """Reads of children from kopf's indexes, once kopf has handed them over."""
-        children = self.children
-        if children is None:
+        """Reads of children from the informers' stores, once every first list is in."""
+        if not self.synced():
             return None
+        children = self.children
 
         def find(kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
-            index = children.get(kind)
-            if index is None:
-                return None
-            for obj in index.get((namespace, name), ()):
-                return dict(obj)
+            for store in children.get(kind, ()):
+                found = store.get((namespace, name))
+                if found is not None:
+                    return dict(found)
             return None
 
         return find
+
+    def _informer(self, informer: Informer[Any]) -> None:
+        self.informers.append(informer)
+        self.informer_tasks.append(asyncio.create_task(informer.run(), name=informer.name))
 
     async def start(self) -> None:
         configuration = k8s.Configuration()
@@ -517,11 +547,33 @@ class Runtime:
                 config_file=self.config.kubeconfig, client_configuration=configuration
             )
         self.api_client = k8s.ApiClient(configuration)
+        mapping = self.config.mapping
+        nodes: Informer[facts.NodeInfo] = Informer(
+            self.api_client,
+            collection_path("", "v1", "nodes"),
+            lambda body: gpu_node(body, mapping),
+            name="nodes",
+        )
+        self.nodes = {"gpu": nodes.store.values()}
+        self._informer(nodes)
+        for kind, (group, version, plural) in CHILD_KINDS.items():
+            namespaces: list[str | None] = [*self.config.namespaces] or [None]
+            for namespace in namespaces:
+                child: Informer[dict[str, Any]] = Informer(
+                    self.api_client,
+                    collection_path(group, version, plural, namespace),
+                    functools.partial(_project_child, kind=kind),
+                    label_selector=MANAGED_SELECTOR,
+                    on_change=self._child_event if kind in TRIGGERING_KINDS else None,
+                    name=f"{plural}" + (f" in {namespace}" if namespace else ""),
+                )
+                self.children.setdefault(kind, []).append(child.store)
+                self._informer(child)
         self.reconciler.connect(kube.CachedWriter(kube.Writer(self.api_client), self.lookup))
         self.task = asyncio.create_task(self.scheduler.run(), name="breakeven-scheduler")
 
     async def stop(self) -> None:
-        for task in (self.task, self.scheduler.reading):
+        for task in (self.task, self.scheduler.reading, *self.informer_tasks):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -530,24 +582,35 @@ class Runtime:
         if self.api_client is not None:
             await self.api_client.close()  # type: ignore[no-untyped-call]
 
+    def _child_event(self, type: str, key: Any, old: Any, new: Any) -> None:
+        """A child's change from its informer: reconcile its plan soon if it is one a
+        reconcile must see (child_changed)."""
+        body = new if new is not None else old
+        plan = ((body.get("metadata") or {}).get("labels") or {}).get("breakeven.dev/plan")
+        if plan and self.child_changed(type, old, new):
+            self.trigger(key[0], plan, soon=True)
+
+    @staticmethod
+    def child_changed(
+        type: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
+    ) -> bool:
+        """Whether a child's change is one its plan must be reconciled for: a deletion, or a
+        change of what a reconcile reads of it (kube.read_part: readiness, replicas,
+        generation, a hand edit). A child seen for the first time (created by its plan's
+        reconcile, or listed when the informer starts) is not one: the reconcile that created
+        it, or the one every plan gets at start, has read it. Other changes (conditions,
+        timestamps, observedGeneration) trigger nothing."""
+        if type == "DELETED":
+            return True
+        if type != "MODIFIED" or new is None:
+            return False
+        if old is None:
+            return True
+        kind = str(new.get("kind", ""))
+        return kube.read_part(old, kind) != kube.read_part(new, kind)
+
     def remember(self, body: Mapping[str, Any]) -> None:
         self.scheduler.remember(body)
-
-    def child_changed(self, type: str | None, body: Mapping[str, Any]) -> bool:
-        """Whether a child's watch event is one its plan must be reconciled for: a deletion, or
-        a change of what a reconcile reads of it (kube.read_part). A child seen for the first
-        time (created by its plan's reconcile, or listed when the watch starts) is not one:
-        the reconcile that created it, or the one every plan gets at start, has read it."""
-        meta = body.get("metadata") or {}
-        kind = str(body.get("kind", ""))
-        key = (kind, str(meta.get("namespace")), str(meta.get("name")))
-        if type == "DELETED":
-            self.child_seen.pop(key, None)
-            return True
-        part = kube.read_part(body, kind)
-        before = self.child_seen.get(key)
-        self.child_seen[key] = part
-        return type == "MODIFIED" and before != part
 
     def forget(self, namespace: str, name: str) -> None:
         self.scheduler.forget(namespace, name)
