@@ -1,4 +1,5 @@
-"""shell/clustercache.py: the GPU pools are rebuilt when the node index changes, never stale."""
+"""shell/clustercache.py: the GPU pools are rebuilt when the node index changes, or held a
+bounded while and said to be held."""
 
 from __future__ import annotations
 
@@ -60,3 +61,39 @@ def test_each_node_selector_has_its_own_pools_and_the_oldest_is_dropped() -> Non
     assert cache.get(nodes, MAPPING, None) is everywhere
     cache.get(nodes, MAPPING, {"topology.kubernetes.io/zone": "a"})
     assert cache.misses == 4
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_while_nodes_churn_the_pools_are_held_under_min_age_and_said_to_be() -> None:
+    clock = Clock()
+    cache = ClusterCache(min_age=5.0, clock=clock)
+    nodes = [node("a"), node("b")]
+    first = cache.pools(nodes, MAPPING, None)
+    assert not first.held
+    nodes[1] = node("b", "NVIDIA-H200")  # a node changed 1 s after the pools were built
+    clock.now += 1.0
+    held = cache.pools(nodes, MAPPING, None)
+    assert held.held and held.cluster is first.cluster
+    clock.now += 4.0  # the pools are min_age old: the next question groups the nodes again
+    fresh = cache.pools(nodes, MAPPING, None)
+    assert not fresh.held
+    assert fresh.cluster == facts.Cluster.from_nodes(nodes, MAPPING, source="cluster")
+    assert fresh.cluster != first.cluster
+    assert (cache.hits, cache.holds, cache.misses) == (0, 1, 2)
+    assert cache.pools(list(nodes), MAPPING, None) == (fresh.cluster, False)  # unchanged: a hit
+
+
+def test_without_min_age_a_change_is_never_held() -> None:
+    cache = ClusterCache(clock=Clock())  # the clock never moves
+    nodes = [node("a")]
+    cache.get(nodes, MAPPING, None)
+    nodes[0] = node("a", "NVIDIA-H200")
+    assert not cache.pools(nodes, MAPPING, None).held
+    assert cache.misses == 2

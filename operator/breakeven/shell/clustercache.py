@@ -8,26 +8,53 @@ selector, so it is kept per selector while the index holds the same NodeInfo obj
 a new object in the index for every event of a node, so "the same objects, in the same order"
 (an identity check, about 0.2 ms at 4,500 nodes) means "the same nodes". The cached tuple keeps
 those objects alive, so an id is never reused by another object while it is compared.
+
+While Nodes churn (a fleet coming up, a rollout relabelling nodes), every reconcile would find a
+new object somewhere and group every node again: at 5,000 nodes that was about 90 ms of CPU per
+reconcile, and a burst of new plans ran at the grouping's pace (docs/performance.md). With
+`min_age`, pools built less than `min_age` seconds ago are answered even though a node changed
+since, and the answer says it is held (`Pools.held`): the reconcile then asks to be run again
+once `min_age` has passed (shell/runtime.py), so a node change reaches every plan that was
+answered from the held pools within about `min_age` plus a switch poll, and the grouping runs at
+most once per `min_age` per node selector however fast the nodes change.
 """
 
 from __future__ import annotations
 
 import operator
+import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 from breakeven.core import facts
 
 MAX_SELECTORS = 64  # distinct node selectors kept (least recently used dropped)
 
 
+class Pools(NamedTuple):
+    cluster: facts.Cluster
+    held: bool  # built from older nodes than the index holds now (younger than min_age)
+
+
+class _Kept(NamedTuple):
+    nodes: tuple[facts.NodeInfo, ...]
+    cluster: facts.Cluster
+    built: float  # clock() when built
+
+
 class ClusterCache:
-    def __init__(self, size: int = MAX_SELECTORS) -> None:
+    def __init__(
+        self,
+        size: int = MAX_SELECTORS,
+        min_age: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.size = size
-        self._kept: OrderedDict[
-            tuple[tuple[str, str], ...] | None, tuple[tuple[facts.NodeInfo, ...], facts.Cluster]
-        ] = OrderedDict()
-        self.hits = self.misses = 0
+        self.min_age = min_age
+        self.clock = clock
+        self._kept: OrderedDict[tuple[tuple[str, str], ...] | None, _Kept] = OrderedDict()
+        self.hits = self.misses = self.holds = 0
 
     def get(
         self,
@@ -37,18 +64,34 @@ class ClusterCache:
         source: str = "cluster",
     ) -> facts.Cluster:
         """`facts.Cluster.from_nodes(nodes, mapping, node_selector, source)`, from the cache when
-        `nodes` are the very objects it was built from (mapping and source must not vary)."""
+        `nodes` are the very objects it was built from (mapping and source must not vary), or
+        built from older ones under `min_age` seconds ago."""
+        return self.pools(nodes, mapping, node_selector, source).cluster
+
+    def pools(
+        self,
+        nodes: Sequence[facts.NodeInfo],
+        mapping: facts.LabelMapping,
+        node_selector: Mapping[str, str] | None,
+        source: str = "cluster",
+    ) -> Pools:
+        """As `get`, saying whether the answer was held (built from older nodes)."""
         key = tuple(sorted(node_selector.items())) if node_selector else None
         now = tuple(nodes)
         kept = self._kept.get(key)
-        if kept is not None and len(kept[0]) == len(now) and all(map(operator.is_, kept[0], now)):
-            self._kept.move_to_end(key)
-            self.hits += 1
-            return kept[1]
+        if kept is not None:
+            same = len(kept.nodes) == len(now) and all(map(operator.is_, kept.nodes, now))
+            if same or self.clock() - kept.built < self.min_age:
+                self._kept.move_to_end(key)
+                if same:
+                    self.hits += 1
+                else:
+                    self.holds += 1
+                return Pools(kept.cluster, not same)
         self.misses += 1
         cluster = facts.Cluster.from_nodes(now, mapping, node_selector=node_selector, source=source)
-        self._kept[key] = (now, cluster)
+        self._kept[key] = _Kept(now, cluster, self.clock())
         self._kept.move_to_end(key)
         while len(self._kept) > self.size:
             self._kept.popitem(last=False)
-        return cluster
+        return Pools(cluster, False)

@@ -66,7 +66,9 @@ class Reconciler:
         self._writer: kube.Client | None = None
         self._publisher: Publisher | None = None
         self._served: dict[str, tuple[float, bool]] = {}  # group -> (checked at, served)
-        self.clusters = ClusterCache()  # the GPU pools per node-index state and node selector
+        # The GPU pools per node-index state and node selector, grouped again at most every
+        # node_facts_min_age seconds while Nodes change.
+        self.clusters = ClusterCache(min_age=config.node_facts_min_age)
 
     def connect(self, writer: kube.Client) -> None:
         self._writer = writer
@@ -93,7 +95,7 @@ class Reconciler:
         plan = self.gather(body)
         if isinstance(plan, Rejected):
             return await self.reject(state, body, previous, plan, now)
-        evaluation = self.evaluate(plan, state.traffic)
+        evaluation = self.evaluate(plan, state)
         if isinstance(evaluation, Rejected):
             return await self.reject(state, body, previous, evaluation, now)
         observed = await self.observe(plan, evaluation, previous, now)
@@ -165,16 +167,18 @@ class Reconciler:
         except pydantic.ValidationError as exc:
             return Rejected(inputs.describe(exc, "spec"))
 
-    def evaluate(
-        self, plan: api.ServingPlan, traffic: facts.Traffic | None
-    ) -> planning.Evaluation | Rejected:
-        """The rubric on this cluster's GPU nodes and the plan's traffic facts."""
+    def evaluate(self, plan: api.ServingPlan, state: PlanState) -> planning.Evaluation | Rejected:
+        """The rubric on this cluster's GPU nodes and the plan's traffic facts. Pools built from
+        older nodes (held while Nodes churn) ask for another reconcile once they are due."""
         nodes = self.nodes()
-        cluster = self.clusters.get(
+        pools = self.clusters.pools(
             list(nodes.get("gpu", ())) if nodes else [],
             self.config.mapping,
             plan.spec.serving.node_selector,
         )
+        cluster, traffic = pools.cluster, state.traffic
+        if pools.held:
+            state.recheck = self.config.node_facts_min_age
         with metrics.EVALUATION.time():
             try:
                 return planning.evaluate(plan, cluster, traffic or facts.Traffic())
