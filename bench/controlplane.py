@@ -514,7 +514,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--burst-reference", type=int, default=0, metavar="N",
         help="before the operator starts: N Deployments created at once until each is seen on a "
-        "watch, and N LeaderWorkerSets until each StatefulSet is (the machine's burst rates)",
+        "watch, and N LeaderWorkerSets until each StatefulSet is (the machine's burst rates); "
+        "their deletion and garbage collection then overlap the operator's first figures",
     )  # fmt: skip
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",")]

@@ -140,14 +140,22 @@ class Plans:
                     await self.runtime.traffic.refresh([state])
                 finally:
                     state.reading = False
-            try:
-                switching = await self.runtime.reconciler.reconcile(state)
-            except Exception:
-                metrics.RECONCILES.labels(result="error").inc()
-                raise
-            metrics.RECONCILES.labels(result="ok").inc()
-            if state.gone:
-                self.forget(key)
+            while True:
+                state.pending = False
+                try:
+                    switching = await self.runtime.reconciler.reconcile(state)
+                except Exception:
+                    metrics.RECONCILES.labels(result="error").inc()
+                    raise
+                metrics.RECONCILES.labels(result="ok").inc()
+                if state.gone:
+                    self.forget(key)
+                    break
+                # The status write met a newer plan (409: here most often kopf's own PATCH of
+                # the diff base or the finalizer): again at once, as the Scheduler does.
+                if not state.pending:
+                    break
+                metrics.QUEUE_DEPTH.set(self.gate.busy)
         metrics.QUEUE_DEPTH.set(self.gate.busy)
         return switching
 

@@ -46,11 +46,33 @@ def plan(name: str = "p", uid: str = "u1", generation: int = 1) -> dict[str, Any
     }
 
 
-class FakeRuntime:
-    """What Plans uses of Runtime: the traffic cache's `others` hook and the reconciler."""
+class FakeTraffic:
+    others: Any = tuple
 
-    def __init__(self) -> None:
-        self.traffic = type("Traffic", (), {"others": tuple})()
+    def stale(self, state: Any) -> bool:
+        return False
+
+
+class FakeReconciler:
+    """Reconciles by counting; the first `conflicts` status writes meet a newer plan (409)."""
+
+    def __init__(self, conflicts: int) -> None:
+        self.calls = 0
+        self.conflicts = conflicts
+
+    async def reconcile(self, state: Any) -> bool:
+        self.calls += 1
+        if self.calls <= self.conflicts:
+            state.pending = True  # as Reconciler.write_status on a 409
+        return False
+
+
+class FakeRuntime:
+    """What Plans uses of Runtime: the traffic cache and the reconciler."""
+
+    def __init__(self, conflicts: int = 0) -> None:
+        self.traffic = FakeTraffic()
+        self.reconciler = FakeReconciler(conflicts)
 
 
 async def test_gate_serialises_one_plan_and_folds_a_second_waiter_into_the_first() -> None:
@@ -115,6 +137,14 @@ async def test_plans_keep_one_state_per_plan_and_drop_traffic_on_a_spec_change()
     assert replaced is not state
     plans.forget(("ns", "p"))
     assert plans.states == {}
+
+
+async def test_a_status_write_that_met_a_newer_plan_is_reconciled_again_at_once() -> None:
+    runtime = FakeRuntime(conflicts=2)
+    plans = variant.Plans(runtime)
+    state = plans.remember(plan())
+    assert await plans.reconcile(state) is False
+    assert runtime.reconciler.calls == 3 and not state.pending
 
 
 def test_burst_rate_counts_the_names_seen_and_the_span_to_the_last() -> None:
