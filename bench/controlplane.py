@@ -13,10 +13,16 @@ same API server:
 - for each level of plans present (Dense-pinned Qwen3-30B-A3B plans): one more plan created,
   timed until its child workload is seen on a watch and until its status is; the plans that fill
   a level are created as a burst, reported as plans/s until each has its child;
+- with `--burst-reference N`, before the operator starts: N Deployments created at once until
+  each is seen on a watch, and N LeaderWorkerSets until each one's StatefulSet is: the rates
+  the API server and the LWS controller reach for a burst on this machine;
 - the operator's RSS and CPU seconds over one quiet interval (one sweep: every plan
   re-evaluated once), and the API requests it made in that sweep by verb and resource (the API
   server's apiserver_request_total, deltas; the operator is the only client that GETs or LISTs
   these resources by name or selector) per reconcile (the operator's own reconcile count).
+
+`--variant kopf` runs bench/kopf_operator.py instead of `breakeven run`: the same reconcile,
+queued by kopf's per-object handlers and timers instead of shell/runtime.py's Scheduler.
 
 Plain figures on stdout; everything it started is stopped by PID at the end.
 """
@@ -44,6 +50,8 @@ sys.path.insert(0, str(ROOT))
 NAMESPACE = "bench"
 LABEL = "breakeven.dev/plan"
 MODEL = "Qwen/Qwen3-30B-A3B"
+BURST_LABEL = "bench-burst"
+VARIANTS = ("queue", "kopf")
 RESOURCES = ("servingplans", "deployments", "leaderworkersets", "pods", "services", "events")
 
 
@@ -68,12 +76,13 @@ def served_model(plan: str) -> str:
     return f"bench/{plan}"
 
 
-def deployment_body(name: str) -> dict[str, Any]:
+def deployment_body(name: str, burst: bool = False) -> dict[str, Any]:
     labels = {"bench": name}
+    meta_labels = {"bench-floor": "1", **({BURST_LABEL: "1"} if burst else {})}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"bench-floor": "1"}},
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": meta_labels},
         "spec": {
             "replicas": 0,
             "selector": {"matchLabels": labels},
@@ -85,11 +94,15 @@ def deployment_body(name: str) -> dict[str, Any]:
     }
 
 
-def lws_body(name: str) -> dict[str, Any]:
+def lws_body(name: str, burst: bool = False) -> dict[str, Any]:
     return {
         "apiVersion": "leaderworkerset.x-k8s.io/v1",
         "kind": "LeaderWorkerSet",
-        "metadata": {"name": name, "namespace": NAMESPACE},
+        "metadata": {
+            "name": name,
+            "namespace": NAMESPACE,
+            **({"labels": {BURST_LABEL: "1"}} if burst else {}),
+        },
         "spec": {
             "replicas": 1,
             "leaderWorkerTemplate": {
@@ -160,6 +173,19 @@ def pct(values: list[float], q: float) -> float:
         return float("nan")
     index = min(len(values) - 1, max(0, round(q * (len(values) - 1))))
     return values[index]
+
+
+def burst_rate(
+    started: float, seen: dict[str, float], names: list[str]
+) -> tuple[int, float, float]:
+    """A burst from `started` (monotonic): how many of `names` were seen (`seen`: name -> first
+    seen), the seconds until the last of them was, and their rate over that span (NaN when
+    none was seen after `started`)."""
+    times = [seen[n] for n in names if n in seen]
+    last = max(times, default=started)
+    span = last - started
+    rate = len(times) / span if span > 0 else float("nan")
+    return len(times), span, rate
 
 
 def summary(label: str, values: list[float], timeouts: int = 0) -> tuple[float, float]:
@@ -342,11 +368,14 @@ def operator_process(
     extra: list[str],
     heap_report: Path | None = None,
     tracemalloc_frames: int = 0,
+    variant: str = "queue",
 ) -> Iterator[subprocess.Popen[bytes]]:
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1"}
     env.pop("KUBERNETES_SERVICE_HOST", None)
     # bench/heapdump.py: the same `breakeven run`, with a memory report on SIGUSR1
     runner = ["-m", "breakeven"]
+    if variant == "kopf":  # bench/kopf_operator.py: queued by kopf's per-object handlers
+        runner = [str(ROOT / "bench" / "kopf_operator.py")]
     if heap_report is not None:
         runner = [str(ROOT / "bench" / "heapdump.py")]
         env["BREAKEVEN_HEAP_REPORT"] = str(heap_report)
@@ -371,6 +400,79 @@ def operator_process(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
+
+
+def grant_plan_patch(k8s: Any) -> None:
+    """bench/kopf_operator.py writes kopf's finalizer and diff-base annotation to each plan:
+    `patch` on servingplans, which the shipped RBAC (manifests/rbac.yaml) does not grant."""
+    from kubernetes import client
+
+    from e2e import running
+
+    rbac = client.RbacAuthorizationV1Api(k8s)
+    name = "breakeven-bench-kopf-variant"
+    role = {
+        "metadata": {"name": name},
+        "rules": [{"apiGroups": ["breakeven.dev"], "resources": ["servingplans"],
+                   "verbs": ["patch"]}],
+    }  # fmt: skip
+    binding = {
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": running.SERVICE_ACCOUNT,
+                      "namespace": running.NAMESPACE}],
+    }  # fmt: skip
+    with contextlib.suppress(client.ApiException):
+        rbac.create_cluster_role(role)
+    with contextlib.suppress(client.ApiException):
+        rbac.create_cluster_role_binding(binding)
+
+
+def burst_reference(
+    n: int, apps: Any, custom: Any, floor: Seen, lws_sts: Seen, timeout: float
+) -> dict[str, float]:
+    """The machine's ceiling for a burst, before the operator starts: `n` Deployments created at
+    once (16 threads, as the plans' bursts) until each is seen on a watch (the API server's own
+    rate), then `n` LeaderWorkerSets until each one's StatefulSet is (the LWS controller's);
+    both deleted afterwards. Printed and returned (plans/s-comparable rates)."""
+    from kubernetes import client
+
+    out: dict[str, float] = {}
+    cases = (
+        ("deployments", "API server: Deployments created -> each seen on a watch", floor,
+         lambda name: apps.create_namespaced_deployment(NAMESPACE, deployment_body(name, True))),
+        ("leaderworkersets", "LWS controller: LeaderWorkerSets created -> each StatefulSet",
+         lws_sts,
+         lambda name: custom.create_namespaced_custom_object(
+             "leaderworkerset.x-k8s.io", "v1", NAMESPACE, "leaderworkersets",
+             lws_body(name, True))),
+    )  # fmt: skip
+    for kind, label, seen, create in cases:
+        names = [f"burst-{kind[:3]}-{i}" for i in range(n)]
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(create, names))
+        created = time.monotonic() - t0
+        deadline = time.monotonic() + max(timeout, n * 0.5)
+        while seen.count(set(names)) < n and time.monotonic() < deadline:
+            time.sleep(0.1)
+        done, span, rate = burst_rate(t0, seen.at, names)
+        print(
+            f"  burst reference, {label}: {n} created at {n / created:.0f}/s; {done} in "
+            f"{span:.1f}s: {rate:.1f}/s  (load {load()})"
+        )
+        sys.stdout.flush()
+        out[kind] = rate
+        out[kind + "_created"] = n / created
+    selector = f"{BURST_LABEL}=1"
+    with contextlib.suppress(client.ApiException):
+        apps.delete_collection_namespaced_deployment(NAMESPACE, label_selector=selector)
+    with contextlib.suppress(client.ApiException):
+        custom.delete_collection_namespaced_custom_object(
+            "leaderworkerset.x-k8s.io", "v1", NAMESPACE, "leaderworkersets",
+            label_selector=selector,
+        )  # fmt: skip
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -404,8 +506,23 @@ def main(argv: list[str] | None = None) -> int:
         "--tracemalloc", type=int, default=0,
         help="with --heap-dump: trace allocations (frames kept; slows the operator down)",
     )  # fmt: skip
+    parser.add_argument(
+        "--variant", choices=VARIANTS, default="queue",
+        help="queue: `breakeven run` (shell/runtime.py's Scheduler); kopf: bench/kopf_operator.py "
+        "(the same reconcile queued by kopf's per-object handlers and timers)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--burst-reference", type=int, default=0, metavar="N",
+        help="before the operator starts: N Deployments created at once until each is seen on a "
+        "watch, and N LeaderWorkerSets until each StatefulSet is (the machine's burst rates); "
+        "their deletion and garbage collection then overlap the operator's first figures",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",")]
+    if args.variant == "kopf" and args.heap_dump:
+        parser.error("--heap-dump runs `breakeven run`; not with --variant kopf")
+    if args.burst_reference < 0:
+        parser.error("--burst-reference must be >= 0")
 
     from kubernetes import client
 
@@ -418,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="breakeven-bench-"))
     print(
-        f"control-plane benchmark: levels {levels}, {args.samples} samples, "
+        f"control-plane benchmark ({args.variant}): levels {levels}, {args.samples} samples, "
         f"interval {args.interval}s, {os.cpu_count()} CPUs, workdir {workdir}"
     )
     print(f"  load average at start: {load()}")
@@ -455,6 +572,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.lease_seconds}s)"
             )
         running.install(k8s)
+        if args.variant == "kopf":
+            grant_plan_patch(k8s)
         kubeconfig = running.service_account_kubeconfig(
             k8s, cluster.kubeconfig, workdir / "operator.kubeconfig"
         )
@@ -530,12 +649,14 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 lat.append(t1 - t0)
         lws_p = summary("LWS controller: LeaderWorkerSet create -> StatefulSet", lat, missed)
+        if args.burst_reference:
+            burst_reference(args.burst_reference, apps, custom, floor, lws_sts, args.timeout)
 
         port = free_port()
         heap_report = workdir / "heap-report.txt" if args.heap_dump else None
         with operator_process(
             kubeconfig, workdir / "operator.log", args.interval, port, args.operator_arg,
-            heap_report, args.tracemalloc,
+            heap_report, args.tracemalloc, args.variant,
         ) as op:  # fmt: skip
             # Ready when the first plan gets its status.
             t0 = time.monotonic()
@@ -580,12 +701,10 @@ def main(argv: list[str] | None = None) -> int:
                     deadline = time.monotonic() + max(args.timeout, len(names) * 0.5)
                     while child.count(wanted) < len(wanted) and time.monotonic() < deadline:
                         time.sleep(0.1)
-                    last = max((child.at.get(n, 0.0) for n in names), default=0.0)
-                    done = child.count(wanted)
-                    rate = done / (last - t0) if last > t0 else float("nan")
+                    done, span, rate = burst_rate(t0, child.at, names)
                     print(
                         f"  burst of {len(names)} plans: created at {len(names) / created:.0f}/s; "
-                        f"{done} got their child in {last - t0:.1f}s: {rate:.1f} plans/s"
+                        f"{done} got their child in {span:.1f}s: {rate:.1f} plans/s"
                     )
                     present = level
                     # let the status writes of the burst settle before timing single creates
