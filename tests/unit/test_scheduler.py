@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 import pytest
@@ -319,30 +318,5 @@ async def test_a_periodic_plan_whose_facts_were_read_stays_behind_new_plans() ->
         release.set()
         await until(lambda: len(order) == 3)
         assert order == ["busy", "new", "old"]
-    finally:
-        task.cancel()
-
-
-async def test_a_reconcile_answered_from_held_node_facts_runs_again_once_they_are_due() -> None:
-    calls: list[float | None] = []
-    again = asyncio.Event()
-
-    async def reconcile(state: PlanState) -> bool:
-        calls.append(state.recheck)
-        if len(calls) == 1:
-            state.recheck = 0.05  # as Reconciler.evaluate sets it when the pools were held
-        else:
-            again.set()
-        return False
-
-    scheduler = Scheduler(Config(interval=3600), reconcile, Fresh(), lambda: True)
-    scheduler.remember(body("p"))
-    task = asyncio.create_task(scheduler.run())
-    try:
-        # With an hour's interval only the recheck can bring the second reconcile.
-        await asyncio.wait_for(again.wait(), timeout=30)
-        assert calls == [None, None]  # the recheck was taken once, not kept
-        state = scheduler.plans[("team", "p")]
-        assert state.recheck is None and state.due > time.monotonic() + 3000
     finally:
         task.cancel()

@@ -95,7 +95,7 @@ class Reconciler:
         plan = self.gather(body)
         if isinstance(plan, Rejected):
             return await self.reject(state, body, previous, plan, now)
-        evaluation = self.evaluate(plan, state)
+        evaluation = self.evaluate(plan, state.traffic)
         if isinstance(evaluation, Rejected):
             return await self.reject(state, body, previous, evaluation, now)
         observed = await self.observe(plan, evaluation, previous, now)
@@ -167,18 +167,17 @@ class Reconciler:
         except pydantic.ValidationError as exc:
             return Rejected(inputs.describe(exc, "spec"))
 
-    def evaluate(self, plan: api.ServingPlan, state: PlanState) -> planning.Evaluation | Rejected:
-        """The rubric on this cluster's GPU nodes and the plan's traffic facts. Pools built from
-        older nodes (held while Nodes churn) ask for another reconcile once they are due."""
+    def evaluate(
+        self, plan: api.ServingPlan, traffic: facts.Traffic | None
+    ) -> planning.Evaluation | Rejected:
+        """The rubric on this cluster's GPU nodes (pools grouped at most every
+        node_facts_min_age seconds while Nodes change) and the plan's traffic facts."""
         nodes = self.nodes()
-        pools = self.clusters.pools(
+        cluster = self.clusters.get(
             list(nodes.get("gpu", ())) if nodes else [],
             self.config.mapping,
             plan.spec.serving.node_selector,
         )
-        cluster, traffic = pools.cluster, state.traffic
-        if pools.held:
-            state.recheck = self.config.node_facts_min_age
         with metrics.EVALUATION.time():
             try:
                 return planning.evaluate(plan, cluster, traffic or facts.Traffic())

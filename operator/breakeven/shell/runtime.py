@@ -90,8 +90,7 @@ class Config:
     metrics_address: str = "0.0.0.0"
     eplb_exporter_image: str = telemetry.IMAGE
     workers: int = DEFAULT_WORKERS  # reconciles running at once
-    # The GPU pools are grouped again at most this often while Nodes change (shell/clustercache.py);
-    # a plan answered from older pools is reconciled again once they are due.
+    # The GPU pools are grouped again at most this often while Nodes change (shell/clustercache.py).
     node_facts_min_age: float = 5.0
 
 
@@ -111,7 +110,6 @@ class PlanState:
     # reconcile takes it instead of GETting the plan (Reconciler.read); then it is dropped.
     event_body: dict[str, Any] | None = None
     generation_read: int | None = None  # metadata.generation of the body reconciled last
-    recheck: float | None = None  # seconds until the last reconcile wants to run again, if sooner
 
 
 KEPT_METADATA = ("name", "namespace", "uid", "generation")
@@ -371,11 +369,8 @@ class Scheduler:
         if state.gone:  # deleted, though a watch restart never said so: nothing more to do
             self.forget(*key)
             return
-        delay = self._next(switching)
-        if state.recheck is not None:  # answered from held node facts: again once they are due
-            delay, state.recheck = min(delay, state.recheck), None
         if self.plans.get(key) is state:
-            self._later(state, key, delay, urgent=False)
+            self._later(state, key, self._next(switching), urgent=False)
 
     def _next(self, switching: bool) -> float:
         """Seconds until the plan is re-evaluated: a moving switch is polled fast."""
