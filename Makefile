@@ -36,7 +36,9 @@ fuzz: $(STAMP) controlplane ## The fuzz suite with FUZZ_EXAMPLES examples per te
 	BREAKEVEN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) BREAKEVEN_FUZZ_SUMMARY=fuzz-summary.json \
 		$(PY) -m pytest -q -p no:cacheprovider tests/unit/test_fuzz_inputs.py tests/unit/test_fuzz_prometheus.py tests/integration/test_fuzz_crd.py
 
-bench: $(STAMP) ## Benchmarks; figures go to docs/performance.md
+bench: bench-core bench-controlplane ## Every benchmark but bench-scale; figures go to docs/performance.md
+
+bench-core: $(STAMP) ## The decision core and the capacity model alone (bench/run.py: seconds)
 	$(PY) bench/run.py
 
 BENCH_LEVELS ?= 0,100,1000
@@ -50,7 +52,7 @@ bench-scale: $(STAMP) controlplane prometheus-install ## The operator at 5,000 k
 
 include e2e/e2e.mk
 
-.PHONY: help venv lint generate test-unit test fuzz bench bench-controlplane bench-scale
+.PHONY: help venv lint generate test-unit test fuzz bench bench-core bench-controlplane bench-scale
 
 demo: $(STAMP) controlplane prometheus-install ## The operator on a local control plane with sample plans and traffic
 	$(PY) -m e2e.demo
