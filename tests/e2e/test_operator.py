@@ -469,6 +469,7 @@ def test_a_crash_looping_pod_degrades_its_plan(
         lambda: status(k8s, namespace, "crashloop").get("phase") == "Degraded",
         timeout=60,
     )
+    assert status(k8s, namespace, "crashloop").get("reason") != "ApplyFailed"
 
 
 def test_a_plan_never_takes_over_an_object_it_does_not_own(
