@@ -93,6 +93,10 @@ def report() -> str:
             ("plan states, the rest (traffic facts, ...)", list(plans.values())),
             ("node informer store (facts.NodeInfo)", [list((runtime.nodes or {}).get("gpu", ()))]),
             ("children informer stores (kube.projection)", [runtime.children]),
+            (
+                "pod informer stores and index (kube.pod_projection)",
+                [[i.store for i in runtime.pod_informers], runtime.pods.by_plan],
+            ),
             ("reconciler and writer (hashes, caches)", [runtime.reconciler]),
         ]
     roots += [

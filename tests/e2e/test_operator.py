@@ -417,6 +417,61 @@ def test_operator_killed_mid_switch_completes_it_on_restart(
     assert deployments_left == []
 
 
+def test_a_crash_looping_pod_degrades_its_plan(
+    k8s: Any, namespace: str, until: Callable[..., None]
+) -> None:
+    """A serving pod starts crash-looping: its workload's status says a pod is not ready, that
+    triggers a reconcile, which reads the pods (from the operator's pod informer, watched under
+    manifests/rbac.yaml's `list, watch` on pods) and finds the CrashLoopBackOff."""
+    body = plan("crashloop", namespace, mode="Dense")
+    # A long grace: "no ready pods" (statuses.broken) cannot degrade it within this test, only
+    # the pod's own waiting reason can.
+    body["spec"]["policy"]["demotionGrace"] = "10m"
+    create(k8s, body)
+    until(
+        "the pinned dense plan serving",
+        lambda: status(k8s, namespace, "crashloop").get("phase") == "Serving",
+        timeout=120,
+    )
+    core = client.CoreV1Api(k8s)
+    serving = core.list_namespaced_pod(
+        namespace, label_selector="breakeven.dev/plan=crashloop,breakeven.dev/mode=dense"
+    ).items
+    assert serving
+    victim = serving[0]
+    # kwok's pod-ready stage only moves Pending pods, so this status stays as written. No
+    # restartCount: a LeaderWorkerSet would recreate the whole group on a restart.
+    core.patch_namespaced_pod_status(
+        victim.metadata.name,
+        namespace,
+        {
+            "status": {
+                "conditions": [
+                    {"type": "Ready", "status": "False"},
+                    {"type": "ContainersReady", "status": "False"},
+                ],
+                "containerStatuses": [
+                    {
+                        "name": c.name,
+                        "image": c.image,
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "e2e"}},
+                    }
+                    for c in victim.spec.containers
+                ],
+            }
+        },
+    )
+    until(
+        "the plan Degraded by the crash-looping pod",
+        lambda: status(k8s, namespace, "crashloop").get("phase") == "Degraded",
+        timeout=60,
+    )
+    assert status(k8s, namespace, "crashloop").get("reason") != "ApplyFailed"
+
+
 def test_a_plan_never_takes_over_an_object_it_does_not_own(
     k8s: Any, namespace: str, until: Callable[..., None]
 ) -> None:

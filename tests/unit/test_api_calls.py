@@ -17,7 +17,7 @@ import pytest
 from kubernetes.aio.client.exceptions import ApiException
 
 from breakeven.core import api as api_types
-from breakeven.core import facts, rendering
+from breakeven.core import facts, rendering, statuses
 from breakeven.shell import inputs, kube, runtime
 from breakeven.shell.reconcile import Reconciler, batches
 from breakeven.shell.runtime import Config, PlanState, Scheduler
@@ -34,6 +34,7 @@ class CountingApi:
         self.objects: dict[Key, dict[str, Any]] = {}
         self.status: dict[str, Any] = {}
         self.plan: dict[str, Any] = {}
+        self.pod_bodies: list[dict[str, Any]] = []  # what a pod LIST answers
 
     async def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         self.calls.append(("apply", obj["kind"]))
@@ -63,7 +64,11 @@ class CountingApi:
 
     async def pods(self, namespace: str, selector: Mapping[str, str]) -> list[dict[str, Any]]:
         self.calls.append(("list", "Pod"))
-        return []
+        return [
+            copy.deepcopy(p)
+            for p in self.pod_bodies
+            if p["metadata"]["namespace"] == namespace and kube.pod_matches(p, selector)
+        ]
 
     async def patch_status(
         self,
@@ -146,6 +151,65 @@ async def test_a_settled_plan_re_evaluated_sends_one_request() -> None:
     # Nothing changed: only the plan's own GET (no child read, apply, status or Event).
     assert await reconcile(r, state, api) == [("get", "ServingPlan")]
     assert await reconcile(r, state, api) == [("get", "ServingPlan")]
+
+
+def crashing_pod(plan: api_types.ServingPlan, name: str) -> dict[str, Any]:
+    """A pod of the plan's dense workload, as the API server would list it, crash-looping."""
+    labels = {
+        **rendering.selector_labels(plan, api_types.ServingMode.DENSE),
+        "app.kubernetes.io/managed-by": "breakeven",
+        "pod-template-hash": "abc",
+    }
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": plan.namespace,
+            "labels": labels,
+            "managedFields": [{"manager": "kubelet", "fieldsV1": {"f:status": {}}}],
+        },
+        "spec": {"containers": [{"name": "vllm", "image": "vllm/vllm-openai"}]},
+        "status": {
+            "phase": "Running",
+            "containerStatuses": [
+                {"name": "vllm", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
+            ],
+            "conditions": [{"type": "PodScheduled", "status": "True"}],
+        },
+    }
+
+
+async def test_an_unsettled_workloads_pods_come_from_the_pod_store_once_it_is_synced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    api = CountingApi()
+    r, state = setup(api)
+    plan = api_plan(api)
+    api.pod_bodies = [crashing_pod(plan, "web-dense-b"), crashing_pod(plan, "web-dense-a")]
+    seen: list[list[str]] = []
+    real = statuses.broken
+
+    def broken(pods: Any, *args: Any, **kwargs: Any) -> str | None:
+        seen.append([p["metadata"]["name"] for p in pods])
+        return real(pods, *args, **kwargs)
+
+    monkeypatch.setattr(statuses, "broken", broken)
+    await reconcile(r, state, api)  # creates the Deployment: its pods are not ready
+    synced = False
+    index = kube.PodIndex()
+    for body in api.pod_bodies:
+        index.change("ADDED", None, None, kube.pod_projection(body))
+    writer = kube.CachedWriter(api, lambda: api.index, lambda: index.find if synced else None)  # type: ignore[arg-type]
+    r.connect(writer)
+    seen.clear()
+    before = await reconcile(r, state, api)  # the pod informer's first list is not in: a LIST
+    assert before.count(("list", "Pod")) == 1 and seen == [["web-dense-b", "web-dense-a"]]
+    synced, seen[:] = True, []
+    calls = await reconcile(r, state, api)
+    # The same pods, from the store (in a LIST's order, by name), and no request for them.
+    assert ("list", "Pod") not in calls and seen == [["web-dense-a", "web-dense-b"]], calls
+    assert not [c for c in calls if c[0] in ("apply", "get") and c[1] != "ServingPlan"], calls
+    # Unsettled on every reconcile, still no LIST: 0 LISTs per sweep, whatever the plans.
+    assert ("list", "Pod") not in await reconcile(r, state, api)
 
 
 async def test_a_hand_edited_child_is_applied_again_and_a_deleted_one_recreated() -> None:

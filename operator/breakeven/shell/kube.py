@@ -1,18 +1,21 @@
 """The Kubernetes writer: server-side apply of rendered children, reads of their state.
 
 This is the only module that talks to the API server for the operator's own objects (kopf
-watches the plans and nodes). Every write is a server-side apply with field manager `breakeven`
-into the plan's namespace, with an owner reference to the plan so deleting the plan garbage-
-collects its children. The plan itself is only ever patched on its status subresource.
+watches the plans; the informers of runtime.py the nodes, our children and their pods). Every
+write is a server-side apply with field manager `breakeven` into the plan's namespace, with an
+owner reference to the plan so deleting the plan garbage-collects its children. The plan itself
+is only ever patched on its status subresource.
 
 `Writer` sends every request (and counts it: breakeven_api_requests_total). `CachedWriter` in
 front of it is what a reconcile uses: it reads the plan's children (Deployments,
-LeaderWorkerSets, Services labelled managed-by breakeven) from kopf's watch indexes instead of
-GETs, and skips an apply whose rendered object is unchanged since this process applied it and
-which nobody has changed since (same hash of the rendered object, same generation of the live
-one; a Service by its resourceVersion). A name absent from the indexes is not ours: before
-creating it, one GET makes sure no other object holds the name (an object of someone else's is
-never taken over); `claim` checks every name a step applies at once, before any is written.
+LeaderWorkerSets, Services labelled managed-by breakeven) from the informers' stores
+(shell/informer.py, runtime.py) instead of GETs, a workload's pods from the pod informer's
+store (`PodIndex`) instead of a LIST, and skips an apply whose rendered object is unchanged
+since this process applied it and which nobody has changed since (same hash of the rendered
+object, same generation of the live one; a Service by its resourceVersion). A name absent from
+the stores is not ours: before creating it, one GET makes sure no other object holds the name
+(an object of someone else's is never taken over); `claim` checks every name a step applies at
+once, before any is written.
 
 Verbs used here (and nothing else; manifests/rbac.yaml grants exactly these):
 
@@ -24,7 +27,7 @@ Verbs used here (and nothing else; manifests/rbac.yaml grants exactly these):
     configmaps               patch (apply), delete    the MoE telemetry's logging config
     podmonitors              patch (apply), delete    where monitoring.coreos.com/v1 is served
     /apis/monitoring.coreos.com/v1   discovery (allowed to every authenticated user)
-    pods                     list
+    pods                     list, watch    the pod informer (and a LIST until its first is in)
     servingplans/status      patch
     servingplans             get
     events                   create
@@ -36,6 +39,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import json
+import sys
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -123,6 +127,109 @@ def projection(body: Mapping[str, Any], kind: str) -> Obj:
             if k in status
         },
     }
+
+
+POD_LABEL_PREFIX = "breakeven.dev/"
+"""The labels a pod's projection keeps: ours (plan, mode, workload, endpoint), what
+rendering.selector_labels selects on. A selector naming another label is answered by a LIST."""
+POD_CONDITION_MESSAGE = 200  # characters of a PodScheduled message kept (statuses._not_scheduled)
+
+
+def pod_projection(body: Mapping[str, Any]) -> Obj:
+    """What a reconcile reads of a pod (statuses.broken, statuses._not_scheduled), in a pod's
+    shape: its name, namespace and our labels; its phase; the waiting reasons of its containers;
+    its PodScheduled condition while it is False. A few hundred bytes per pod instead of its
+    whole body (tens of KB with managedFields). Strings that repeat across pods are interned."""
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    labels = {
+        sys.intern(k): sys.intern(v)
+        for k, v in (meta.get("labels") or {}).items()
+        if isinstance(k, str) and k.startswith(POD_LABEL_PREFIX) and isinstance(v, str)
+    }
+    name, namespace = meta.get("name"), meta.get("namespace")
+    if not isinstance(name, str) or not isinstance(namespace, str):
+        raise ValueError("metadata.name and metadata.namespace must be strings")
+    kept: Obj = {}
+    phase = status.get("phase")
+    if isinstance(phase, str):
+        kept["phase"] = sys.intern(phase)
+    waiting = [
+        reason
+        for cs in status.get("containerStatuses") or []
+        if isinstance(cs, Mapping)
+        and isinstance(reason := ((cs.get("state") or {}).get("waiting") or {}).get("reason"), str)
+    ]
+    if waiting:
+        kept["containerStatuses"] = [
+            {"state": {"waiting": {"reason": sys.intern(r)}}} for r in waiting
+        ]
+    for c in status.get("conditions") or []:
+        if not isinstance(c, Mapping):
+            continue
+        if c.get("type") == "PodScheduled" and c.get("status") == "False":
+            condition = {"type": "PodScheduled", "status": "False"}
+            if c.get("reason"):
+                condition["reason"] = str(c["reason"])
+            if c.get("message"):
+                condition["message"] = str(c["message"])[:POD_CONDITION_MESSAGE]
+            kept["conditions"] = [condition]
+            break
+    return {
+        "metadata": {"name": name, "namespace": sys.intern(namespace), "labels": labels},
+        "status": kept,
+    }
+
+
+def pod_matches(pod: Mapping[str, Any], selector: Mapping[str, str]) -> bool:
+    """Whether the pod's labels hold every key=value of `selector` (an equality selector)."""
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+PodLookup = Callable[[str, Mapping[str, str]], "list[Obj] | None"]
+"""(namespace, selector) -> the matching pods' projections by name, or None when the store cannot
+answer (a namespace no pod informer watches, a selector on a label the projection drops)."""
+
+
+class PodIndex:
+    """The pod informers' projections by (namespace, plan label), kept by their `on_change`, so a
+    reconcile's read looks at its own plan's pods, not at every pod of the fleet."""
+
+    PLAN = POD_LABEL_PREFIX + "plan"
+
+    def __init__(self, namespaces: Sequence[str] = ()) -> None:
+        self.namespaces = frozenset(namespaces)  # empty: every namespace
+        self.by_plan: dict[tuple[str, str], dict[str, Obj]] = {}
+
+    def change(self, type: str, key: Any, old: Obj | None, new: Obj | None) -> None:
+        if old is not None:
+            bucket = self._bucket(old)
+            held = self.by_plan.get(bucket)
+            if held is not None:
+                held.pop(old["metadata"]["name"], None)
+                if not held:
+                    del self.by_plan[bucket]
+        if new is not None:
+            self.by_plan.setdefault(self._bucket(new), {})[new["metadata"]["name"]] = new
+
+    def _bucket(self, pod: Mapping[str, Any]) -> tuple[str, str]:
+        meta = pod["metadata"]
+        return meta["namespace"], meta["labels"].get(self.PLAN, "")
+
+    def find(self, namespace: str, selector: Mapping[str, str]) -> list[Obj] | None:
+        if self.namespaces and namespace not in self.namespaces:
+            return None
+        if not all(k.startswith(POD_LABEL_PREFIX) for k in selector):
+            return None
+        plan = selector.get(self.PLAN)
+        if plan is not None:
+            buckets = [self.by_plan.get((namespace, plan)) or {}]
+        else:
+            buckets = [pods for (ns, _), pods in self.by_plan.items() if ns == namespace]
+        found = [p for pods in buckets for p in pods.values() if pod_matches(p, selector)]
+        found.sort(key=lambda p: p["metadata"]["name"])  # a LIST's order
+        return found
 
 
 def read_part(body: Mapping[str, Any], kind: str) -> int:
@@ -402,11 +509,18 @@ class CachedWriter:
     """The writer a reconcile uses: reads children from the indexes, skips unchanged applies.
 
     `lookup` is None until the informers' first lists are in (then every call goes to
-    `inner`)."""
+    `inner`); `pod_lookup` likewise until the pod informers' first lists are in (then a pod
+    read is a LIST)."""
 
-    def __init__(self, inner: Writer, lookup: Callable[[], Lookup | None]) -> None:
+    def __init__(
+        self,
+        inner: Writer,
+        lookup: Callable[[], Lookup | None],
+        pod_lookup: Callable[[], PodLookup | None] | None = None,
+    ) -> None:
         self.inner = inner
         self.lookup = lookup
+        self.pod_lookup = pod_lookup
         self.applied: dict[tuple[str, str, str], tuple[str, str]] = {}  # key -> (digest, version)
 
     def _cached(self, kind: str, namespace: str, name: str) -> tuple[bool, Obj | None]:
@@ -471,7 +585,14 @@ class CachedWriter:
         return await self.inner.serves(group, version, plural)
 
     async def pods(self, namespace: str, selector: Mapping[str, str]) -> list[Obj]:
-        return await self.inner.pods(namespace, selector)
+        """The pods from the pod informer's store once it is synced (no LIST), else a LIST."""
+        find = self.pod_lookup() if self.pod_lookup is not None else None
+        found = find(namespace, selector) if find is not None else None
+        if found is None:
+            return await self.inner.pods(namespace, selector)
+        metrics.API_SAVED.labels(verb="list", kind="Pod").inc()
+        copied: list[Obj] = json.loads(json.dumps(found))  # the store's objects stay as held
+        return copied
 
     async def patch_status(
         self,

@@ -5,12 +5,19 @@
 
     informers (shell/informer.py; Runtime starts them): paged list + watch, small projections
         ├─ nodes ────────────────────── the GPU nodes (runtime.nodes, facts.NodeInfo)
-        └─ our children ─────────────── Deployments, LeaderWorkerSets, Services labelled
-                                        managed-by breakeven (cluster-wide, or per
-                                        --namespace): kube.projection, which the reconcile
-                                        reads instead of GETs; changes of a Deployment or
-                                        LeaderWorkerSet in what a reconcile reads -> trigger
-                                        the owning plan
+        ├─ our children ─────────────── Deployments, LeaderWorkerSets, Services labelled
+        │                               managed-by breakeven (cluster-wide, or per
+        │                               --namespace): kube.projection, which the reconcile
+        │                               reads instead of GETs; changes of a Deployment or
+        │                               LeaderWorkerSet in what a reconcile reads -> trigger
+        │                               the owning plan
+        └─ our pods ─────────────────── Pods labelled managed-by breakeven (every rendered
+                                        pod template carries it; cluster-wide or per
+                                        --namespace): kube.pod_projection indexed by plan
+                                        (kube.PodIndex), read by the reconcile of a workload
+                                        that is not settled instead of a LIST; their events
+                                        trigger nothing (the workload's status does), and
+                                        reconciling does not wait for their first list
         (not kopf's indexes: kopf held every listed body at start and spent ~10 ms an event)
 
     scheduler (shell/runtime.py): a de-duplicated work queue (new, changed and triggered plans

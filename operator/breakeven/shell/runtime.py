@@ -509,6 +509,11 @@ class Runtime:
         self.informer_tasks: list[asyncio.Task[None]] = []
         # Our children by kind: the informers' stores, (namespace, name) -> kube.projection
         self.children: dict[str, list[Mapping[Any, Any]]] = {}
+        # The pods of our workloads (kube.pod_projection), indexed by plan; their informers are
+        # not in `informers`: reconciling does not wait for them (a pod read is a LIST until
+        # their first lists are in), and their events trigger nothing.
+        self.pod_informers: list[Informer[Any]] = []
+        self.pods = kube.PodIndex(config.namespaces)
         self.http = prometheus.client()
         self.traffic = TrafficCache(config, self.http)
         self.reconciler = Reconciler(config, lambda: self.nodes)
@@ -536,8 +541,16 @@ class Runtime:
 
         return find
 
-    def _informer(self, informer: Informer[Any]) -> None:
-        self.informers.append(informer)
+    def pod_lookup(self) -> kube.PodLookup | None:
+        """Reads of our workloads' pods from the pod informers' stores, once their first lists
+        are in."""
+        if not self.pod_informers or not all(i.synced.is_set() for i in self.pod_informers):
+            return None
+        return self.pods.find
+
+    def _informer(self, informer: Informer[Any], gates: bool = True) -> None:
+        """Run `informer`; `gates`: reconciling waits for its first list (`synced`)."""
+        (self.informers if gates else self.pod_informers).append(informer)
         self.informer_tasks.append(asyncio.create_task(informer.run(), name=informer.name))
 
     async def start(self) -> None:
@@ -558,8 +571,8 @@ class Runtime:
         )
         self.nodes = {"gpu": nodes.store.values()}
         self._informer(nodes)
+        namespaces: list[str | None] = [*self.config.namespaces] or [None]
         for kind, (group, version, plural) in CHILD_KINDS.items():
-            namespaces: list[str | None] = [*self.config.namespaces] or [None]
             for namespace in namespaces:
                 child: Informer[dict[str, Any]] = Informer(
                     self.api_client,
@@ -571,7 +584,23 @@ class Runtime:
                 )
                 self.children.setdefault(kind, []).append(child.store)
                 self._informer(child)
-        self.reconciler.connect(kube.CachedWriter(kube.Writer(self.api_client), self.lookup))
+        # The pods of our workloads: every rendered pod template carries the managed-by label
+        # (rendering.workloads._common_labels). Only a workload that is not settled has its pods
+        # read (kube.settled), and its own status changes already trigger its plan; so a pod's
+        # events only keep the store current (no on_change trigger).
+        for namespace in namespaces:
+            pods: Informer[dict[str, Any]] = Informer(
+                self.api_client,
+                collection_path("", "v1", "pods", namespace),
+                kube.pod_projection,
+                label_selector=MANAGED_SELECTOR,
+                on_change=self.pods.change,
+                name="pods" + (f" in {namespace}" if namespace else ""),
+            )
+            self._informer(pods, gates=False)
+        self.reconciler.connect(
+            kube.CachedWriter(kube.Writer(self.api_client), self.lookup, self.pod_lookup)
+        )
         self.task = asyncio.create_task(self.scheduler.run(), name="breakeven-scheduler")
 
     async def stop(self) -> None:

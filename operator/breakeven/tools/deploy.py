@@ -15,7 +15,8 @@ against the same rules by tests). The rules hold only the verbs the operator use
     httproutes            get create patch delete  spec.gateway's HTTPRoute (where served)
     configmaps            create patch delete  vLLM's logging config for EPLB telemetry (MoE)
     podmonitors           create patch delete  scraping the EPLB exporters, where that CRD is served
-    pods                  list              is a workload broken?
+    pods                  list watch        is a workload broken? (the pod informer of our
+                                            workloads' pods: shell/runtime.py)
     events                create            decisions and switches
     customresourcedefinitions  list watch   kopf discovers the resources it serves through them
     clusterkopfpeerings, kopfpeerings  get list watch patch   kopf peering: one active replica
@@ -76,7 +77,7 @@ RULES: list[dict[str, Any]] = [
         "resources": ["podmonitors"],
         "verbs": ["create", "patch", "delete"],
     },
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     {
         "apiGroups": ["apiextensions.k8s.io"],
