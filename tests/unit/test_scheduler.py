@@ -320,3 +320,52 @@ async def test_a_periodic_plan_whose_facts_were_read_stays_behind_new_plans() ->
         assert order == ["busy", "new", "old"]
     finally:
         task.cancel()
+
+
+class FleetReadHangs(SlowPrometheus):
+    """A read of plans read before hangs until `answer` is set; a read of plans never read
+    answers at once."""
+
+    async def refresh(self, states: list[PlanState]) -> None:
+        self.asked += [s.body["metadata"]["name"] for s in states]
+        if any(s.traffic is not None for s in states):
+            await self.answer.wait()
+        for state in states:
+            state.traffic = facts.Traffic(source="test")
+
+
+async def test_a_new_plan_is_read_beside_a_fleet_read_in_flight_not_behind_it() -> None:
+    new_done = asyncio.Event()
+    seen: list[str] = []
+
+    async def reconcile(state: PlanState) -> bool:
+        seen.append(state.body["metadata"]["name"])
+        if state.body["metadata"]["name"] == "new":
+            new_done.set()
+        return False
+
+    prometheus = FleetReadHangs()
+    prometheus.stale = lambda state: state.traffic is None or state.traffic.source == "old"  # type: ignore[method-assign]
+    scheduler = Scheduler(Config(interval=3600), reconcile, prometheus, lambda: True)
+    scheduler.remember(body("old"))
+    scheduler.plans[("team", "old")].traffic = facts.Traffic(source="old")  # due again
+    task = asyncio.create_task(scheduler.run())
+    try:
+
+        async def fleet_read_started() -> None:
+            while prometheus.asked != ["old"]:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(fleet_read_started(), timeout=30)  # in flight, and it hangs
+        scheduler.remember(body("new"))
+        await asyncio.wait_for(new_done.wait(), timeout=30)
+        assert prometheus.asked == ["old", "new"]  # read alone, nothing ahead
+        assert seen == ["new"]  # reconciled while the fleet's read still hangs
+        assert scheduler.reading is not None and not scheduler.reading.done()
+        prometheus.answer.set()
+        await asyncio.wait_for(scheduler.reading, timeout=30)
+    finally:
+        task.cancel()
+        for reading in (scheduler.reading, scheduler.first_reading):
+            if reading is not None:
+                reading.cancel()

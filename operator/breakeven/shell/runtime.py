@@ -13,8 +13,11 @@
         │  back-off per plan (RETRY_BASE doubling up to RETRY_MAX), as client-go's work queue does
         └─ a worker whose plan has stale traffic facts does not wait for them: the plan joins the
            next batched Prometheus read, which runs in the background (TrafficCache.refresh), and
-           is queued again when its facts arrive; a slow or silent Prometheus never holds up a
-           plan whose facts are fresh, and one plan's failure never stops the others
+           is queued again when its facts arrive; a plan never read (new, or its spec changed)
+           joins the next read of such plans instead, which runs beside the fleet's and reads
+           nothing ahead, so a new plan never waits behind a read of every plan due; a slow or
+           silent Prometheus never holds up a plan whose facts are fresh, and one plan's
+           failure never stops the others
 
 `Runtime` holds the clients and wires them together; it owns no decisions.
 """
@@ -181,6 +184,10 @@ class Scheduler:
         self.wake = asyncio.Event()  # the clock: a plan's time may have changed
         self.reading: asyncio.Task[None] | None = None
         self.to_read: dict[Key, PlanState] = {}  # waiting for the next batched read
+        # Plans never read (new, or their spec changed) have reads of their own beside the
+        # fleet's, so a new plan never waits behind a read of every plan due (READ_AHEAD).
+        self.first_reading: asyncio.Task[None] | None = None
+        self.to_read_first: dict[Key, PlanState] = {}
         self.timers: list[tuple[float, int, Key]] = []  # (due, sequence, key); stale ones skipped
         self.sequence = 0
         self.lanes: tuple[deque[Key], deque[Key]] = (deque(), deque())  # urgent, periodic
@@ -347,9 +354,10 @@ class Scheduler:
             return
         if self.traffic.stale(state):
             # Reconciled when its facts arrive (`_read` queues it); no worker waits for them.
-            self.to_read[key] = state
+            first = state.traffic is None
+            (self.to_read_first if first else self.to_read)[key] = state
             state.reading = True
-            self._start_read()
+            self._start_read(first)
             return
         urgent, state.urgent = state.urgent, False
         try:
@@ -378,12 +386,23 @@ class Scheduler:
             return self.config.switch_poll
         return self.config.interval * random.uniform(0.9, 1.1)
 
-    def _start_read(self) -> None:
-        if self.to_read and (self.reading is None or self.reading.done()):
-            batch, self.to_read = list(self.to_read.items()), {}
-            self.reading = asyncio.create_task(self._read(batch), name="breakeven-traffic")
+    def _start_read(self, first: bool = False) -> None:
+        """Start the next batched read of the fleet's due plans, or (`first`) of the plans never
+        read, unless one of that kind is in flight (its end starts the next)."""
+        waiting = self.to_read_first if first else self.to_read
+        running = self.first_reading if first else self.reading
+        if waiting and (running is None or running.done()):
+            batch = list(waiting.items())
+            waiting.clear()
+            task = asyncio.create_task(
+                self._read(batch, first), name="breakeven-traffic" + ("-first" if first else "")
+            )
+            if first:
+                self.first_reading = task
+            else:
+                self.reading = task
 
-    async def _read(self, batch: list[tuple[Key, PlanState]]) -> None:
+    async def _read(self, batch: list[tuple[Key, PlanState]], first: bool = False) -> None:
         states = [state for _, state in batch]
         try:
             await self.traffic.refresh(states)
@@ -398,7 +417,7 @@ class Scheduler:
                 if self.plans.get(key) is state:  # in the lane it had: a periodic one stays so
                     self._at(key, 0.0, urgent=state.urgent)
             # Plans that went stale while this read ran are read next.
-            asyncio.get_running_loop().call_soon(self._start_read)
+            asyncio.get_running_loop().call_soon(self._start_read, first)
 
 
 READ_AHEAD = 0.5
@@ -439,7 +458,10 @@ class TrafficCache:
         go stale within READ_AHEAD of the interval; the others are left alone."""
         now = time.monotonic()
         stale: dict[str, tuple[PlanState, traffic.TrafficQuery]] = {}
-        ahead = self._ahead(states, now) if any(self.stale(s) for s in states) else []
+        # Only a read of plans read before reads ahead: plans never read (Scheduler's first
+        # reads) are read alone, so that a new plan's facts come in one small read.
+        due = any(s.traffic is not None and self.stale(s) for s in states)
+        ahead = self._ahead(states, now) if due else []
         early = {id(s) for s in ahead}
         for state in [*states, *ahead]:
             if not self.stale(state) and id(state) not in early:
@@ -604,7 +626,12 @@ class Runtime:
         self.task = asyncio.create_task(self.scheduler.run(), name="breakeven-scheduler")
 
     async def stop(self) -> None:
-        for task in (self.task, self.scheduler.reading, *self.informer_tasks):
+        for task in (
+            self.task,
+            self.scheduler.reading,
+            self.scheduler.first_reading,
+            *self.informer_tasks,
+        ):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
