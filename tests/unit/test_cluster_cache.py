@@ -40,7 +40,7 @@ def test_a_node_event_rebuilds_the_pools() -> None:
     cache = ClusterCache()
     nodes = [node("a"), node("b")]
     before = cache.get(nodes, MAPPING, None)
-    nodes[1] = node("b", "NVIDIA-H200")  # kopf indexed a new object for node b
+    nodes[1] = node("b", "NVIDIA-H200")  # the informer stored a new object for node b
     after = cache.get(nodes, MAPPING, None)
     assert after == facts.Cluster.from_nodes(nodes, MAPPING, source="cluster") != before
     gone = cache.get(nodes[:1], MAPPING, None)  # a node deleted
@@ -71,23 +71,23 @@ class Clock:
         return self.now
 
 
-def test_while_nodes_churn_the_pools_are_held_under_min_age_and_said_to_be() -> None:
+def test_while_nodes_churn_the_pools_are_held_under_min_age_and_counted() -> None:
     clock = Clock()
     cache = ClusterCache(min_age=5.0, clock=clock)
     nodes = [node("a"), node("b")]
-    first = cache.pools(nodes, MAPPING, None)
-    assert not first.held
+    first = cache.get(nodes, MAPPING, None)
     nodes[1] = node("b", "NVIDIA-H200")  # a node changed 1 s after the pools were built
     clock.now += 1.0
-    held = cache.pools(nodes, MAPPING, None)
-    assert held.held and held.cluster is first.cluster
+    held = cache.get(nodes, MAPPING, None)
+    assert held is first and cache.holds == 1
     clock.now += 4.0  # the pools are min_age old: the next question groups the nodes again
-    fresh = cache.pools(nodes, MAPPING, None)
-    assert not fresh.held
-    assert fresh.cluster == facts.Cluster.from_nodes(nodes, MAPPING, source="cluster")
-    assert fresh.cluster != first.cluster
+    fresh = cache.get(nodes, MAPPING, None)
+    assert cache.holds == 1
+    assert fresh == facts.Cluster.from_nodes(nodes, MAPPING, source="cluster")
+    assert fresh != first
     assert (cache.hits, cache.holds, cache.misses) == (0, 1, 2)
-    assert cache.pools(list(nodes), MAPPING, None) == (fresh.cluster, False)  # unchanged: a hit
+    assert cache.get(list(nodes), MAPPING, None) is fresh  # unchanged: a hit
+    assert (cache.hits, cache.holds) == (1, 1)
 
 
 def test_without_min_age_a_change_is_never_held() -> None:
@@ -95,5 +95,6 @@ def test_without_min_age_a_change_is_never_held() -> None:
     nodes = [node("a")]
     cache.get(nodes, MAPPING, None)
     nodes[0] = node("a", "NVIDIA-H200")
-    assert not cache.pools(nodes, MAPPING, None).held
+    cache.get(nodes, MAPPING, None)
+    assert cache.holds == 0
     assert cache.misses == 2

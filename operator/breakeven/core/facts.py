@@ -141,7 +141,7 @@ class LabelMapping(_Facts):
 
 
 class NodeInfo(_Facts):
-    """The small projection of a Node the operator keeps in memory (its kopf index)."""
+    """The small projection of a Node the operator keeps in memory (its Node informer's store)."""
 
     name: str
     labels: dict[str, str] = Field(default_factory=dict)

@@ -4,8 +4,9 @@
 at 4,500 GPU nodes that is about 90 ms of CPU (docs/performance.md), which every reconcile paid,
 although the nodes change far less often than plans are reconciled (a node's status every 10
 minutes or so). The answer depends only on the nodes, the label mapping and the plan's node
-selector, so it is kept per selector while the index holds the same NodeInfo objects: kopf puts
-a new object in the index for every event of a node, so "the same objects, in the same order"
+selector, so it is kept per selector while the Node informer's store holds the same NodeInfo
+objects: it puts a new object there only when a node's projection changed (shell/informer.py),
+so "the same objects, in the same order"
 (an identity check, about 0.2 ms at 4,500 nodes) means "the same nodes". The cached tuple keeps
 those objects alive, so an id is never reused by another object while it is compared.
 
@@ -13,7 +14,7 @@ While Nodes churn (a fleet coming up, a rollout relabelling nodes), every reconc
 new object somewhere and group every node again: at 5,000 nodes that was about 90 ms of CPU per
 reconcile, and a burst of new plans ran at the grouping's pace (docs/performance.md). With
 `min_age`, pools built less than `min_age` seconds ago are answered even though a node changed
-since (`Pools.held` says so), so the grouping runs at most once per `min_age` per node selector
+since (counted in `holds`), so the grouping runs at most once per `min_age` per node selector
 however fast the nodes change. Nothing is re-queued for a held answer: a node change never
 triggered a reconcile (plans see nodes at their periodic re-evaluation), and asking again for
 every plan answered from held pools multiplied the reconciles while the nodes churned (measured:
@@ -33,11 +34,6 @@ from typing import NamedTuple
 from breakeven.core import facts
 
 MAX_SELECTORS = 64  # distinct node selectors kept (least recently used dropped)
-
-
-class Pools(NamedTuple):
-    cluster: facts.Cluster
-    held: bool  # built from older nodes than the index holds now (younger than min_age)
 
 
 class _Kept(NamedTuple):
@@ -68,17 +64,7 @@ class ClusterCache:
     ) -> facts.Cluster:
         """`facts.Cluster.from_nodes(nodes, mapping, node_selector, source)`, from the cache when
         `nodes` are the very objects it was built from (mapping and source must not vary), or
-        built from older ones under `min_age` seconds ago."""
-        return self.pools(nodes, mapping, node_selector, source).cluster
-
-    def pools(
-        self,
-        nodes: Sequence[facts.NodeInfo],
-        mapping: facts.LabelMapping,
-        node_selector: Mapping[str, str] | None,
-        source: str = "cluster",
-    ) -> Pools:
-        """As `get`, saying whether the answer was held (built from older nodes)."""
+        built from older ones under `min_age` seconds ago (a hold)."""
         key = tuple(sorted(node_selector.items())) if node_selector else None
         now = tuple(nodes)
         kept = self._kept.get(key)
@@ -90,11 +76,11 @@ class ClusterCache:
                     self.hits += 1
                 else:
                     self.holds += 1
-                return Pools(kept.cluster, not same)
+                return kept.cluster
         self.misses += 1
         cluster = facts.Cluster.from_nodes(now, mapping, node_selector=node_selector, source=source)
         self._kept[key] = _Kept(now, cluster, self.clock())
         self._kept.move_to_end(key)
         while len(self._kept) > self.size:
             self._kept.popitem(last=False)
-        return Pools(cluster, False)
+        return cluster
